@@ -1,0 +1,274 @@
+use super::*;
+
+fn root() -> PathBuf {
+    PathBuf::from("/r")
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let mut c = Config::defaults(&root());
+    c.apply_bytes(text.as_bytes(), Path::new("/t.conf"))?;
+    Ok(c)
+}
+
+fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+    let p = under(dir, rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn defaults_match_the_original() {
+    let c = Config::defaults(Path::new("/"));
+    assert_eq!(c.server, "https://clr.telemetry.intel.com/v3/collector");
+    assert_eq!(c.socket_path, Path::new("/run/telem-0"));
+    assert_eq!(c.spool_dir, Path::new("/var/spool/telemetry"));
+    assert_eq!(c.rate_limit_strategy, RateLimitStrategy::Spool);
+    assert_eq!(c.cainfo, None);
+    assert_eq!(c.tidheader, DEFAULT_TIDHEADER);
+    assert_eq!(c.record_expiry, 1200);
+    assert_eq!(c.spool_max_size, Some(5120));
+    assert_eq!(c.spool_process_time, 120);
+    assert_eq!(c.record_window_length, 15);
+    assert_eq!(c.byte_window_length, 20);
+    assert_eq!(c.record_burst_limit, Some(1000));
+    assert_eq!(c.byte_burst_limit, None);
+    assert!(c.rate_limit_enabled);
+    assert!(c.daemon_recycling_enabled);
+    assert!(!c.record_retention_enabled);
+    assert!(c.record_server_delivery_enabled);
+    assert_eq!(c.opt_in_file, Path::new("/etc/telemetrics/opt-in"));
+    assert_eq!(c.machine_id_file, Path::new("/var/lib/telemetry/machine_id"));
+    assert_eq!(c.journal_file, Path::new("/var/log/telemetry/journal"));
+    assert_eq!(c.effective_post_format(), PostFormat::Json);
+    assert!(c.sources.values().all(|s| *s == Source::Default));
+    assert_eq!(c.sources.len(), key_names().count());
+}
+
+#[test]
+fn root_prefix_moves_every_default_path() {
+    let c = Config::defaults(Path::new("/tmp/x"));
+    for p in [
+        &c.socket_path,
+        &c.spool_dir,
+        &c.opt_in_file,
+        &c.static_machine_id_file,
+        &c.no_privacy_filters_file,
+        &c.machine_id_file,
+        &c.journal_file,
+        &c.retention_dir,
+        &c.state_dir,
+        &c.cache_dir,
+    ] {
+        assert!(p.starts_with("/tmp/x/"), "{}", p.display());
+    }
+}
+
+#[test]
+fn example_conf_like_the_original_test() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/example.conf");
+    let c = Config::load_from(&root(), Some(&f)).unwrap();
+    assert_eq!(c.server, "http://127.0.0.1");
+    assert_eq!(c.socket_path, Path::new("/tmp/test_telem_socket"));
+    assert_eq!(c.spool_dir, Path::new("/tmp/spool"));
+    assert_eq!(c.record_expiry, 1200);
+    assert_eq!(c.spool_max_size, Some(1024));
+    assert_eq!(c.spool_process_time, 180);
+    assert_eq!(c.record_burst_limit, Some(100));
+    assert_eq!(c.record_window_length, 15);
+    assert_eq!(c.byte_burst_limit, Some(1000));
+    assert_eq!(c.byte_window_length, 20);
+    assert!(c.rate_limit_enabled);
+    assert_eq!(c.rate_limit_strategy, RateLimitStrategy::Spool);
+    assert_eq!(c.cainfo.as_deref(), Some(Path::new("/tmp/cacert.crt")));
+    assert_eq!(
+        c.tidheader,
+        "X-Telemetry-TID: 6907c830-eed9-4ce9-81ae-76daf8d88f0f"
+    );
+    assert!(c.daemon_recycling_enabled);
+    assert_eq!(c.explicit_file.as_deref(), Some(f.as_path()));
+    assert_eq!(c.sources["server"], Source::File(f.clone(), 3));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn every_key_can_be_set_and_read_back() {
+    let values: &[(&str, &str)] = &[
+        ("server", "http://localhost:1/v2/collector"),
+        ("socket_path", "/a/sock"),
+        ("spool_dir", "/a/spool"),
+        ("rate_limit_strategy", "drop"),
+        ("cainfo", "/a/ca.pem"),
+        ("tidheader", "X-Telemetry-TID: abc"),
+        ("record_expiry", "5"),
+        ("spool_max_size", "-1"),
+        ("spool_process_time", "200"),
+        ("record_window_length", "0"),
+        ("byte_window_length", "59"),
+        ("record_burst_limit", "-1"),
+        ("byte_burst_limit", "64000"),
+        ("rate_limit_enabled", "false"),
+        ("daemon_recycling_enabled", "false"),
+        ("record_retention_enabled", "true"),
+        ("record_server_delivery_enabled", "false"),
+        ("post_format", "json"),
+        ("send_timeout_ms", "250"),
+        ("opt_in_file", "/a/opt-in"),
+        ("static_machine_id_file", "/a/static"),
+        ("no_privacy_filters_file", "/a/npf"),
+        ("machine_id_file", "/a/mid"),
+        ("journal_file", "/a/journal"),
+        ("retention_dir", "/a/records"),
+        ("state_dir", "/a/state"),
+        ("cache_dir", "/a/cache"),
+    ];
+    assert_eq!(values.len(), key_names().count(), "a key is missing here");
+    let mut text = String::from("[settings]\n");
+    for (k, v) in values {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    let c = parse(&text).unwrap();
+    for (i, (k, v)) in values.iter().enumerate() {
+        assert_eq!(c.value_of(k).as_deref(), Some(*v), "key {k}");
+        assert_eq!(c.sources[k], Source::File("/t.conf".into(), i + 2));
+    }
+    assert_eq!(c.spool_max_size, None);
+    assert_eq!(c.byte_burst_limit, Some(64000));
+    assert_eq!(c.effective_post_format(), PostFormat::Json);
+}
+
+#[test]
+fn dialect_comments_whitespace_sections_and_duplicates() {
+    let c = parse(
+        "# comment\n; other comment\n\n  [settings]  \n\tserver =  http://a  \nserver=http://b\n[other]\nserver=http://c\n[settings]\nspool_dir=/s\n",
+    )
+    .unwrap();
+    assert_eq!(c.server, "http://b");
+    assert_eq!(c.spool_dir, Path::new("/s"));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("[other]"));
+}
+
+#[test]
+fn unescape_rules() {
+    assert_eq!(unescape(r"X-Telemetry-TID:\sabc"), "X-Telemetry-TID: abc");
+    assert_eq!(unescape(r"a\\b"), r"a\b");
+    assert_eq!(unescape(r"a\qb"), "aqb");
+    assert_eq!(unescape(r"end\"), "end");
+    assert_eq!(unescape(r"\s\s"), "  ");
+}
+
+#[test]
+fn bad_lines_name_file_and_line() {
+    for (text, line, needle) in [
+        ("[settings\nserver=x\n", 1, "does not end with ']'"),
+        ("[settings]\njust words\n", 2, "is not 'key = value'"),
+        ("[settings]\n = value\n", 2, "empty key"),
+        ("server=x\n", 1, "before any [section]"),
+        ("[settings]\n\nrate_limit_enabled=maybe\n", 3, "not a boolean"),
+        ("[settings]\nrecord_expiry=12abc\n", 2, "not an integer"),
+        ("[settings]\nrecord_expiry=99999999999999999999\n", 2, "not an integer"),
+        ("[settings]\nrecord_expiry=-5\n", 2, "must not be negative"),
+        ("[settings]\nrecord_window_length=60\n", 2, "0 to 59"),
+        ("[settings]\nrate_limit_strategy=later\n", 2, "'spool' or 'drop'"),
+        ("[settings]\nspool_dir=relative/dir\n", 2, "absolute"),
+        ("[settings]\npost_format=xml\n", 2, "'headers'"),
+        ("[settings]\ndaemon_recycling_enabled=\n", 2, "not a boolean"),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, Some(line), "{text:?}: {e}");
+        assert!(e.message.contains(needle), "{text:?}: {e}");
+        assert!(e.to_string().starts_with(&format!("/t.conf:{line}: ")), "{e}");
+    }
+}
+
+#[test]
+fn a_bad_file_changes_nothing() {
+    let mut c = Config::defaults(&root());
+    let before = c.clone();
+    let e = c
+        .apply_bytes(b"[settings]\nserver=http://changed\nrecord_expiry=x\n", Path::new("/t"))
+        .unwrap_err();
+    assert_eq!(e.line, Some(3));
+    assert_eq!(c, before);
+}
+
+#[test]
+fn bools_accept_the_original_spellings() {
+    for (v, want) in [("TRUE", true), ("False", false), ("1", true), ("0", false)] {
+        let c = parse(&format!("[settings]\nrate_limit_enabled={v}\n")).unwrap();
+        assert_eq!(c.rate_limit_enabled, want, "{v}");
+    }
+}
+
+#[test]
+fn unknown_keys_warn_and_clamps_warn() {
+    let c = parse("[settings]\nfrobnicate=1\nspool_process_time=5\n").unwrap();
+    assert_eq!(c.spool_process_time, 120);
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("/t.conf:2: unknown key \"frobnicate\""));
+    assert!(c.warnings[1].contains("using 120"));
+    assert_eq!(parse("[settings]\nspool_process_time=900\n").unwrap().spool_process_time, 300);
+}
+
+#[test]
+fn not_utf8_is_an_error_with_a_line() {
+    let mut c = Config::defaults(&root());
+    let e = c
+        .apply_bytes(b"[settings]\nserver=\xff\n", Path::new("/t"))
+        .unwrap_err();
+    assert_eq!(e.line, Some(2));
+}
+
+#[test]
+fn layering_is_per_key() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        VENDOR_CONFIG,
+        "[settings]\nserver=http://vendor\nspool_dir=/vendor/spool\n",
+    );
+    let admin = write(d.path(), ADMIN_CONFIG, "[settings]\nserver=http://admin\n");
+    let c = Config::load_from(d.path(), None).unwrap();
+    assert_eq!(c.server, "http://admin");
+    assert_eq!(c.spool_dir, Path::new("/vendor/spool"));
+    assert_eq!(c.record_expiry, 1200);
+    assert_eq!(c.sources["server"], Source::File(admin, 2));
+    assert_eq!(c.explicit_file, None);
+
+    // An explicit file sits on the defaults alone: the vendor's spool_dir is not used.
+    let own = write(d.path(), "/own.conf", "[settings]\nserver=http://own\n");
+    let c = Config::load_from(d.path(), Some(&own)).unwrap();
+    assert_eq!(c.server, "http://own");
+    assert_eq!(c.spool_dir, under(d.path(), "/var/spool/telemetry"));
+
+    // Only one layer present.
+    fs::remove_file(under(d.path(), ADMIN_CONFIG)).unwrap();
+    let c = Config::load_from(d.path(), None).unwrap();
+    assert_eq!(c.server, "http://vendor");
+}
+
+#[test]
+fn missing_explicit_file_is_an_error() {
+    let e = Config::load_from(&root(), Some(Path::new("/does/not/exist.conf"))).unwrap_err();
+    assert_eq!(e.line, None);
+    assert!(e.to_string().contains("cannot read"));
+}
+
+#[test]
+fn post_format_auto_follows_the_url() {
+    let mut c = Config::defaults(&root());
+    for (url, want) in [
+        ("http://h/v3/collector", PostFormat::Json),
+        ("http://h/v3/collector/", PostFormat::Json),
+        ("http://h/v3/collector?x=1", PostFormat::Json),
+        ("http://h/v2/collector", PostFormat::Headers),
+        ("http://h/", PostFormat::Headers),
+    ] {
+        c.server = url.into();
+        assert_eq!(c.effective_post_format(), want, "{url}");
+    }
+    c.post_format = PostFormat::Headers;
+    c.server = "http://h/v3/collector".into();
+    assert_eq!(c.effective_post_format(), PostFormat::Headers);
+}

@@ -1,0 +1,35 @@
+//! libtelemetry: the shared core of the telemetrics client.
+//!
+//! Every program of the workspace builds records, frames, spool files and configuration through
+//! this crate, so there is exactly one parser for each format:
+//!
+//! - [`record`]: the 15 headers of record format 4 and a payload; [`validate`] the field rules;
+//!   [`sysinfo`] where the header values come from.
+//! - [`frame`]: the socket frame between the library and telemprobd.
+//! - [`spool`]: the spool file shared by telemprobd and telempostd.
+//! - [`config`]: `telemetrics.conf`, layered; [`env`] the environment variables.
+//! - [`optin`], [`machine_id`]: opt-in files and the machine id.
+//! - [`client`]: sending a record and reading telemprobd's acknowledgement.
+//!
+//! The C library (`libtelemetry.so.4`, `telemetry.h`) is the `ffi` module, the only place with
+//! `unsafe` code.
+
+pub mod client;
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod frame;
+pub mod machine_id;
+pub mod optin;
+pub mod record;
+pub mod spool;
+pub mod sysinfo;
+pub mod validate;
+
+#[allow(unsafe_code)]
+mod ffi;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use record::Record;
+pub use sysinfo::SysInfo;
