@@ -23,6 +23,7 @@ pub mod machine_id;
 pub mod optin;
 pub mod record;
 pub mod spool;
+pub mod status;
 pub mod sysinfo;
 pub mod validate;
 
