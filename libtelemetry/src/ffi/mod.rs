@@ -9,5 +9,3 @@ mod api;
 mod boundary;
 mod errno;
 mod state;
-
-pub use api::{telem_record, telem_ref};
