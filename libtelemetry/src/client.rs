@@ -22,7 +22,10 @@ pub fn send(record: &Record, config: &Config) -> Result<()> {
     let path = &config.socket_path;
     let mut stream = UnixStream::connect(path).map_err(|e| {
         Error::io(
-            format!("cannot reach telemprobd at {} (is it running?)", path.display()),
+            format!(
+                "cannot reach telemprobd at {} (is it running?)",
+                path.display()
+            ),
             e,
         )
     })?;
@@ -37,11 +40,15 @@ pub fn send(record: &Record, config: &Config) -> Result<()> {
         Ok(Some(0)) => written.map_err(|e| Error::io("sending the record", e)),
         Ok(Some(status)) => Err(Error::Refused(status.saturating_neg())),
         Ok(None) => written.map_err(|e| Error::io("sending the record", e)),
-        Err(e) if written.is_err() => Err(Error::io(
-            "sending the record",
-            written.err().unwrap_or(e),
-        )),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e) if written.is_err() => {
+            Err(Error::io("sending the record", written.err().unwrap_or(e)))
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             Err(Error::AckTimeout)
         }
         Err(e) => Err(Error::io("reading telemprobd's answer", e)),

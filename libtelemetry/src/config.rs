@@ -257,7 +257,9 @@ const KEYS: &[(&str, Setter)] = &[
     ("no_privacy_filters_file", |c, v| {
         set_path(&mut c.no_privacy_filters_file, v)
     }),
-    ("machine_id_file", |c, v| set_path(&mut c.machine_id_file, v)),
+    ("machine_id_file", |c, v| {
+        set_path(&mut c.machine_id_file, v)
+    }),
     ("journal_file", |c, v| set_path(&mut c.journal_file, v)),
     ("retention_dir", |c, v| set_path(&mut c.retention_dir, v)),
     ("state_dir", |c, v| set_path(&mut c.state_dir, v)),
@@ -426,9 +428,9 @@ impl Config {
                 continue;
             }
             if let Some(rest) = line.strip_prefix('[') {
-                let name = rest
-                    .strip_suffix(']')
-                    .ok_or_else(|| err(n, format!("section header {line:?} does not end with ']'")))?;
+                let name = rest.strip_suffix(']').ok_or_else(|| {
+                    err(n, format!("section header {line:?} does not end with ']'"))
+                })?;
                 section = Some(name.trim().to_string());
                 continue;
             }
@@ -456,11 +458,13 @@ impl Config {
                     origin.display()
                 )),
                 Some((k, set)) => {
-                    let warning = set(&mut next, &value).map_err(|m| err(n, format!("{k}: {m}")))?;
+                    let warning =
+                        set(&mut next, &value).map_err(|m| err(n, format!("{k}: {m}")))?;
                     if let Some(w) = warning {
                         next.warnings.push(format!("{}:{n}: {w}", origin.display()));
                     }
-                    next.sources.insert(k, Source::File(origin.to_path_buf(), n));
+                    next.sources
+                        .insert(k, Source::File(origin.to_path_buf(), n));
                 }
             }
         }

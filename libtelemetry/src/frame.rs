@@ -168,13 +168,13 @@ pub fn decode(frame: &[u8]) -> Result<Frame, FrameError> {
             (Some(PathBuf::from(path)), &after[end + 1..])
         }
     };
-    let hs: [u8; 4] = rest
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(FrameError::HeaderSize {
-            header: 4,
-            room: rest.len(),
-        })?;
+    let hs: [u8; 4] =
+        rest.get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(FrameError::HeaderSize {
+                header: 4,
+                room: rest.len(),
+            })?;
     let header_len = u32::from_le_bytes(hs) as usize;
     let rest = &rest[4..];
     if header_len > rest.len() || header_len > MAX_HEADER_BLOCK {

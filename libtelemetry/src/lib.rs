@@ -19,6 +19,7 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod frame;
+pub mod journal;
 pub mod machine_id;
 pub mod optin;
 pub mod record;

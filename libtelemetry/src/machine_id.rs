@@ -33,7 +33,12 @@ fn read_prefix(path: &Path, max: usize) -> io::Result<String> {
 /// The id in `path`: its first whitespace-separated word, at most 32 characters.
 pub fn read(path: &Path) -> Option<String> {
     let text = read_prefix(path, 256).ok()?;
-    let word: String = text.split_whitespace().next()?.chars().take(MAX_LEN).collect();
+    let word: String = text
+        .split_whitespace()
+        .next()?
+        .chars()
+        .take(MAX_LEN)
+        .collect();
     Some(word)
 }
 
@@ -77,10 +82,7 @@ pub fn ensure(path: &Path, now: SystemTime) -> Result<String> {
     }
     let id = new_event_id()?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".machine_id.{}.tmp",
-        std::process::id()
-    ));
+    let tmp = dir.join(format!(".machine_id.{}.tmp", std::process::id()));
     let write = || -> io::Result<()> {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -114,7 +116,11 @@ mod tests {
         let b = ensure(&p, now + ROTATION + Duration::from_secs(1)).unwrap();
         assert_ne!(a, b);
         assert_eq!(read(&p).as_deref(), Some(b.as_str()));
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temp left");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
     }
 
     #[test]

@@ -203,7 +203,7 @@ impl Record {
     /// One header line, `name: value\n`, as the C struct exposes it.
     pub fn header_line(&self, i: usize) -> String {
         let mut s = String::with_capacity(HEADER_NAMES[i].len() + 3 + self.values[i].len());
-        let _ = write!(s, "{}: {}\n", HEADER_NAMES[i], self.values[i]);
+        let _ = writeln!(s, "{}: {}", HEADER_NAMES[i], self.values[i]);
         s
     }
 
@@ -295,7 +295,12 @@ mod tests {
         assert_eq!(block.len(), r.header_block_len());
         assert_eq!(block.iter().filter(|b| **b == b'\n').count(), 15);
         r.validate().unwrap();
-        assert_eq!(Record::new(5, "t/t/t", 1, &sys()).unwrap().get(Header::Severity), "4");
+        assert_eq!(
+            Record::new(5, "t/t/t", 1, &sys())
+                .unwrap()
+                .get(Header::Severity),
+            "4"
+        );
     }
 
     #[test]
@@ -313,15 +318,24 @@ mod tests {
         assert!(r.set_event_id("ZZ").is_err());
         assert_eq!(r.get(Header::EventId), old);
         r.set_event_id("aaaaaa00000033333344444466666622").unwrap();
-        assert_eq!(r.header_line(14), "event_id: aaaaaa00000033333344444466666622\n");
+        assert_eq!(
+            r.header_line(14),
+            "event_id: aaaaaa00000033333344444466666622\n"
+        );
     }
 
     #[test]
     fn header_line_parsing() {
         assert_eq!(parse_header_line("arch: x86_64", "arch").unwrap(), "x86_64");
         assert_eq!(parse_header_line("arch:x86_64", "arch").unwrap(), "x86_64");
-        assert_eq!(parse_header_line("system_name: ", "system_name").unwrap(), "");
-        assert_eq!(parse_header_line("cpu_model:  two", "cpu_model").unwrap(), " two");
+        assert_eq!(
+            parse_header_line("system_name: ", "system_name").unwrap(),
+            ""
+        );
+        assert_eq!(
+            parse_header_line("cpu_model:  two", "cpu_model").unwrap(),
+            " two"
+        );
         assert!(parse_header_line("classificatioooon: a/b/c", "classification").is_err());
         assert!(parse_header_line("arch x86_64", "arch").is_err());
     }

@@ -70,9 +70,9 @@ pub fn decode(bytes: &[u8]) -> Result<SpoolRecord> {
             .to_string();
         rest = &rest[end + 1..];
     }
-    let payload = rest
-        .strip_suffix(b"\n")
-        .ok_or_else(|| bad("body is missing or does not end with a line feed (truncated?)".into()))?;
+    let payload = rest.strip_suffix(b"\n").ok_or_else(|| {
+        bad("body is missing or does not end with a line feed (truncated?)".into())
+    })?;
     let record = Record::from_parts(values, payload.to_vec())?;
     Ok(SpoolRecord { cfg, record })
 }
@@ -125,13 +125,19 @@ hello
         let s = decode(ORIGINAL_FILE.as_bytes()).unwrap();
         assert_eq!(s.cfg, None);
         assert_eq!(s.record.payload(), b"hello");
-        assert_eq!(s.record.values()[12], "Intel(R) Core(TM) i7-5650U CPU @ 2.20GHz");
+        assert_eq!(
+            s.record.values()[12],
+            "Intel(R) Core(TM) i7-5650U CPU @ 2.20GHz"
+        );
         s.record.validate().unwrap();
         assert_eq!(encode(&s.record, None), ORIGINAL_FILE.as_bytes());
 
         let with_cfg = format!("CFG:/etc/telemetrics/other.conf\n{ORIGINAL_FILE}");
         let s = decode(with_cfg.as_bytes()).unwrap();
-        assert_eq!(s.cfg.as_deref(), Some(Path::new("/etc/telemetrics/other.conf")));
+        assert_eq!(
+            s.cfg.as_deref(),
+            Some(Path::new("/etc/telemetrics/other.conf"))
+        );
         assert_eq!(encode(&s.record, s.cfg.as_deref()), with_cfg.as_bytes());
     }
 

@@ -54,7 +54,10 @@ impl DaemonStatus {
             s.push_str(&format!("last_delivery={t}\n"));
         }
         if let Some(e) = &self.last_error {
-            let one_line: String = e.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            let one_line: String = e
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             s.push_str(&format!("last_error={one_line}\n"));
         }
         for (k, v) in &self.counters {
@@ -70,12 +73,15 @@ impl DaemonStatus {
             if line.is_empty() {
                 continue;
             }
-            let (k, v) = line
-                .split_once('=')
-                .ok_or_else(|| Error::invalid("status file", format!("line {} has no '='", n + 1)))?;
+            let (k, v) = line.split_once('=').ok_or_else(|| {
+                Error::invalid("status file", format!("line {} has no '='", n + 1))
+            })?;
             let num = || {
                 v.parse::<u64>().map_err(|_| {
-                    Error::invalid("status file", format!("line {}: {v:?} is not a number", n + 1))
+                    Error::invalid(
+                        "status file",
+                        format!("line {}: {v:?} is not a number", n + 1),
+                    )
                 })
             };
             match k {

@@ -53,11 +53,7 @@ impl SysInfo {
                 (Some(id), None) => id,
                 (None, _) => "unknown".to_string(),
             },
-            board_name: format!(
-                "{}|{}",
-                dmi("board_name", "bn"),
-                dmi("board_vendor", "bv")
-            ),
+            board_name: format!("{}|{}", dmi("board_name", "bn"), dmi("board_vendor", "bv")),
             cpu_model: cpu_model(root),
             bios_version: dmi("bios_version", "bios"),
         }
@@ -183,11 +179,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
         write(r, "/sys/class/dmi/id/sys_vendor", "QEMU\n");
-        write(r, "/sys/class/dmi/id/product_name", "Standard PC (Q35 + ICH9, 2009)\n");
+        write(
+            r,
+            "/sys/class/dmi/id/product_name",
+            "Standard PC (Q35 + ICH9, 2009)\n",
+        );
         // No trailing newline: the original lost the last character here.
         write(r, "/sys/class/dmi/id/product_version", "pc-q35-7.2");
         write(r, "/sys/class/dmi/id/board_name", "   \n");
-        write(r, "/sys/class/dmi/id/bios_version", &format!("{}\n", "b".repeat(100)));
+        write(
+            r,
+            "/sys/class/dmi/id/bios_version",
+            &format!("{}\n", "b".repeat(100)),
+        );
         write(
             r,
             "/proc/cpuinfo",
@@ -199,7 +203,10 @@ mod tests {
             "NAME=\"Clear\"\nID=clear-linux-os\nVARIANT_ID=\"desktop\"\nVERSION_ID=\"22.04\"\nID=other\n",
         );
         let s = SysInfo::gather(r);
-        assert_eq!(s.host_type, "QEMU|Standard PC (Q35 + ICH9, 2009)|pc-q35-7.2");
+        assert_eq!(
+            s.host_type,
+            "QEMU|Standard PC (Q35 + ICH9, 2009)|pc-q35-7.2"
+        );
         assert_eq!(s.board_name, "blank|no_bv_file");
         assert_eq!(s.bios_version, "b".repeat(100));
         assert_eq!(s.cpu_model, "Intel(R) Core(TM) i7-5650U CPU @ 2.20GHz");
@@ -223,7 +230,11 @@ mod tests {
     #[test]
     fn usr_lib_os_release_is_the_fallback() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "/usr/lib/os-release", "ID=debian\nVERSION_ID=12\n");
+        write(
+            d.path(),
+            "/usr/lib/os-release",
+            "ID=debian\nVERSION_ID=12\n",
+        );
         let s = SysInfo::gather(d.path());
         assert_eq!((s.system_name.as_str(), s.build.as_str()), ("debian", "12"));
     }

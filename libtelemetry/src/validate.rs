@@ -108,7 +108,9 @@ mod tests {
     fn classification_rules() {
         assert!(classification("t/t/t").is_ok());
         assert!(classification("org.clearlinux/hello/world").is_ok());
-        for bad in ["", "t/t", "t/t/t/t", "//", "a//b", "/a/b", "a/b/", "a b/c/d", "a/b/c\n"] {
+        for bad in [
+            "", "t/t", "t/t/t/t", "//", "a//b", "/a/b", "a/b/", "a b/c/d", "a/b/c\n",
+        ] {
             assert!(classification(bad).is_err(), "{bad:?} should be rejected");
         }
         let p40 = "x".repeat(40);

@@ -38,7 +38,10 @@ fn defaults_match_the_original() {
     assert!(!c.record_retention_enabled);
     assert!(c.record_server_delivery_enabled);
     assert_eq!(c.opt_in_file, Path::new("/etc/telemetrics/opt-in"));
-    assert_eq!(c.machine_id_file, Path::new("/var/lib/telemetry/machine_id"));
+    assert_eq!(
+        c.machine_id_file,
+        Path::new("/var/lib/telemetry/machine_id")
+    );
     assert_eq!(c.journal_file, Path::new("/var/log/telemetry/journal"));
     assert_eq!(c.effective_post_format(), PostFormat::Json);
     assert!(c.sources.values().all(|s| *s == Source::Default));
@@ -165,20 +168,39 @@ fn bad_lines_name_file_and_line() {
         ("[settings]\njust words\n", 2, "is not 'key = value'"),
         ("[settings]\n = value\n", 2, "empty key"),
         ("server=x\n", 1, "before any [section]"),
-        ("[settings]\n\nrate_limit_enabled=maybe\n", 3, "not a boolean"),
+        (
+            "[settings]\n\nrate_limit_enabled=maybe\n",
+            3,
+            "not a boolean",
+        ),
         ("[settings]\nrecord_expiry=12abc\n", 2, "not an integer"),
-        ("[settings]\nrecord_expiry=99999999999999999999\n", 2, "not an integer"),
+        (
+            "[settings]\nrecord_expiry=99999999999999999999\n",
+            2,
+            "not an integer",
+        ),
         ("[settings]\nrecord_expiry=-5\n", 2, "must not be negative"),
         ("[settings]\nrecord_window_length=60\n", 2, "0 to 59"),
-        ("[settings]\nrate_limit_strategy=later\n", 2, "'spool' or 'drop'"),
+        (
+            "[settings]\nrate_limit_strategy=later\n",
+            2,
+            "'spool' or 'drop'",
+        ),
         ("[settings]\nspool_dir=relative/dir\n", 2, "absolute"),
         ("[settings]\npost_format=xml\n", 2, "'headers'"),
-        ("[settings]\ndaemon_recycling_enabled=\n", 2, "not a boolean"),
+        (
+            "[settings]\ndaemon_recycling_enabled=\n",
+            2,
+            "not a boolean",
+        ),
     ] {
         let e = parse(text).unwrap_err();
         assert_eq!(e.line, Some(line), "{text:?}: {e}");
         assert!(e.message.contains(needle), "{text:?}: {e}");
-        assert!(e.to_string().starts_with(&format!("/t.conf:{line}: ")), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("/t.conf:{line}: ")),
+            "{e}"
+        );
     }
 }
 
@@ -187,7 +209,10 @@ fn a_bad_file_changes_nothing() {
     let mut c = Config::defaults(&root());
     let before = c.clone();
     let e = c
-        .apply_bytes(b"[settings]\nserver=http://changed\nrecord_expiry=x\n", Path::new("/t"))
+        .apply_bytes(
+            b"[settings]\nserver=http://changed\nrecord_expiry=x\n",
+            Path::new("/t"),
+        )
         .unwrap_err();
     assert_eq!(e.line, Some(3));
     assert_eq!(c, before);
@@ -208,7 +233,12 @@ fn unknown_keys_warn_and_clamps_warn() {
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("/t.conf:2: unknown key \"frobnicate\""));
     assert!(c.warnings[1].contains("using 120"));
-    assert_eq!(parse("[settings]\nspool_process_time=900\n").unwrap().spool_process_time, 300);
+    assert_eq!(
+        parse("[settings]\nspool_process_time=900\n")
+            .unwrap()
+            .spool_process_time,
+        300
+    );
 }
 
 #[test]

@@ -102,7 +102,7 @@ unsafe fn owned<'a>(t_ref: *mut telem_ref) -> Result<&'a mut Owned, c_int> {
 /// # Safety
 /// `c_file` must be NULL or a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn tm_set_config_file(c_file: *mut c_char) -> c_int {
+pub unsafe extern "C" fn tm_set_config_file(c_file: *const c_char) -> c_int {
     guard(|| {
         // SAFETY: per this function's contract.
         let path = match unsafe { c_str(c_file) } {

@@ -50,7 +50,10 @@ fn golden_bytes_with_cfg() {
     assert_eq!(got, want);
     let f = decode(&want).unwrap();
     assert_eq!(f.cfg.as_deref(), Some(Path::new("/etc/x.conf")));
-    assert_eq!(f.record.get(Header::Classification), "org.clearlinux/hello/world");
+    assert_eq!(
+        f.record.get(Header::Classification),
+        "org.clearlinux/hello/world"
+    );
 }
 
 #[test]
@@ -98,7 +101,10 @@ fn rejections_have_reasons() {
             FrameError::MissingTerminator,
         ),
         (
-            frame_with(&HEADERS.replace("classification:", "classificatioooon:"), b"x"),
+            frame_with(
+                &HEADERS.replace("classification:", "classificatioooon:"),
+                b"x",
+            ),
             FrameError::Header {
                 line: 2,
                 reason: String::new(),
