@@ -119,7 +119,13 @@ impl Entry {
     pub fn to_line(&self) -> String {
         let clean = |s: &str| -> String {
             s.chars()
-                .map(|c| if c == RS || c == '\n' || c == '\r' { ' ' } else { c })
+                .map(|c| {
+                    if c == RS || c == '\n' || c == '\r' {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
                 .collect()
         };
         let mut line = format!(
@@ -382,7 +388,10 @@ mod tests {
         let line = e.to_line();
         assert_eq!(line.matches('\n').count(), 1);
         assert_eq!(line.matches(RS).count(), 6);
-        assert_eq!(Entry::parse_line(&line).unwrap().detail, "400 bad thing second line");
+        assert_eq!(
+            Entry::parse_line(&line).unwrap().detail,
+            "400 bad thing second line"
+        );
     }
 
     #[test]

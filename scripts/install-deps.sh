@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine that already has the Rust
+# toolchain, gcc and python3. Safe to run again.
+set -euo pipefail
+need=()
+command -v readelf >/dev/null || need+=(binutils)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v gdb >/dev/null || need+=(gdb)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+for c in clippy rustfmt; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
