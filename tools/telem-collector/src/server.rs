@@ -1,0 +1,447 @@
+//! The HTTP side: accept loop, routing, fault injection and the `/_/` control routes.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::state::{unix_now, Fault, RequestLog, State, StoredRecord};
+use crate::timefmt::utc_string;
+use crate::validate::{validate, Fields, Rejection};
+
+type Resp = Response<Full<Bytes>>;
+
+/// Returned from the service to make hyper close the connection without a response.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped (fault injection or unreadable request)")]
+pub struct Dropped;
+
+/// Serves collector requests on `listener` until `shutdown` completes; open connections
+/// are then aborted (a test tool has nothing to drain).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    tokio::pin!(shutdown);
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let state = state.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| handle(state.clone(), req));
+                        if let Err(e) = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await
+                        {
+                            debug!(%peer, error = %e, "connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    conns.shutdown().await;
+    Ok(())
+}
+
+fn is_collector_path(path: &str) -> bool {
+    matches!(path, "/" | "/v2/collector" | "/v3/collector")
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Dropped> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if path.starts_with("/_/") {
+        let body = read_body(req).await?;
+        return Ok(control(&state, &method, &path, &body));
+    }
+    if !is_collector_path(&path) {
+        return Ok(html(
+            StatusCode::NOT_FOUND,
+            "404 Not Found",
+            "The requested URL was not found on the server.",
+        ));
+    }
+    let at = unix_now();
+    let instant = Instant::now();
+    let headers = normalize_headers(req.headers());
+    let body = read_body(req).await?;
+    let json = (method == Method::POST && path == "/v3/collector").then(|| parse_json(&body));
+    let event_id = match &json {
+        Some(Ok((fields, _))) => fields.get("event-id").cloned(),
+        _ => headers.get("event-id").cloned(),
+    };
+    // Logged on arrival, so a request dropped or abandoned mid-delay still shows (status None).
+    let index = state.log_request(RequestLog {
+        at,
+        instant,
+        path: path.clone(),
+        event_id: event_id.clone(),
+        status: None,
+    });
+    let event = event_id.as_deref().unwrap_or("-");
+    let resp = match state.next_fault() {
+        Some(Fault::Reset) => {
+            info!(%method, %path, event, "request dropped (fault)");
+            return Err(Dropped);
+        }
+        Some(Fault::Status {
+            code,
+            retry_after,
+            message,
+        }) => fault_response(code, retry_after, message),
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            route(&state, &method, headers, json, &body, at)
+        }
+        None => route(&state, &method, headers, json, &body, at),
+    };
+    let status = resp.status().as_u16();
+    state.set_status(index, status);
+    info!(%method, %path, status, event, "request");
+    Ok(resp)
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Dropped> {
+    match req.into_body().collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            debug!(error = %e, "reading request body failed");
+            Err(Dropped)
+        }
+    }
+}
+
+/// Header names as WSGI sees them: case-insensitive, `_` equal to `-`. First one wins.
+fn normalize_headers(h: &HeaderMap) -> Fields {
+    let mut out = Fields::new();
+    for (name, value) in h {
+        let key = name.as_str().to_ascii_lowercase().replace('_', "-");
+        // WSGI decodes header bytes as Latin-1.
+        let value: String = value.as_bytes().iter().map(|&b| char::from(b)).collect();
+        out.entry(key).or_insert(value);
+    }
+    out
+}
+
+/// The v2.4 client's JSON body: an object of string values. Returns (fields, payload).
+fn parse_json(body: &[u8]) -> Result<(Fields, String), String> {
+    let invalid = || "Request body is not a JSON object of strings".to_string();
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|_| invalid())?;
+    let mut fields = Fields::new();
+    let mut payload = None;
+    for (k, v) in map {
+        let serde_json::Value::String(s) = v else {
+            return Err(invalid());
+        };
+        if k == "payload" {
+            payload = Some(s);
+        } else {
+            fields.insert(k.to_ascii_lowercase().replace('_', "-"), s);
+        }
+    }
+    let payload = payload.ok_or_else(|| "Record payload is missing".to_string())?;
+    Ok((fields, payload))
+}
+
+fn route(
+    state: &State,
+    method: &Method,
+    headers: Fields,
+    json: Option<Result<(Fields, String), String>>,
+    body: &[u8],
+    at: f64,
+) -> Resp {
+    if method == Method::GET || method == Method::HEAD {
+        let mut r = html(
+            StatusCode::FOUND,
+            "Redirecting...",
+            "Redirecting to /telemetryui.",
+        );
+        r.headers_mut()
+            .insert(LOCATION, HeaderValue::from_static("/telemetryui"));
+        return r;
+    }
+    if method != Method::POST {
+        return html(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed",
+            "The method is not allowed for the requested URL.",
+        );
+    }
+    match json {
+        Some(Err(msg)) => json_message(StatusCode::BAD_REQUEST, &msg),
+        Some(Ok((fields, payload))) => {
+            // The TID and the external flag still travel as HTTP headers.
+            let mut merged = headers.clone();
+            merged.extend(fields.clone());
+            let mut checked = fields;
+            checked.remove("x-telemetry-tid");
+            for name in ["x-telemetry-tid", "x-clr-external"] {
+                if let Some(v) = headers.get(name) {
+                    checked.insert(name.to_string(), v.clone());
+                }
+            }
+            ingest(state, "json", &checked, merged, payload, at)
+        }
+        None => {
+            // Flask consumes form bodies: upstream stores an empty payload for these.
+            let ct = headers
+                .get("content-type")
+                .map(|c| c.to_ascii_lowercase())
+                .unwrap_or_default();
+            let payload = if ct.starts_with("application/x-www-form-urlencoded")
+                || ct.starts_with("multipart/form-data")
+            {
+                String::new()
+            } else {
+                decode_payload(body)
+            };
+            ingest(state, "headers", &headers, headers.clone(), payload, at)
+        }
+    }
+}
+
+/// UTF-8 when valid, else Latin-1 (every byte is a char), as upstream.
+fn decode_payload(body: &[u8]) -> String {
+    match std::str::from_utf8(body) {
+        Ok(s) => s.to_string(),
+        Err(_) => body.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+fn ingest(
+    state: &State,
+    format: &str,
+    fields: &Fields,
+    stored_headers: BTreeMap<String, String>,
+    payload: String,
+    at: f64,
+) -> Resp {
+    let acc = match validate(fields, state.tid()) {
+        Ok(a) => a,
+        Err(Rejection::BadRequest(msg)) => return json_message(StatusCode::BAD_REQUEST, &msg),
+        Err(Rejection::ServerError(why)) => {
+            debug!(why, "answering 500 as upstream does");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error",
+                "The server encountered an internal error.",
+            );
+        }
+    };
+    let rec = StoredRecord {
+        format: format.to_string(),
+        headers: stored_headers,
+        payload: payload.clone(),
+        received: at,
+    };
+    let id = match state.store(rec) {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(error = %e, "storing record failed");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error",
+                "Storing the record failed.",
+            );
+        }
+    };
+    let body = serde_json::json!({
+        "id": id,
+        "machine_id": acc.machine_id,
+        "machine_type": acc.host_type,
+        "arch": acc.arch,
+        "build": acc.build,
+        "kernel_version": acc.kernel_version,
+        "ts_capture": utc_string(acc.ts_capture),
+        "ts_reception": utc_string(at as u64),
+        "severity": acc.severity,
+        "classification": acc.classification,
+        "record_version": acc.record_version,
+        "payload": payload,
+        "board_name": acc.board_name,
+        "bios_version": acc.bios_version,
+        "cpu_model": acc.cpu_model,
+        "event_id": acc.event_id,
+        "external": acc.external,
+    });
+    // Sorted keys like Flask's jsonify, whatever serde_json features the workspace enables.
+    let sorted: BTreeMap<String, serde_json::Value> = match body {
+        serde_json::Value::Object(m) => m.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    match serde_json::to_vec(&sorted) {
+        Ok(b) => plain(StatusCode::CREATED, Bytes::from(b), "application/json"),
+        Err(e) => json_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn fault_response(code: u16, retry_after: Option<u64>, message: Option<String>) -> Resp {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = match message {
+        Some(m) => json_message(status, &m),
+        None => plain(status, Bytes::new(), "text/plain"),
+    };
+    if let Some(secs) = retry_after {
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}
+
+/// Body of `POST /_/fault`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultSpec {
+    status: Option<u16>,
+    retry_after: Option<u64>,
+    message: Option<String>,
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    reset: bool,
+    #[serde(default = "one")]
+    times: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl FaultSpec {
+    fn into_fault(self) -> Result<(Fault, usize), String> {
+        let fault = match (self.status, self.delay_ms, self.reset) {
+            (Some(code), None, false) => {
+                StatusCode::from_u16(code).map_err(|_| format!("bad status {code}"))?;
+                Fault::Status {
+                    code,
+                    retry_after: self.retry_after,
+                    message: self.message,
+                }
+            }
+            (None, Some(ms), false) => Fault::Delay(Duration::from_millis(ms)),
+            (None, None, true) => Fault::Reset,
+            _ => return Err("give exactly one of status, delay_ms, reset".into()),
+        };
+        Ok((fault, self.times))
+    }
+}
+
+fn control(state: &State, method: &Method, path: &str, body: &[u8]) -> Resp {
+    let list = |v: serde_json::Result<Vec<u8>>| match v {
+        Ok(b) => plain(StatusCode::OK, Bytes::from(b), "application/json"),
+        Err(e) => json_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    match (method, path) {
+        (&Method::GET, "/_/records") => list(serde_json::to_vec(&state.records())),
+        (&Method::GET, "/_/requests") => list(serde_json::to_vec(&state.requests())),
+        (&Method::POST, "/_/fault") => {
+            let spec = serde_json::from_slice::<FaultSpec>(body).map_err(|e| e.to_string());
+            match spec.and_then(FaultSpec::into_fault) {
+                Ok((fault, times)) => {
+                    state.push_fault(fault, times);
+                    json_message(StatusCode::OK, "fault queued")
+                }
+                Err(e) => json_message(StatusCode::BAD_REQUEST, &e),
+            }
+        }
+        (&Method::DELETE, "/_/fault") => {
+            state.clear_faults();
+            json_message(StatusCode::OK, "faults cleared")
+        }
+        _ => json_message(StatusCode::NOT_FOUND, "unknown control route"),
+    }
+}
+
+fn plain(status: StatusCode, body: Bytes, content_type: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> Resp {
+    plain(status, Bytes::from(v.to_string()), "application/json")
+}
+
+fn json_message(status: StatusCode, msg: &str) -> Resp {
+    json_response(status, &serde_json::json!({ "message": msg }))
+}
+
+fn html(status: StatusCode, title: &str, text: &str) -> Resp {
+    let body = format!("<!doctype html>\n<html lang=en>\n<title>{title}</title>\n<h1>{title}</h1>\n<p>{text}</p>\n");
+    plain(status, Bytes::from(body), "text/html; charset=utf-8")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn json_body_fields_are_hyphenated() {
+        let (f, p) = parse_json(br#"{"record_format_version":"4","payload":"hi\n"}"#).unwrap();
+        assert_eq!(
+            f.get("record-format-version").map(String::as_str),
+            Some("4")
+        );
+        assert_eq!(p, "hi\n");
+        assert!(parse_json(br#"{"severity":1,"payload":""}"#).is_err());
+        assert!(parse_json(br#"{"severity":"1"}"#).is_err());
+        assert!(parse_json(b"[]").is_err());
+    }
+
+    #[test]
+    fn latin1_fallback() {
+        assert_eq!(decode_payload(b"caf\xc3\xa9"), "caf\u{e9}");
+        assert_eq!(decode_payload(b"caf\xe9"), "caf\u{e9}");
+    }
+
+    #[test]
+    fn fault_spec_needs_exactly_one_kind() {
+        let f: FaultSpec =
+            serde_json::from_str(r#"{"status":503,"retry_after":2,"times":3}"#).unwrap();
+        let (fault, times) = f.into_fault().unwrap();
+        assert_eq!(
+            fault,
+            Fault::Status {
+                code: 503,
+                retry_after: Some(2),
+                message: None
+            }
+        );
+        assert_eq!(times, 3);
+        let f: FaultSpec = serde_json::from_str(r#"{"status":503,"reset":true}"#).unwrap();
+        assert!(f.into_fault().is_err());
+        let f: FaultSpec = serde_json::from_str(r#"{"delay_ms":5}"#).unwrap();
+        assert_eq!(
+            f.into_fault().unwrap(),
+            (Fault::Delay(Duration::from_millis(5)), 1)
+        );
+    }
+}

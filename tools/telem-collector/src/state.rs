@@ -1,0 +1,197 @@
+//! Shared state of one collector: stored records, the request log, the fault queue and the
+//! optional store file.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// The TID the upstream collector ships with.
+pub const DEFAULT_TID: &str = "6907c830-eed9-4ce9-81ae-76daf8d88f0f";
+
+/// How a collector is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The only `X-Telemetry-TID` value accepted.
+    pub tid: String,
+    /// When set, every accepted record is appended to this file as one JSON line.
+    pub store: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tid: DEFAULT_TID.to_string(),
+            store: None,
+        }
+    }
+}
+
+/// A misbehaviour applied to the next requests to a collector path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status, with an optional `Retry-After: <secs>` and `{"message": ..}` body.
+    Status {
+        code: u16,
+        retry_after: Option<u64>,
+        message: Option<String>,
+    },
+    /// Wait this long, then handle the request normally.
+    Delay(Duration),
+    /// Close the connection without writing any response.
+    Reset,
+}
+
+/// One accepted record, as written to the store file.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredRecord {
+    /// `"headers"` (v2 form) or `"json"` (v3 form).
+    pub format: String,
+    /// Request headers by lower-case hyphenated name; for the JSON form the body's fields too.
+    pub headers: BTreeMap<String, String>,
+    pub payload: String,
+    /// Reception time, unix seconds.
+    pub received: f64,
+}
+
+/// One request to a collector path.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestLog {
+    /// Arrival time, unix seconds.
+    pub at: f64,
+    /// Arrival time on the monotonic clock, for measuring retry intervals.
+    #[serde(skip)]
+    pub instant: Instant,
+    pub path: String,
+    pub event_id: Option<String>,
+    /// The status answered; None when the connection was dropped (or not answered yet).
+    pub status: Option<u16>,
+}
+
+/// Unix time now as float seconds.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[derive(Default)]
+struct Inner {
+    records: Vec<StoredRecord>,
+    requests: Vec<RequestLog>,
+    /// FIFO of (fault, remaining uses).
+    faults: VecDeque<(Fault, usize)>,
+    store: Option<File>,
+}
+
+/// State shared by every connection. A std `Mutex`: nothing awaits while holding it.
+pub struct State {
+    tid: String,
+    inner: Mutex<Inner>,
+    /// Signalled whenever a record is stored, for `wait_for_records`.
+    stored: Condvar,
+}
+
+impl State {
+    /// Opens (creating, appending) the store file if one is configured.
+    pub fn new(opts: Options) -> io::Result<State> {
+        let store = match &opts.store {
+            Some(p) => Some(OpenOptions::new().create(true).append(true).open(p)?),
+            None => None,
+        };
+        Ok(State {
+            tid: opts.tid,
+            inner: Mutex::new(Inner {
+                store,
+                ..Inner::default()
+            }),
+            stored: Condvar::new(),
+        })
+    }
+
+    pub fn tid(&self) -> &str {
+        &self.tid
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave Inner half-updated in a way that matters to a test tool.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends to the store file (if any), then keeps the record in memory.
+    /// Returns the record's id (1-based arrival position).
+    pub fn store(&self, rec: StoredRecord) -> io::Result<u64> {
+        let mut inner = self.lock();
+        if let Some(file) = inner.store.as_mut() {
+            let mut line = serde_json::to_vec(&rec)?;
+            line.push(b'\n');
+            file.write_all(&line)?;
+        }
+        inner.records.push(rec);
+        let id = inner.records.len() as u64;
+        drop(inner);
+        self.stored.notify_all();
+        Ok(id)
+    }
+
+    /// Logs a request on arrival; returns its index for `set_status`.
+    pub fn log_request(&self, entry: RequestLog) -> usize {
+        let mut inner = self.lock();
+        inner.requests.push(entry);
+        inner.requests.len() - 1
+    }
+
+    /// Records the status answered to the request logged at `index`.
+    pub fn set_status(&self, index: usize, status: u16) {
+        if let Some(r) = self.lock().requests.get_mut(index) {
+            r.status = Some(status);
+        }
+    }
+
+    /// Takes one use of the fault at the head of the queue.
+    pub fn next_fault(&self) -> Option<Fault> {
+        let mut inner = self.lock();
+        let (fault, left) = inner.faults.front_mut()?;
+        let fault = fault.clone();
+        *left -= 1;
+        if *left == 0 {
+            inner.faults.pop_front();
+        }
+        Some(fault)
+    }
+
+    pub fn records(&self) -> Vec<StoredRecord> {
+        self.lock().records.clone()
+    }
+
+    pub fn requests(&self) -> Vec<RequestLog> {
+        self.lock().requests.clone()
+    }
+
+    pub fn push_fault(&self, fault: Fault, times: usize) {
+        if times > 0 {
+            self.lock().faults.push_back((fault, times));
+        }
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Waits (bounded by `timeout`) until at least `n` records are stored.
+    pub fn wait_for_records(&self, n: usize, timeout: Duration) -> bool {
+        let guard = self.lock();
+        match self
+            .stored
+            .wait_timeout_while(guard, timeout, |i| i.records.len() < n)
+        {
+            Ok((inner, _)) => inner.records.len() >= n,
+            Err(poisoned) => poisoned.into_inner().0.records.len() >= n,
+        }
+    }
+}
