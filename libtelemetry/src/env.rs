@@ -19,3 +19,6 @@ pub fn root() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from("/"))
 }
+
+/// The `systemctl` program telemctl runs (tests point it at a recorder script).
+pub const SYSTEMCTL: &str = "TELEM_SYSTEMCTL";

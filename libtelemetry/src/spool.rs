@@ -97,10 +97,69 @@ pub fn temp_name(name: &str) -> String {
     format!(".{name}.tmp")
 }
 
+/// One record file in the spool, as listed by [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub modified: SystemTime,
+}
+
+/// Lists the record files of a spool directory: regular, non-temporary files only (symlinks and
+/// other types are not followed and not listed), oldest first (by modification time, then name).
+pub fn scan(dir: &Path) -> std::io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if is_temporary(&name) {
+            continue;
+        }
+        // DirEntry::metadata does not follow symlinks.
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        out.push(Entry {
+            name,
+            size: meta.len(),
+            modified: meta.modified().unwrap_or(UNIX_EPOCH),
+        });
+    }
+    out.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.name.cmp(&b.name)));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn scan_lists_only_record_files_oldest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let a = file_name(1);
+        let b = file_name(2);
+        std::fs::write(d.path().join(&b), "b").unwrap();
+        std::fs::write(d.path().join(&a), "aa").unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(d.path().join(&b))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::write(d.path().join(temp_name(&a)), "tmp").unwrap();
+        std::fs::create_dir(d.path().join("subdir")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
+        let names: Vec<String> = scan(d.path()).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, [b, a]);
+    }
 
     const ORIGINAL_FILE: &str = "record_format_version: 4
 classification: org.clearlinux/hello/world

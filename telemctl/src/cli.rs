@@ -1,0 +1,78 @@
+//! Command-line interface; doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Control actions for telemetry services.
+///
+/// Commands that change the system (opt-in, opt-out, start, stop, restart) need root, unless
+/// TELEM_ROOT points at a directory tree you own (tests, the local demo).
+#[derive(Debug, Parser)]
+#[command(name = "telemctl", version)]
+pub struct Cli {
+    /// Use this configuration file (absolute path) instead of the layered files
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        alias = "config_file",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Opt in to telemetry (creates the opt-in file) and start the services
+    #[command(name = "opt-in")]
+    OptIn,
+    /// Opt out: stop the services, then delete queued records and other collected data
+    #[command(name = "opt-out")]
+    OptOut,
+    /// Start the telemetry services (needs opt-in)
+    Start,
+    /// Stop the telemetry services
+    Stop,
+    /// Stop, then start the telemetry services
+    Restart,
+    /// Print whether telemprobd and telempostd are active
+    #[command(name = "is-active")]
+    IsActive,
+    /// Show daemons, spool, last delivery and error, and counters
+    Status,
+    /// Show the effective settings and where each came from
+    Config,
+    /// Show the journal of records that left the spool
+    Journal(JournalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JournalArgs {
+    /// Only the entry with this record id
+    #[arg(
+        short = 'r',
+        long = "record_id",
+        alias = "record-id",
+        value_name = "ID"
+    )]
+    pub record_id: Option<String>,
+    /// Only entries with this event id
+    #[arg(short = 'e', long = "event_id", alias = "event-id", value_name = "ID")]
+    pub event_id: Option<String>,
+    /// Only this classification; a/b/* matches every classification starting with a/b/
+    #[arg(short = 'c', long = "classification", value_name = "CLASS")]
+    pub classification: Option<String>,
+    /// Only entries from this boot id
+    #[arg(short = 'b', long = "boot_id", alias = "boot-id", value_name = "ID")]
+    pub boot_id: Option<String>,
+    /// Also print the retained body of each record
+    #[arg(short = 'i', long = "include_record", alias = "include-record")]
+    pub include_record: bool,
+    /// Print column titles and a total
+    #[arg(short = 'V', long = "verbose")]
+    pub verbose: bool,
+}

@@ -1,0 +1,331 @@
+//! The commands. Each prints what it did; errors go back to main as `anyhow` errors.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use telemetry::config::key_names;
+use telemetry::journal::{self, Filter};
+use telemetry::{optin, spool, status, Config};
+
+use crate::cli::JournalArgs;
+use crate::purge::{self, Purged};
+use crate::timefmt::{ago, utc};
+use crate::units;
+
+/// Refuses unless we are root, or TELEM_ROOT names a tree owned by the caller (then nothing of
+/// the real system is touched, so no privilege is needed).
+pub fn require_root(what: &str) -> Result<()> {
+    let euid = rustix::process::geteuid();
+    if euid.is_root() {
+        return Ok(());
+    }
+    if let Some(root) = std::env::var_os(telemetry::env::ROOT).filter(|r| !r.is_empty()) {
+        if fs::metadata(&root).is_ok_and(|m| m.uid() == euid.as_raw()) {
+            return Ok(());
+        }
+    }
+    bail!(
+        "Must be root to {what}. Run it with sudo (or set TELEM_ROOT to a directory tree you own)."
+    )
+}
+
+pub fn opt_in(config: &Config) -> Result<ExitCode> {
+    require_root("opt in")?;
+    let path = &config.opt_in_file;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let created = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path);
+    match created {
+        Ok(_) => println!("Opted in to telemetry: created {}.", path.display()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            println!(
+                "Already opted in ({} exists). Nothing to do.",
+                path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+    if units::available() {
+        println!("Starting the telemetry services:");
+        return start(config);
+    }
+    println!(
+        "systemd is not running here, so no services were started; start telemprobd and \
+         telempostd yourself."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn opt_out(config: &Config) -> Result<ExitCode> {
+    require_root("opt out")?;
+    let mut ok = true;
+    match fs::remove_file(&config.opt_in_file) {
+        Ok(()) => println!(
+            "Opted out of telemetry: removed {}.",
+            config.opt_in_file.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            println!(
+                "Already opted out ({} does not exist).",
+                config.opt_in_file.display()
+            )
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing {}", config.opt_in_file.display()))
+        }
+    }
+    if units::available() {
+        ok &= stop(config)? == ExitCode::SUCCESS;
+    } else {
+        println!("systemd is not running here; stop telemprobd and telempostd yourself.");
+    }
+    // Queued and collected data goes; the journal stays, as a record of what was already sent.
+    let mut purged = Purged::default();
+    purge::contents(&config.spool_dir, &mut purged);
+    purge::contents(&config.retention_dir, &mut purged);
+    purge::contents(&config.cache_dir, &mut purged);
+    purge::file(&config.machine_id_file, &mut purged);
+    println!(
+        "Deleted {} queued records and other collected files (spool, retained records, caches, \
+         machine id).",
+        purged.entries
+    );
+    for p in &purged.problems {
+        eprintln!("telemctl: could not delete {p}");
+        ok = false;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn start(config: &Config) -> Result<ExitCode> {
+    require_root("start the telemetry services")?;
+    if !optin::is_opted_in(config) {
+        bail!(
+            "Opt in to telemetry first ('telemctl opt-in'); {} does not exist.",
+            config.opt_in_file.display()
+        );
+    }
+    Ok(code(units::act("start", &units::TRIGGERS)?))
+}
+
+pub fn stop(_config: &Config) -> Result<ExitCode> {
+    require_root("stop the telemetry services")?;
+    let a = units::act("stop", &units::TRIGGERS)?;
+    let b = units::act("stop", &units::SERVICES)?;
+    Ok(code(a && b))
+}
+
+pub fn restart(config: &Config) -> Result<ExitCode> {
+    if stop(config)? != ExitCode::SUCCESS {
+        return Ok(ExitCode::FAILURE);
+    }
+    start(config)
+}
+
+pub fn is_active() -> Result<ExitCode> {
+    println!("telemprobd : {}", units::is_active("telemprobd.socket"));
+    println!("telempostd : {}", units::is_active("telempostd.path"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    rustix::process::Pid::from_raw(pid as i32).is_some_and(|p| {
+        rustix::process::test_kill_process(p).is_ok() || pid_exists_other_user(pid)
+    })
+}
+
+/// A process of another user answers EPERM to kill(0); /proc tells it exists.
+fn pid_exists_other_user(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+pub fn status(config: &Config) -> Result<ExitCode> {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "opt-in:      {}\n",
+        if optin::is_opted_in(config) {
+            "opted in"
+        } else {
+            "not opted in"
+        }
+    ));
+    let mut last_delivery = None;
+    let mut last_error: Option<(u64, String)> = None;
+    for daemon in ["telemprobd", "telempostd"] {
+        let file = status::path(config, daemon);
+        match status::read(&file) {
+            Ok(Some(st)) => {
+                let state = if pid_alive(st.pid) {
+                    format!("running (pid {}, since {})", st.pid, utc(st.started))
+                } else {
+                    format!(
+                        "not running (last pid {}, last report {})",
+                        st.pid,
+                        utc(st.updated)
+                    )
+                };
+                out.push_str(&format!("{daemon}:  {state}\n"));
+                let counters: Vec<String> = st
+                    .counters
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                if !counters.is_empty() {
+                    out.push_str(&format!("             {}\n", counters.join(", ")));
+                }
+                last_delivery = last_delivery.max(st.last_delivery);
+                if let Some(e) = st.last_error {
+                    if last_error.as_ref().is_none_or(|(t, _)| st.updated > *t) {
+                        last_error = Some((st.updated, format!("{daemon}: {e}")));
+                    }
+                }
+            }
+            Ok(None) => out.push_str(&format!("{daemon}:  not running (no status yet)\n")),
+            Err(e) => out.push_str(&format!("{daemon}:  unknown ({e})\n")),
+        }
+    }
+    match spool::scan(&config.spool_dir) {
+        Ok(entries) => {
+            let bytes: u64 = entries.iter().map(|e| e.size).sum();
+            let oldest = entries
+                .first()
+                .and_then(|e| e.modified.duration_since(UNIX_EPOCH).ok())
+                .map(|d| format!(", oldest {}", ago(now(), d.as_secs())))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "spool:       {} records, {} bytes{oldest} ({})\n",
+                entries.len(),
+                bytes,
+                config.spool_dir.display()
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => out.push_str(&format!(
+            "spool:       empty ({} does not exist)\n",
+            config.spool_dir.display()
+        )),
+        Err(e) => out.push_str(&format!("spool:       unreadable: {e}\n")),
+    }
+    out.push_str(&format!(
+        "last delivery: {}\n",
+        last_delivery.map_or("never".to_string(), |t| format!(
+            "{} ({})",
+            utc(t),
+            ago(now(), t)
+        ))
+    ));
+    out.push_str(&format!(
+        "last error:  {}\n",
+        last_error.map_or("none".to_string(), |(_, e)| e)
+    ));
+    write_out(&out)
+}
+
+pub fn config_cmd(config: &Config) -> Result<ExitCode> {
+    let mut out = String::new();
+    if let Some(f) = &config.explicit_file {
+        out.push_str(&format!("# explicit file: {}\n", f.display()));
+    }
+    for w in &config.warnings {
+        out.push_str(&format!("# warning: {w}\n"));
+    }
+    out.push_str("[settings]\n");
+    for key in key_names() {
+        let value = config.value_of(key).unwrap_or_default();
+        let source = config
+            .sources
+            .get(key)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        out.push_str(&format!("{key}={value}    # {source}\n"));
+    }
+    write_out(&out)
+}
+
+pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
+    let entries = journal::read(&config.journal_file)?;
+    let filter = Filter {
+        record_id: args.record_id.clone(),
+        event_id: args.event_id.clone(),
+        classification: args.classification.clone(),
+        boot_id: args.boot_id.clone(),
+    };
+    let mut out = String::new();
+    if args.verbose {
+        out.push_str(&format!(
+            "{:<30} {:<23} {:<32} {:<32} {:<36} {}\n",
+            "Classification", "Time stamp", "Record ID", "Event ID", "Boot ID", "Outcome"
+        ));
+    }
+    let mut n = 0;
+    for e in journal::newest(&entries, journal::RECORD_LIMIT) {
+        if !filter.matches(e) {
+            continue;
+        }
+        n += 1;
+        let outcome = e.outcome.map_or(String::new(), |o| {
+            if e.detail.is_empty() {
+                o.as_str().to_string()
+            } else {
+                format!("{} ({})", o.as_str(), e.detail)
+            }
+        });
+        out.push_str(&format!(
+            "{:<30} {} {} {} {} {}\n",
+            e.classification,
+            utc(e.timestamp),
+            e.record_id,
+            e.event_id,
+            e.boot_id,
+            outcome
+        ));
+        if args.include_record {
+            if let Ok(body) = fs::read(config.retention_dir.join(&e.record_id)) {
+                out.push_str(&String::from_utf8_lossy(&body));
+            }
+        }
+    }
+    if args.verbose {
+        out.push_str(&format!("Total records: {n}\n"));
+    }
+    write_out(&out)
+}
+
+fn write_out(s: &str) -> Result<ExitCode> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(s.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        r => r
+            .map(|()| ExitCode::SUCCESS)
+            .context("writing to standard output"),
+    }
+}
