@@ -8,4 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The install test uses every binary of the workspace from target/debug.
+cargo build --workspace --locked
 cargo test --workspace --locked

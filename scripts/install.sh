@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs telemetrics: binaries, libtelemetry.so.4 with its links, libtelemetry.a, telemetry.h,
+# libtelemetry.pc, systemd units, tmpfiles.d, sysusers.d, sysctl.d, and the default config with
+# every key commented.
+#
+#   scripts/install.sh [--no-build] [--profile-dir DIR]
+#   environment: PREFIX (/usr/local), DESTDIR (empty), BINDIR, LIBDIR, INCLUDEDIR, SYSCONFDIR
+#   (/etc), UNITDIR, TMPFILESDIR, SYSUSERSDIR, SYSCTLDIR, SYSTEMCONFDIR, DATADIR
+#
+# A packager: `PREFIX=/usr DESTDIR=$pkgdir scripts/install.sh`. Paths inside the units are
+# substituted from these values.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=1
+profile_dir=target/release
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-build) build=0 ;;
+    --profile-dir) profile_dir=$2; shift ;;
+    *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+PREFIX=${PREFIX:-/usr/local}
+DESTDIR=${DESTDIR:-}
+BINDIR=${BINDIR:-$PREFIX/bin}
+LIBDIR=${LIBDIR:-$PREFIX/lib}
+INCLUDEDIR=${INCLUDEDIR:-$PREFIX/include}
+DATADIR=${DATADIR:-$PREFIX/share}
+SYSCONFDIR=${SYSCONFDIR:-/etc}
+UNITDIR=${UNITDIR:-$PREFIX/lib/systemd/system}
+TMPFILESDIR=${TMPFILESDIR:-$PREFIX/lib/tmpfiles.d}
+SYSUSERSDIR=${SYSUSERSDIR:-$PREFIX/lib/sysusers.d}
+SYSCTLDIR=${SYSCTLDIR:-$PREFIX/lib/sysctl.d}
+SYSTEMCONFDIR=${SYSTEMCONFDIR:-$PREFIX/lib/systemd/system.conf.d}
+
+bins="telemprobd telempostd telemctl telem-record-gen crashprobe klogscanner journalprobe pstoreprobe pstoreclean hprobe"
+if [ "$build" = 1 ]; then
+  cargo build --release --locked --workspace --exclude telem-collector
+  profile_dir=target/release
+fi
+for b in $bins; do
+  [ -x "$profile_dir/$b" ] || { echo "install.sh: $profile_dir/$b is missing (build first)" >&2; exit 1; }
+done
+
+d() { install -d -m 0755 "$DESTDIR$1"; }
+for dir in "$BINDIR" "$LIBDIR/pkgconfig" "$INCLUDEDIR" "$UNITDIR" "$TMPFILESDIR" "$SYSUSERSDIR" \
+           "$SYSCTLDIR" "$SYSTEMCONFDIR" "$DATADIR/defaults/telemetrics"; do
+  d "$dir"
+done
+for b in $bins; do
+  install -m 0755 "$profile_dir/$b" "$DESTDIR$BINDIR/$b"
+done
+
+# The C library: relink the static archive with the original version script.
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+sh libtelemetry/build-so.sh "$profile_dir/libtelemetry.a" "$stage" "$PREFIX"
+install -m 0755 "$stage/libtelemetry.so.4.1.0" "$DESTDIR$LIBDIR/libtelemetry.so.4.1.0"
+ln -sf libtelemetry.so.4.1.0 "$DESTDIR$LIBDIR/libtelemetry.so.4"
+ln -sf libtelemetry.so.4 "$DESTDIR$LIBDIR/libtelemetry.so"
+install -m 0644 "$stage/libtelemetry.a" "$DESTDIR$LIBDIR/libtelemetry.a"
+sed -e "s|^libdir=.*|libdir=$LIBDIR|" -e "s|^includedir=.*|includedir=$INCLUDEDIR|" \
+  "$stage/libtelemetry.pc" > "$stage/libtelemetry.pc.out"
+install -m 0644 "$stage/libtelemetry.pc.out" "$DESTDIR$LIBDIR/pkgconfig/libtelemetry.pc"
+install -m 0644 include/telemetry.h "$DESTDIR$INCLUDEDIR/telemetry.h"
+
+subst() {
+  sed -e "s|@bindir@|$BINDIR|g" -e "s|@sysconfdir@|$SYSCONFDIR|g" "$1"
+}
+for f in systemd/*.service.in systemd/*.socket.in systemd/*.path.in systemd/*.timer.in; do
+  name=$(basename "$f" .in)
+  subst "$f" > "$stage/$name"
+  install -m 0644 "$stage/$name" "$DESTDIR$UNITDIR/$name"
+done
+subst systemd/telemetrics-dirs.conf.in > "$stage/telemetrics-dirs.conf"
+install -m 0644 "$stage/telemetrics-dirs.conf" "$DESTDIR$TMPFILESDIR/telemetrics-dirs.conf"
+install -m 0644 systemd/telemetrics.sysusers.conf "$DESTDIR$SYSUSERSDIR/telemetrics.conf"
+subst systemd/40-crash-probe.conf.in > "$stage/40-crash-probe.conf"
+install -m 0644 "$stage/40-crash-probe.conf" "$DESTDIR$SYSCTLDIR/40-crash-probe.conf"
+install -m 0644 systemd/40-core-ulimit.conf "$DESTDIR$SYSTEMCONFDIR/40-core-ulimit.conf"
+install -m 0644 systemd/telemetrics.conf "$DESTDIR$DATADIR/defaults/telemetrics/telemetrics.conf"
+echo "installed telemetrics into ${DESTDIR:-/}$PREFIX"
