@@ -1,0 +1,583 @@
+//! HTTP delivery: the one kept-alive `ureq` agent, the two request encodings, and the
+//! classification of an answer into delivered / retry / rejected (contract §3).
+//!
+//! ureq is blocking; [`post`] is called on a blocking thread, never on the async runtime.
+
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use telemetry::config::PostFormat;
+use telemetry::record::{Header, Record, HEADER_NAMES};
+use telemetry::Config;
+use ureq::http::{HeaderName, HeaderValue};
+use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::transport::DefaultConnector;
+use ureq::Agent;
+
+use crate::resolve::CachingResolver;
+use crate::retry::parse_retry_after;
+
+/// Largest part of a response body we read (the collector echoes the record, ≤ ~9 KiB).
+const MAX_RESPONSE_BODY: u64 = 64 * 1024;
+/// Longest server message we keep for the journal.
+const MAX_MESSAGE: usize = 300;
+
+/// Where and how one record is sent: the parts of the config a per-record `CFG:` file may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Collector URL.
+    pub server: String,
+    /// TID header as (name, value); `None` when `tidheader` is empty.
+    pub tid: Option<(String, String)>,
+    /// Body encoding.
+    pub format: PostFormat,
+    /// CA bundle; `None` = the bundled Mozilla roots.
+    pub cainfo: Option<PathBuf>,
+}
+
+impl Target {
+    /// The target a config describes.
+    pub fn from_config(c: &Config) -> Target {
+        let tid = c.tidheader.split_once(':').and_then(|(n, v)| {
+            let n = n.trim();
+            (!n.is_empty()).then(|| (n.to_string(), v.trim().to_string()))
+        });
+        Target {
+            server: c.server.clone(),
+            tid,
+            format: c.effective_post_format(),
+            cainfo: c.cainfo.clone(),
+        }
+    }
+}
+
+/// Agent settings that do not depend on the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// TCP (and proxy) connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (ureq 3 has none by default).
+    pub total_timeout: Duration,
+    /// Keep connections alive between records (off only for the benchmark's comparison).
+    pub keepalive: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        // The original's libcurl settings.
+        HttpSettings {
+            connect_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(10),
+            keepalive: true,
+        }
+    }
+}
+
+/// The agent could not be built (only the CA file can make this fail).
+#[derive(Debug, thiserror::Error)]
+#[error("cainfo {}: {why}", .path.display())]
+pub struct AgentError {
+    /// The configured CA file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+/// Builds the agent. A configured `cainfo` that is missing or holds no certificate is an error
+/// (the original silently fell back to the system store).
+pub fn build_agent(cainfo: Option<&Path>, s: &HttpSettings) -> Result<Agent, AgentError> {
+    let mut tls = TlsConfig::builder();
+    if let Some(path) = cainfo {
+        let err = |why: String| AgentError {
+            path: path.to_path_buf(),
+            why,
+        };
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let mut certs = Vec::new();
+        for item in parse_pem(&pem) {
+            if let PemItem::Certificate(c) = item.map_err(|e| err(e.to_string()))? {
+                certs.push(c);
+            }
+        }
+        if certs.is_empty() {
+            return Err(err("no PEM certificate in the file".into()));
+        }
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    let config = Agent::config_builder()
+        .timeout_global(Some(s.total_timeout))
+        .timeout_connect(Some(s.connect_timeout))
+        // Non-2xx answers are values, so Retry-After and the server's message can be read.
+        .http_status_as_error(false)
+        // 3xx is an answer to classify, not something to follow (the original never followed).
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .proxy(ureq::Proxy::try_from_env())
+        .user_agent(concat!("telempostd/", env!("CARGO_PKG_VERSION")))
+        .max_idle_connections(if s.keepalive { 2 } else { 0 })
+        .max_idle_connections_per_host(if s.keepalive { 1 } else { 0 })
+        .max_idle_age(Duration::from_secs(60))
+        // Records are at most ~9 KiB: small buffers keep the resident size small.
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
+        .tls_config(tls.build())
+        .build();
+    Ok(Agent::with_parts(
+        config,
+        DefaultConnector::new(),
+        CachingResolver::default(),
+    ))
+}
+
+/// One encoded HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// URL to POST to.
+    pub url: String,
+    /// Header (name, value) pairs, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// `record_format_version` → `Record-Format-Version`.
+pub fn hyphenated(name: &str) -> String {
+    name.split('_')
+        .map(|part| {
+            let mut c = part.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Encodes a record for the target: `headers` (metadata as hyphenated headers, payload as body,
+/// `application/text`) or `json` (the original v2.4 body). Values are sent whole; empty values
+/// as empty strings.
+pub fn encode(record: &Record, target: &Target, keepalive: bool) -> Request {
+    let mut headers = Vec::with_capacity(18);
+    if let Some((n, v)) = &target.tid {
+        headers.push((n.clone(), v.clone()));
+    }
+    let body = match target.format {
+        PostFormat::Json => {
+            headers.push(("Content-Type".into(), "application/json".into()));
+            json_body(record).into_bytes()
+        }
+        PostFormat::Headers | PostFormat::Auto => {
+            for (name, value) in HEADER_NAMES.iter().zip(record.values()) {
+                headers.push((hyphenated(name), value.clone()));
+            }
+            headers.push(("Content-Type".into(), "application/text".into()));
+            record.payload().to_vec()
+        }
+    };
+    if !keepalive {
+        headers.push(("Connection".into(), "close".into()));
+    }
+    Request {
+        url: target.server.clone(),
+        headers,
+        body,
+    }
+}
+
+/// The original's JSON body: compact, the 15 header names in order, then `payload`; all strings.
+pub fn json_body(record: &Record) -> String {
+    let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    let mut out = String::with_capacity(512 + record.payload().len() * 2);
+    out.push('{');
+    for (name, value) in HEADER_NAMES.iter().zip(record.values()) {
+        out.push_str(&q(name));
+        out.push(':');
+        out.push_str(&q(value));
+        out.push(',');
+    }
+    out.push_str("\"payload\":");
+    out.push_str(&q(&String::from_utf8_lossy(record.payload())));
+    out.push('}');
+    out
+}
+
+/// What one POST produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The server answered.
+    Answered {
+        /// HTTP status.
+        status: u16,
+        /// The `Retry-After` header, if any.
+        retry_after: Option<String>,
+        /// The start of the body.
+        body: String,
+    },
+    /// No answer: connect, TLS, timeout, reset, proxy...
+    Transport(String),
+    /// The request cannot be expressed (a header value HTTP cannot carry).
+    Unsendable(String),
+}
+
+/// What to do with the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx: remove from the spool.
+    Delivered {
+        /// HTTP status.
+        status: u16,
+    },
+    /// 408, 429, 5xx, 1xx/3xx, transport errors: keep, and back off the whole queue.
+    Retry {
+        /// In words, for logs and the status file.
+        reason: String,
+        /// The server's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Other 4xx, or a record HTTP cannot carry: journal as rejected and remove.
+    Rejected {
+        /// HTTP status (0 when nothing was sent).
+        status: u16,
+        /// The server's message (or ours).
+        message: String,
+    },
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Delivered { status } => write!(f, "HTTP {status}"),
+            Verdict::Retry { reason, .. } => f.write_str(reason),
+            Verdict::Rejected { status: 0, message } => f.write_str(message),
+            Verdict::Rejected { status, message } if message.is_empty() => {
+                write!(f, "HTTP {status}")
+            }
+            Verdict::Rejected { status, message } => write!(f, "HTTP {status}: {message}"),
+        }
+    }
+}
+
+/// Sends one request (blocking). Reads the response body to its end so the connection can be
+/// reused.
+pub fn post(agent: &Agent, req: &Request) -> Attempt {
+    let mut builder = agent.post(&req.url);
+    for (n, v) in &req.headers {
+        let name = match HeaderName::from_bytes(n.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => return Attempt::Unsendable(format!("header name {n:?} is not valid HTTP")),
+        };
+        // Bytes ≥ 0x80 are allowed (obs-text); control characters other than tab are not.
+        let value = match HeaderValue::from_bytes(v.as_bytes()) {
+            Ok(v) => v,
+            Err(_) => {
+                return Attempt::Unsendable(format!(
+                    "value of {name} contains a control character HTTP cannot carry"
+                ))
+            }
+        };
+        builder = builder.header(name, value);
+    }
+    match builder.send(&req.body[..]) {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut raw = Vec::new();
+            let _ = resp
+                .body_mut()
+                .as_reader()
+                .take(MAX_RESPONSE_BODY)
+                .read_to_end(&mut raw);
+            Attempt::Answered {
+                status,
+                retry_after,
+                body: String::from_utf8_lossy(&raw).into_owned(),
+            }
+        }
+        Err(e) => Attempt::Transport(e.to_string()),
+    }
+}
+
+/// Contract §3: any 2xx delivered; 408/429/5xx/transport → retry; other 4xx → rejected.
+/// 1xx and 3xx (no redirects are followed) are retried: the record is not at fault.
+pub fn classify(attempt: &Attempt, now: SystemTime) -> Verdict {
+    match attempt {
+        Attempt::Answered {
+            status,
+            retry_after,
+            body,
+        } => match *status {
+            200..=299 => Verdict::Delivered { status: *status },
+            408 | 429 | 500..=599 => Verdict::Retry {
+                reason: with_message(format!("collector answered {status}"), body),
+                retry_after: retry_after
+                    .as_deref()
+                    .and_then(|v| parse_retry_after(v, now)),
+            },
+            400..=499 => Verdict::Rejected {
+                status: *status,
+                message: server_message(body),
+            },
+            _ => Verdict::Retry {
+                reason: format!("collector answered unexpected status {status}"),
+                retry_after: None,
+            },
+        },
+        Attempt::Transport(e) => Verdict::Retry {
+            reason: format!("cannot reach collector: {e}"),
+            retry_after: None,
+        },
+        Attempt::Unsendable(why) => Verdict::Rejected {
+            status: 0,
+            message: format!("not sendable: {why}"),
+        },
+    }
+}
+
+fn with_message(mut s: String, body: &str) -> String {
+    let m = server_message(body);
+    if !m.is_empty() {
+        s.push_str(": ");
+        s.push_str(&m);
+    }
+    s
+}
+
+/// The backend's `{"message": "..."}`, else the first line of the body; shortened.
+pub fn server_message(body: &str) -> String {
+    let msg = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            body.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        });
+    match msg.char_indices().nth(MAX_MESSAGE) {
+        Some((i, _)) => format!("{}…", &msg[..i]),
+        None => msg,
+    }
+}
+
+/// The record's classification and event id, for logs and the journal.
+pub fn ids(record: &Record) -> (&str, &str) {
+    (
+        record.get(Header::Classification),
+        record.get(Header::EventId),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use telemetry::SysInfo;
+
+    fn record() -> Record {
+        let sys = SysInfo {
+            arch: "x86_64".into(),
+            host_type: "QEMU|Standard PC (Q35 + ICH9, 2009)|pc-q35-7.2".into(),
+            build: "40000".into(),
+            kernel_version: "6.1.0".into(),
+            system_name: String::new(),
+            board_name: "blank|blank".into(),
+            cpu_model: "Intel(R) Core(TM) i7-5650U CPU @ 2.20GHz".into(),
+            bios_version: "1.16.0-1".into(),
+        };
+        let mut r = Record::new(2, "org.clearlinux/hello/world", 1, &sys).unwrap();
+        r.set_machine_id("0123456789abcdef0123456789abcdef")
+            .unwrap();
+        r.set_payload(b"hello \"world\"\n\tsecond line").unwrap();
+        r
+    }
+
+    fn target(format: PostFormat) -> Target {
+        let mut c = Config::defaults(Path::new("/"));
+        c.server = "http://127.0.0.1:1/v2/collector".into();
+        c.post_format = format;
+        Target::from_config(&c)
+    }
+
+    #[test]
+    fn header_names_are_hyphenated() {
+        let names: Vec<String> = HEADER_NAMES.iter().map(|n| hyphenated(n)).collect();
+        assert_eq!(
+            names,
+            [
+                "Record-Format-Version",
+                "Classification",
+                "Severity",
+                "Machine-Id",
+                "Creation-Timestamp",
+                "Arch",
+                "Host-Type",
+                "Build",
+                "Kernel-Version",
+                "Payload-Format-Version",
+                "System-Name",
+                "Board-Name",
+                "Cpu-Model",
+                "Bios-Version",
+                "Event-Id"
+            ]
+        );
+    }
+
+    #[test]
+    fn headers_encoding_sends_values_whole() {
+        let r = record();
+        let req = encode(&r, &target(PostFormat::Headers), true);
+        let get = |n: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            get("X-Telemetry-TID"),
+            Some("6907c830-eed9-4ce9-81ae-76daf8d88f0f")
+        );
+        assert_eq!(get("Host-Type"), Some(r.get(Header::HostType)));
+        assert_eq!(
+            get("Cpu-Model"),
+            Some("Intel(R) Core(TM) i7-5650U CPU @ 2.20GHz")
+        );
+        assert_eq!(get("System-Name"), Some(""));
+        assert_eq!(get("Content-Type"), Some("application/text"));
+        assert_eq!(get("Connection"), None);
+        assert_eq!(req.body, r.payload());
+        assert_eq!(req.headers.len(), 17);
+        let no_ka = encode(&r, &target(PostFormat::Headers), false);
+        assert_eq!(no_ka.headers.last().unwrap().0, "Connection");
+    }
+
+    #[test]
+    fn json_encoding_is_the_original_body() {
+        let r = record();
+        let req = encode(&r, &target(PostFormat::Json), true);
+        assert_eq!(req.headers.len(), 2);
+        assert_eq!(
+            req.headers[1],
+            ("Content-Type".into(), "application/json".into())
+        );
+        let text = String::from_utf8(req.body).unwrap();
+        assert!(text.starts_with(
+            "{\"record_format_version\":\"4\",\"classification\":\"org.clearlinux/hello/world\","
+        ));
+        assert!(text.contains("\"system_name\":\"\","));
+        assert!(text.ends_with("\"payload\":\"hello \\\"world\\\"\\n\\tsecond line\"}"));
+        assert!(!text.contains(": "));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["cpu_model"], r.get(Header::CpuModel));
+        assert_eq!(v.as_object().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn tidheader_parsing_and_auto_format() {
+        let mut c = Config::defaults(Path::new("/"));
+        assert_eq!(Target::from_config(&c).format, PostFormat::Json);
+        c.tidheader = "X-Telemetry-TID:abc".into();
+        c.server = "http://h/v2/collector".into();
+        let t = Target::from_config(&c);
+        assert_eq!(t.tid, Some(("X-Telemetry-TID".into(), "abc".into())));
+        assert_eq!(t.format, PostFormat::Headers);
+        c.tidheader = String::new();
+        assert_eq!(Target::from_config(&c).tid, None);
+    }
+
+    #[test]
+    fn outcome_classification() {
+        let now = SystemTime::UNIX_EPOCH;
+        let ans = |status, ra: Option<&str>, body: &str| Attempt::Answered {
+            status,
+            retry_after: ra.map(str::to_string),
+            body: body.into(),
+        };
+        for s in [200, 201, 202, 204, 299] {
+            assert_eq!(
+                classify(&ans(s, None, ""), now),
+                Verdict::Delivered { status: s }
+            );
+        }
+        for s in [408, 429, 500, 502, 503, 599, 302, 100] {
+            assert!(
+                matches!(classify(&ans(s, None, ""), now), Verdict::Retry { .. }),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            classify(&ans(503, Some("7"), ""), now),
+            Verdict::Retry {
+                reason: "collector answered 503".into(),
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        let v = classify(
+            &ans(
+                400,
+                None,
+                r#"{"message": "Record-Format-Version is invalid"}"#,
+            ),
+            now,
+        );
+        assert_eq!(
+            v,
+            Verdict::Rejected {
+                status: 400,
+                message: "Record-Format-Version is invalid".into()
+            }
+        );
+        assert_eq!(v.to_string(), "HTTP 400: Record-Format-Version is invalid");
+        assert_eq!(
+            classify(&ans(404, None, "\n<html>Not Found</html>\n"), now),
+            Verdict::Rejected {
+                status: 404,
+                message: "<html>Not Found</html>".into()
+            }
+        );
+        assert!(matches!(
+            classify(&Attempt::Transport("refused".into()), now),
+            Verdict::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(&Attempt::Unsendable("x".into()), now),
+            Verdict::Rejected { status: 0, .. }
+        ));
+        assert!(server_message(&"x".repeat(1000)).chars().count() <= MAX_MESSAGE + 1);
+    }
+
+    #[test]
+    fn missing_or_empty_cainfo_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let s = HttpSettings::default();
+        let e = build_agent(Some(&d.path().join("none.pem")), &s).unwrap_err();
+        assert!(e.to_string().contains("none.pem"), "{e}");
+        let empty = d.path().join("empty.pem");
+        std::fs::write(&empty, "not a pem").unwrap();
+        assert!(build_agent(Some(&empty), &s).is_err());
+        assert!(build_agent(None, &s).is_ok());
+    }
+
+    #[test]
+    fn control_characters_make_a_record_unsendable() {
+        let agent = build_agent(None, &HttpSettings::default()).unwrap();
+        let req = Request {
+            url: "http://127.0.0.1:9/".into(),
+            headers: vec![("Build".into(), "a\u{1}b".into())],
+            body: vec![],
+        };
+        assert!(matches!(post(&agent, &req), Attempt::Unsendable(_)));
+    }
+}

@@ -1,0 +1,22 @@
+//! telempostd: delivers spooled telemetry records to the collector over HTTP(S).
+//!
+//! - [`spool_scan`]: finding records oldest first and opening them safely; [`watch`]: inotify.
+//! - [`deliver`]: the ureq agent, the `headers` and `json` encodings, outcome classification.
+//! - [`retry`]: the backoff policy (pure); [`rate`]: rate limiting by wall-clock windows.
+//! - [`status`]: the status file for `telemctl status`.
+//! - [`daemon`]: the loop tying them together; [`run`] is what the binary and the tests call.
+//!
+//! The journal format lives in the shared core (`telemetry::journal`) so `telemctl journal`
+//! reads what this daemon writes.
+
+pub mod daemon;
+pub mod deliver;
+pub mod logging;
+pub mod rate;
+pub mod resolve;
+pub mod retry;
+pub mod spool_scan;
+pub mod status;
+pub mod watch;
+
+pub use daemon::{run, Error, Exit, Options, Tuning};
