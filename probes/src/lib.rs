@@ -1,1 +1,17 @@
 //! Telemetry probes. Each probe is a binary under `src/bin/`; shared logic lives in modules here.
+//!
+//! - [`oops`]: the kernel oops parser (klogscanner, pstoreprobe).
+//! - [`send`]: shared plumbing: config, opt-in check, payload fitting, dry-run printing.
+//! - [`cli`]: argument parsing and logging set-up common to the probe binaries.
+//! - [`kmsg`], [`pstore`], [`journal`], [`hello`]: the logic of each probe, testable without
+//!   its binary.
+
+pub mod cli;
+pub mod crash;
+pub mod hello;
+pub mod journal;
+pub mod kmsg;
+pub mod oops;
+pub mod pstore;
+pub mod send;
+pub mod state;

@@ -1,0 +1,280 @@
+//! journalprobe: reports service failures of the current boot from the systemd journal
+//! (spec §11.4). A pass reads the entries after the stored cursor through `journalctl`,
+//! reports them and stores the cursor of the last entry handled. Without `--tail`/`--follow`
+//! one pass is made; with them, a pass every `--interval` seconds. See docs/probes.md.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use probes::journal::{self, Entry, Position};
+use probes::send::{load_config, SendError, Sender};
+use probes::{cli, state};
+
+/// Report failed services of the current boot from the systemd journal to telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "journalprobe", version)]
+struct Args {
+    /// Configuration file (read on top of the built-in defaults).
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    config_file: Option<PathBuf>,
+    /// Start at the end of the journal on the first run (no stored cursor), then keep
+    /// following it (implies --follow).
+    #[arg(short = 't', long)]
+    tail: bool,
+    /// Keep running: look for new entries every --interval seconds.
+    #[arg(long)]
+    follow: bool,
+    /// Seconds between passes with --follow or --tail.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    interval: f64,
+    /// Print the records that would be sent instead of sending them (the cursor is not moved).
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// The journalctl program to run.
+    #[arg(long, value_name = "PATH", default_value = "journalctl")]
+    journalctl: PathBuf,
+    /// Read `journalctl -o json` lines from FILE instead of running journalctl.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args: Args = cli::parse();
+    cli::init_logging();
+    cli::finish("journalprobe", run(args))
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config_file.as_deref())?;
+    let cursor_file = config.state_dir.join(journal::CURSOR_FILE);
+    let mut probe = Probe {
+        sender: Sender::new(config, args.dry_run),
+        cursor_file,
+        source: Source {
+            journalctl: &args.journalctl,
+            input: args.input.as_deref(),
+        },
+        tail: args.tail,
+        dry_run: args.dry_run,
+        cursor: None,
+    };
+    // Canned input does not grow: one pass is all there is.
+    let follow = (args.follow || args.tail) && args.input.is_none();
+    let interval = std::time::Duration::from_secs_f64(args.interval.max(0.01));
+    loop {
+        let result = probe.pass();
+        if !follow {
+            return result.map(|()| ExitCode::SUCCESS);
+        }
+        if let Err(e) = result {
+            // Retried on the next pass: the cursor stays before what was not handled.
+            eprintln!("journalprobe: error: {e:#}");
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// One run's state.
+struct Probe<'a> {
+    sender: Sender,
+    cursor_file: PathBuf,
+    source: Source<'a>,
+    tail: bool,
+    dry_run: bool,
+    /// The cursor of the last entry handled in this process (a dry run keeps it only here).
+    cursor: Option<String>,
+}
+
+impl Probe<'_> {
+    /// Reads the entries after the cursor, reports them, moves the cursor.
+    fn pass(&mut self) -> anyhow::Result<()> {
+        let lifted = self.sender.privacy_filters_lifted();
+        let stored = match &self.cursor {
+            Some(c) => Some(c.clone()),
+            None => state::read(&self.cursor_file)
+                .with_context(|| format!("reading {}", self.cursor_file.display()))?
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty()),
+        };
+
+        if self.tail && stored.is_none() {
+            // First run with --tail: remember where the journal ends now, report nothing.
+            let mut last = None;
+            self.source.entries(&Position::Last, None, lifted, |e| {
+                last = e.cursor.or(last.take());
+                ControlFlow::Continue(())
+            })?;
+            if let Some(c) = &last {
+                self.store(c)?;
+            }
+            self.cursor = last;
+            return Ok(());
+        }
+
+        if !self.dry_run {
+            // journalctl writes the cursor file itself; make sure it can.
+            if let Some(dir) = self.cursor_file.parent() {
+                fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+        }
+        let position = match (&stored, self.dry_run) {
+            (_, false) => Position::CursorFile(&self.cursor_file),
+            (Some(c), true) => Position::After(c),
+            (None, true) => Position::Start,
+        };
+        // While opted out, entries are read (so the cursor moves past them) but not reported:
+        // nothing from an opt-out period is ever sent later.
+        let report = self.dry_run || self.sender.opted_in();
+        let mut last_done: Option<String> = None;
+        let mut skipped = 0usize;
+        let mut failure: Option<SendError> = None;
+        let sender = &mut self.sender;
+        self.source
+            .entries(&position, stored.as_deref(), lifted, |e| {
+                if e.reportable(lifted) {
+                    if !report {
+                        skipped += 1;
+                    } else if let Err(err) =
+                        sender.submit(journal::SEVERITY, journal::CLASSIFICATION, &e.payload())
+                    {
+                        // As the original: a failed send ends this pass; the entry is retried.
+                        failure = Some(err);
+                        return ControlFlow::Break(());
+                    }
+                }
+                if e.cursor.is_some() {
+                    last_done = e.cursor;
+                }
+                ControlFlow::Continue(())
+            })?;
+
+        // Written after journalctl has exited, so this wins over what it stored: after a
+        // failed send the cursor must stay before the entry that was not delivered.
+        match last_done.as_ref().or(stored.as_ref()) {
+            Some(c) => self.store(c)?,
+            None if !self.dry_run => state::remove(&self.cursor_file)
+                .with_context(|| format!("writing {}", self.cursor_file.display()))?,
+            None => {}
+        }
+        self.cursor = last_done.or(stored);
+        if !report {
+            self.sender.tell_not_opted_in();
+            if skipped > 0 {
+                eprintln!(
+                    "journalprobe: {skipped} journal entr{} of the opt-out period will not be \
+                     reported.",
+                    if skipped == 1 { "y" } else { "ies" }
+                );
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores the cursor (not in a dry run).
+    fn store(&self, cursor: &str) -> anyhow::Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
+        state::write(&self.cursor_file, &format!("{cursor}\n"))
+            .with_context(|| format!("writing {}", self.cursor_file.display()))
+    }
+}
+
+/// Where entries come from: `journalctl` or a file of its JSON output.
+struct Source<'a> {
+    journalctl: &'a Path,
+    input: Option<&'a Path>,
+}
+
+impl Source<'_> {
+    /// Calls `each` for every entry after the position, in journal order, until it breaks.
+    fn entries(
+        &self,
+        position: &Position<'_>,
+        stored: Option<&str>,
+        lifted: bool,
+        mut each: impl FnMut(Entry) -> ControlFlow<()>,
+    ) -> anyhow::Result<()> {
+        match self.input {
+            Some(file) => {
+                let text = fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let all: Vec<Entry> = text.lines().filter_map(parse_line).collect();
+                let entries = match position {
+                    Position::Last => all.into_iter().last().into_iter().collect(),
+                    _ => journal::after_cursor(all, stored),
+                };
+                for e in entries {
+                    if each(e).is_break() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            None => self.run_journalctl(position, lifted, each),
+        }
+    }
+
+    fn run_journalctl(
+        &self,
+        position: &Position<'_>,
+        lifted: bool,
+        mut each: impl FnMut(Entry) -> ControlFlow<()>,
+    ) -> anyhow::Result<()> {
+        let mut child = Command::new(self.journalctl)
+            .args(journal::journalctl_args(position, lifted))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("running {}", self.journalctl.display()))?;
+        let Some(stdout) = child.stdout.take() else {
+            bail!("no output pipe from {}", self.journalctl.display());
+        };
+        let mut stopped = false;
+        for line in BufReader::new(stdout).split(b'\n') {
+            let line = line.context("reading journalctl's output")?;
+            if let Some(e) = parse_line(&String::from_utf8_lossy(&line)) {
+                if each(e).is_break() {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        if stopped {
+            // Our own child: stop it rather than read output we will not use.
+            let _ = child.kill();
+        }
+        let status = child.wait().context("waiting for journalctl")?;
+        if !stopped && !status.success() {
+            bail!("{} failed ({status})", self.journalctl.display());
+        }
+        Ok(())
+    }
+}
+
+fn parse_line(line: &str) -> Option<Entry> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    match journal::parse_entry(line) {
+        Ok(e) => Some(e),
+        Err(err) => {
+            tracing::debug!("not a journal entry ({err}): {line}");
+            None
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! pstoreclean: deletes pstore dumps that pstoreprobe has handled, freeing the (small) EFI
+//! variable store or ramoops area for the next crash. Only regular files directly in the
+//! directory are touched; symlinks are never followed. The list of handled dumps is only read
+//! here (pstoreprobe forgets deleted dumps on its next run), so this needs no writable state.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use probes::cli;
+use probes::pstore::{self, FileId, Processed};
+use probes::send::load_config;
+
+/// Delete pstore dumps that pstoreprobe has already handled.
+#[derive(Debug, Parser)]
+#[command(name = "pstoreclean", version)]
+struct Args {
+    /// Configuration file (read on top of the built-in defaults).
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    config_file: Option<PathBuf>,
+    /// The pstore directory.
+    #[arg(long, value_name = "PATH", default_value = pstore::PSTORE_DIR)]
+    dir: PathBuf,
+    /// Delete every regular file in the directory, handled or not.
+    #[arg(long)]
+    all: bool,
+    /// Print what would be deleted, delete nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = cli::parse();
+    cli::init_logging();
+    cli::finish("pstoreclean", run(args))
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config_file.as_deref())?;
+    let list = pstore::processed_path(&config);
+    let done = Processed::load(&list).with_context(|| format!("reading {}", list.display()))?;
+    let entries =
+        fs::read_dir(&args.dir).with_context(|| format!("reading {}", args.dir.display()))?;
+    let mut failed = false;
+    for entry in entries {
+        let path = entry?.path();
+        // lstat: a symlink or directory is never a dump and never followed.
+        let Some(id) = FileId::of(&path)? else {
+            continue;
+        };
+        if !(args.all || done.contains(&id)) {
+            continue;
+        }
+        if args.dry_run {
+            println!("would remove {}", path.display());
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::debug!("removed {}", path.display()),
+            Err(e) => {
+                eprintln!("pstoreclean: cannot remove {}: {e}", path.display());
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

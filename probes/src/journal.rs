@@ -1,0 +1,215 @@
+//! journalprobe's logic: which journal entries are reported and how (spec §11.4), and the
+//! `journalctl` command line.
+//!
+//! The original reports every entry of the current boot with `EXIT_CODE=exited` (systemd's
+//! "Main process exited, code=exited, status=…" for a failed service); when the privacy filters
+//! are lifted, also every entry with `PRIORITY` 0 to 3. Each becomes one record,
+//! `org.clearlinux/journal/error`, severity 2, payload `MESSAGE=<message>\n`.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Classification of journal records.
+pub const CLASSIFICATION: &str = "org.clearlinux/journal/error";
+/// Severity of journal records.
+pub const SEVERITY: u32 = 2;
+/// Name of the cursor file in `state_dir`.
+pub const CURSOR_FILE: &str = "journalprobe.cursor";
+
+/// The fields of a journal entry that matter here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// `__CURSOR`: the entry's position.
+    pub cursor: Option<String>,
+    /// `MESSAGE`.
+    pub message: Option<String>,
+    /// `EXIT_CODE` (`exited`, `killed`, `dumped`).
+    pub exit_code: Option<String>,
+    /// `PRIORITY` (0 = emergency … 7 = debug).
+    pub priority: Option<u8>,
+}
+
+/// Parses one line of `journalctl -o json`. A field is a string, an array of bytes (binary or
+/// non-UTF-8 data), an array of values (a field given several times: the first is used) or
+/// `null` (too large to show).
+pub fn parse_entry(line: &str) -> Result<Entry, serde_json::Error> {
+    let v: Value = serde_json::from_str(line)?;
+    let field = |name: &str| v.get(name).and_then(field_text);
+    Ok(Entry {
+        cursor: field("__CURSOR"),
+        message: field("MESSAGE"),
+        exit_code: field("EXIT_CODE"),
+        priority: field("PRIORITY").and_then(|p| p.trim().parse().ok()),
+    })
+}
+
+fn field_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) if items.iter().all(Value::is_u64) => {
+            let bytes: Vec<u8> = items
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(|b| u8::try_from(b).unwrap_or(b'?'))
+                .collect();
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        Value::Array(items) => items.first().and_then(field_text),
+        _ => None,
+    }
+}
+
+impl Entry {
+    /// Whether the original would report this entry.
+    pub fn reportable(&self, privacy_filters_lifted: bool) -> bool {
+        self.exit_code.as_deref() == Some("exited")
+            || (privacy_filters_lifted && self.priority.is_some_and(|p| p <= 3))
+    }
+
+    /// The record payload: the raw `MESSAGE=` field as the original sent it, plus `\n`.
+    pub fn payload(&self) -> String {
+        format!("MESSAGE={}\n", self.message.as_deref().unwrap_or(""))
+    }
+}
+
+/// How `journalctl` is asked for entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position<'a> {
+    /// Continue after the cursor stored in this file and store the last one back
+    /// (`--cursor-file`).
+    CursorFile(&'a Path),
+    /// Continue after this cursor, store nothing (dry runs).
+    After(&'a str),
+    /// From the start of the boot, store nothing (dry run without a stored cursor).
+    Start,
+    /// Only the last entry of the boot, to learn where the journal ends (`--tail` on a first
+    /// run).
+    Last,
+}
+
+/// Arguments for `journalctl`: the current boot (`-b`), JSON, no pager, no informational
+/// messages; with the privacy filters on, only `EXIT_CODE=exited` entries (with them lifted,
+/// everything is read and filtered here, since the match is an OR across two fields).
+pub fn journalctl_args(position: &Position<'_>, privacy_filters_lifted: bool) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["-b", "-o", "json", "--no-pager", "-q"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    match position {
+        Position::CursorFile(p) => {
+            let mut a = OsString::from("--cursor-file=");
+            a.push(p.as_os_str());
+            args.push(a);
+        }
+        Position::After(c) => args.push(format!("--after-cursor={c}").into()),
+        Position::Start => {}
+        Position::Last => args.extend(["-n", "1"].iter().map(OsString::from)),
+    }
+    if !privacy_filters_lifted && !matches!(position, Position::Last) {
+        args.push("EXIT_CODE=exited".into());
+    }
+    args
+}
+
+/// Entries of `lines` that come after `cursor` (all of them when the cursor is `None` or not
+/// among them). Used for `--input`, where no `journalctl` does the seeking.
+pub fn after_cursor(entries: Vec<Entry>, cursor: Option<&str>) -> Vec<Entry> {
+    let Some(c) = cursor else {
+        return entries;
+    };
+    match entries.iter().position(|e| e.cursor.as_deref() == Some(c)) {
+        Some(i) => entries.into_iter().skip(i + 1).collect(),
+        None => entries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn parses_fields() {
+        let e = parse_entry(
+            r#"{"__CURSOR":"s=1;i=2","MESSAGE":"foo.service: Main process exited, code=exited, status=1/FAILURE","EXIT_CODE":"exited","PRIORITY":"5"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.cursor.as_deref(), Some("s=1;i=2"));
+        assert_eq!(e.exit_code.as_deref(), Some("exited"));
+        assert_eq!(e.priority, Some(5));
+        assert!(e.reportable(false));
+        assert_eq!(
+            e.payload(),
+            "MESSAGE=foo.service: Main process exited, code=exited, status=1/FAILURE\n"
+        );
+    }
+
+    #[test]
+    fn binary_and_repeated_fields() {
+        let e = parse_entry(r#"{"MESSAGE":[104,105,255],"PRIORITY":["2","3"]}"#).unwrap();
+        assert_eq!(e.message.as_deref(), Some("hi\u{fffd}"));
+        assert_eq!(e.priority, Some(2));
+        let e = parse_entry(r#"{"MESSAGE":null}"#).unwrap();
+        assert_eq!(e.message, None);
+        assert_eq!(e.payload(), "MESSAGE=\n");
+        assert!(parse_entry("not json").is_err());
+    }
+
+    #[test]
+    fn what_is_reported() {
+        let e = |code: Option<&str>, prio: Option<u8>| Entry {
+            exit_code: code.map(str::to_string),
+            priority: prio,
+            ..Entry::default()
+        };
+        assert!(e(Some("exited"), None).reportable(false));
+        assert!(!e(Some("killed"), Some(5)).reportable(false));
+        assert!(!e(None, Some(3)).reportable(false));
+        assert!(e(None, Some(3)).reportable(true));
+        assert!(e(None, Some(0)).reportable(true));
+        assert!(!e(None, Some(4)).reportable(true));
+    }
+
+    #[test]
+    fn command_lines() {
+        let p = Path::new("/s/journalprobe.cursor");
+        let args = journalctl_args(&Position::CursorFile(p), false);
+        assert_eq!(
+            args,
+            [
+                "-b",
+                "-o",
+                "json",
+                "--no-pager",
+                "-q",
+                "--cursor-file=/s/journalprobe.cursor",
+                "EXIT_CODE=exited"
+            ]
+            .map(OsString::from)
+        );
+        let args = journalctl_args(&Position::After("c1"), true);
+        assert_eq!(args.last(), Some(&OsString::from("--after-cursor=c1")));
+        let args = journalctl_args(&Position::Last, false);
+        assert!(args.ends_with(&["-n".into(), "1".into()]));
+    }
+
+    #[test]
+    fn cursor_skipping() {
+        let e = |c: &str| Entry {
+            cursor: Some(c.to_string()),
+            ..Entry::default()
+        };
+        let all = vec![e("a"), e("b"), e("c")];
+        let cur =
+            |v: Vec<Entry>| -> Vec<String> { v.into_iter().filter_map(|e| e.cursor).collect() };
+        assert_eq!(cur(after_cursor(all.clone(), None)), ["a", "b", "c"]);
+        assert_eq!(cur(after_cursor(all.clone(), Some("b"))), ["c"]);
+        assert_eq!(
+            cur(after_cursor(all.clone(), Some("c"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(cur(after_cursor(all, Some("zz"))), ["a", "b", "c"]);
+    }
+}

@@ -1,0 +1,219 @@
+//! Test environment: a temporary root (`TELEM_ROOT`) with the default paths below it, a fake
+//! telemprobd on a real Unix socket, and helpers to run the probe binaries.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use telemetry::record::{Header, Record};
+
+/// A temporary root with the telemetry paths below it.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in ["etc/telemetrics", "run", "var/lib/telemetry"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        TestEnv { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The default socket below the root.
+    pub fn socket(&self) -> PathBuf {
+        self.path("run/telem-0")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("var/lib/telemetry")
+    }
+
+    pub fn opt_in(&self) {
+        std::fs::write(self.path("etc/telemetrics/opt-in"), "").expect("opt in");
+    }
+
+    pub fn lift_privacy_filters(&self) {
+        std::fs::write(self.path("etc/telemetrics/opt-in-no-privacy-filters"), "").expect("write");
+    }
+
+    /// A fake daemon on the default socket.
+    pub fn daemon(&self) -> FakeDaemon {
+        FakeDaemon::start(&self.socket())
+    }
+
+    /// A probe binary with this root and no inherited config override.
+    pub fn cmd(&self, exe: &str) -> Command {
+        let mut c = Command::new(exe);
+        c.env("TELEM_ROOT", self.root())
+            .env_remove("TELEM_CONFIG")
+            .env_remove("container")
+            .env("RUST_LOG", "warn");
+        c
+    }
+}
+
+/// Runs a command with a time limit (every probe here ends on its own).
+pub fn run(cmd: &mut Command) -> Output {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.expect("output"),
+        Err(_) => panic!("command did not finish within 60 s: {cmd:?}"),
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A stand-in for telemprobd: accepts frames on a Unix socket, decodes them with libtelemetry,
+/// keeps the records, answers status 0.
+pub struct FakeDaemon {
+    records: Arc<Mutex<Vec<Record>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeDaemon {
+    pub fn start(path: &Path) -> FakeDaemon {
+        let listener = UnixListener::bind(path).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s) = (records.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if let Some(rec) = serve(stream) {
+                            r.lock().expect("lock").push(rec);
+                        }
+                    }
+                    // Polling the non-blocking listener until the test is done.
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeDaemon {
+            records,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The records received so far (each answered before the sender returned).
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().expect("lock").clone()
+    }
+
+    pub fn payloads(&self) -> Vec<String> {
+        self.records()
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.payload()).into_owned())
+            .collect()
+    }
+
+    pub fn classifications(&self) -> Vec<String> {
+        self.records()
+            .iter()
+            .map(|r| r.get(Header::Classification).to_string())
+            .collect()
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(mut stream: UnixStream) -> Option<Record> {
+    stream.set_nonblocking(false).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).ok()?;
+    let len = telemetry::frame::declared_len(prefix).expect("frame length");
+    let mut frame = prefix.to_vec();
+    frame.resize(len, 0);
+    stream.read_exact(&mut frame[4..]).ok()?;
+    let decoded = telemetry::frame::decode(&frame).expect("valid frame");
+    decoded.record.validate().expect("valid record");
+    stream.write_all(&0i32.to_le_bytes()).ok()?;
+    Some(decoded.record)
+}
+
+/// Records printed by `--dry-run`: each is 15 header lines, the payload, one empty line.
+/// Returns (headers, payload) pairs.
+pub fn dry_run_records(out: &str) -> Vec<(Vec<String>, String)> {
+    let mut records = Vec::new();
+    let lines: Vec<&str> = out.split_inclusive('\n').collect();
+    let mut i = 0;
+    while i < lines.len() {
+        assert!(
+            lines[i].starts_with("record_format_version: "),
+            "record must start with the headers, got {:?}",
+            lines[i]
+        );
+        let headers: Vec<String> = lines[i..i + 15]
+            .iter()
+            .map(|l| l.trim_end_matches('\n').to_string())
+            .collect();
+        i += 15;
+        let mut payload = String::new();
+        // The empty line that ends a record is followed by the next record or the end.
+        while i < lines.len()
+            && !(lines[i] == "\n"
+                && lines
+                    .get(i + 1)
+                    .is_none_or(|l| l.starts_with("record_format_version: ")))
+        {
+            payload.push_str(lines[i]);
+            i += 1;
+        }
+        i += 1;
+        records.push((headers, payload));
+    }
+    records
+}
+
+/// The value of a header in dry-run output.
+pub fn header<'a>(headers: &'a [String], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find_map(|h| h.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no header {name}"))
+}
