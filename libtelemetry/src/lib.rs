@@ -26,6 +26,7 @@ pub mod record;
 pub mod spool;
 pub mod status;
 pub mod sysinfo;
+pub mod timefmt;
 pub mod validate;
 
 #[allow(unsafe_code)]

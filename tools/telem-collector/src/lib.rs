@@ -8,7 +8,6 @@
 mod collector;
 mod server;
 mod state;
-mod timefmt;
 pub mod validate;
 
 pub use collector::Collector;

@@ -20,8 +20,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::state::{unix_now, Fault, RequestLog, State, StoredRecord};
-use crate::timefmt::utc_string;
 use crate::validate::{validate, Fields, Rejection};
+use telemetry::timefmt::utc_string;
 
 type Resp = Response<Full<Bytes>>;
 

@@ -1,4 +1,5 @@
-//! `YYYY-MM-DD HH:MM:SS UTC`, the backend's timestamp format, without a date crate.
+//! `YYYY-MM-DD HH:MM:SS UTC`: the backend's timestamp format and what `telemctl` shows, without
+//! a date crate or a time-zone database.
 
 /// Formats unix seconds as the backend does (`strftime('%Y-%m-%d %H:%M:%S UTC', gmtime(t))`).
 pub fn utc_string(secs: u64) -> String {
