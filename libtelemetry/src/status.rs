@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -110,7 +111,14 @@ pub fn write(file: &Path, status: &DaemonStatus) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let res = (|| -> io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+        // 0644 whatever the daemon's umask: `telemctl status` is for any user to run.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))?;
         f.write_all(status.to_text().as_bytes())?;
         fs::rename(&tmp, file)
     })();
@@ -152,6 +160,7 @@ mod tests {
         assert_eq!(back.counters["received"], 10);
         assert_eq!(back.pid, 7);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        assert_eq!(fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o644);
         assert_eq!(read(&d.path().join("none")).unwrap(), None);
         assert!(DaemonStatus::from_text("pid=x\n").is_err());
     }

@@ -1,0 +1,279 @@
+//! Ingest benchmark: durable records per second through the real telemprobd binary, against a
+//! raw baseline of the same durable write done sequentially in the same place.
+//!
+//! `cargo bench -p telemprobd --bench ingest` — bounded to well under a minute. Reports:
+//! - baseline: write + fdatasync + rename + directory fsync per record, one after the other;
+//! - telemprobd with 1 and with 8 concurrent senders (`client::send`, real Unix socket), each
+//!   send returning only once the record is on disk;
+//! - p50/p99 send latency, ratios to the baseline, and telemprobd's peak RSS (VmHWM).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use telemetry::{client, spool, Config, Record, SysInfo};
+
+/// The machine is shared and noisy: the three measurements are interleaved in short slices,
+/// [`ROUNDS`] times, and each figure is the median over rounds (ratios are taken per round, so
+/// a slow spell hits the baseline and the daemon alike).
+const ROUNDS: usize = 5;
+const BASELINE_TIME: Duration = Duration::from_millis(1500);
+const RUN_TIME: Duration = Duration::from_millis(2500);
+const WARMUP: Duration = Duration::from_millis(300);
+
+fn record(i: usize) -> Record {
+    let mut r = Record::new(2, "org.test/bench/ingest", 1, SysInfo::cached()).unwrap();
+    r.set_payload(format!("benchmark record {i:08} {}", "p".repeat(200)).as_bytes())
+        .unwrap();
+    r
+}
+
+/// What a careful single writer pays per record, without any daemon.
+fn baseline(dir: &Path) -> (f64, usize) {
+    // Files are kept, like the spool keeps its files: deleting thousands of inodes between
+    // rounds would slow down the next file creations (ext4 skips recently deleted inodes).
+    std::fs::create_dir_all(dir).unwrap();
+    let bytes = spool::encode(&record(0), None);
+    let d = std::fs::File::open(dir).unwrap();
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < BASELINE_TIME {
+        let name = spool::file_name(n as u64);
+        let tmp = dir.join(spool::temp_name(&name));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .unwrap();
+        f.write_all(&bytes).unwrap();
+        f.sync_data().unwrap();
+        std::fs::rename(&tmp, dir.join(&name)).unwrap();
+        d.sync_all().unwrap();
+        n += 1;
+    }
+    (n as f64 / start.elapsed().as_secs_f64(), bytes.len())
+}
+
+struct Daemon {
+    child: Child,
+    config: Config,
+}
+
+impl Daemon {
+    fn start(root: &Path) -> Daemon {
+        let conf = root.join("telemetrics.conf");
+        std::fs::write(
+            &conf,
+            "[settings]\nrate_limit_enabled=false\ndaemon_recycling_enabled=false\nspool_max_size=-1\n",
+        )
+        .unwrap();
+        let mut config = Config::load_from(root, Some(&conf)).unwrap();
+        std::fs::create_dir_all(config.opt_in_file.parent().unwrap()).unwrap();
+        std::fs::write(&config.opt_in_file, "").unwrap();
+        // Generous: on a slow disk a group commit can take a while.
+        config.send_timeout_ms = 10_000;
+        let child = Command::new(env!("CARGO_BIN_EXE_telemprobd"))
+            .arg("-f")
+            .arg(&conf)
+            .env("TELEM_ROOT", root)
+            .env("RUST_LOG", "warn")
+            .env_remove("LISTEN_FDS")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !config.socket_path.exists() {
+            assert!(Instant::now() < deadline, "telemprobd did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Daemon { child, config }
+    }
+
+    /// User + system CPU time of the daemon so far (clock ticks of 10 ms).
+    fn cpu_time(&self) -> Option<Duration> {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let after = s.rsplit_once(')')?.1;
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10))
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Run {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    records: usize,
+}
+
+/// `senders` threads send for [`RUN_TIME`] (after a warm-up); every send must succeed.
+fn ingest(config: &Config, senders: usize) -> Run {
+    let go = |time: Duration| {
+        let start = Instant::now();
+        let lat: Vec<Vec<Duration>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..senders)
+                .map(|t| {
+                    s.spawn(move || {
+                        let mut lat = Vec::new();
+                        let mut i = t * 10_000_000;
+                        while start.elapsed() < time {
+                            let r = record(i);
+                            i += 1;
+                            let t0 = Instant::now();
+                            client::send(&r, config).unwrap();
+                            lat.push(t0.elapsed());
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let elapsed = start.elapsed();
+        let mut all: Vec<Duration> = lat.into_iter().flatten().collect();
+        all.sort();
+        let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+        Run {
+            rate: all.len() as f64 / elapsed.as_secs_f64(),
+            p50: pct(0.50),
+            p99: pct(0.99),
+            records: all.len(),
+        }
+    };
+    go(WARMUP);
+    go(RUN_TIME)
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| !spool::is_temporary(&e.file_name().to_string_lossy()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn median_dur(v: Vec<Duration>) -> Duration {
+    Duration::from_secs_f64(median(v.into_iter().map(|d| d.as_secs_f64()).collect()))
+}
+
+struct Summary {
+    rate: f64,
+    ratio: f64,
+    p50: Duration,
+    p99: Duration,
+    records: usize,
+}
+
+fn summarize(runs: &[Run], bases: &[f64]) -> Summary {
+    Summary {
+        rate: median(runs.iter().map(|r| r.rate).collect()),
+        ratio: median(runs.iter().zip(bases).map(|(r, b)| r.rate / b).collect()),
+        p50: median_dur(runs.iter().map(|r| r.p50).collect()),
+        p99: median_dur(runs.iter().map(|r| r.p99).collect()),
+        records: runs.iter().map(|r| r.records).sum(),
+    }
+}
+
+fn main() {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let root: PathBuf = tmp.path().to_path_buf();
+    let d = Daemon::start(&root);
+    let (mut bases, mut ones, mut eights) = (Vec::new(), Vec::new(), Vec::new());
+    let mut size = 0;
+    for round in 0..ROUNDS {
+        let (b, s) = baseline(&root.join(format!("baseline-{round}")));
+        size = s;
+        bases.push(b);
+        ones.push(ingest(&d.config, 1));
+        eights.push(ingest(&d.config, 8));
+    }
+    let rss = d.peak_rss_kib();
+    let cpu = d.cpu_time();
+    let stored = count_files(&d.config.spool_dir);
+    let base = median(bases.clone());
+    let one = summarize(&ones, &bases);
+    let eight = summarize(&eights, &bases);
+
+    println!(
+        "telemprobd ingest benchmark: spool file of {size} bytes in {}, {ROUNDS} interleaved rounds, medians",
+        root.display()
+    );
+    println!("baseline (write+fdatasync+rename+dir fsync, sequential): {base:7.0} records/s  (rounds: {:?})",
+        bases.iter().map(|b| b.round() as u64).collect::<Vec<_>>());
+    let line = |name: &str, r: &Summary, all: &[Run]| {
+        println!(
+            "{name:<22} {:7.0} records/s  ({:5.2}x baseline)  p50 {:7.3} ms  p99 {:7.3} ms  [{} records; rounds: {:?}]",
+            r.rate,
+            r.ratio,
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3,
+            r.records,
+            all.iter().map(|x| x.rate.round() as u64).collect::<Vec<_>>()
+        )
+    };
+    line("telemprobd, 1 sender", &one, &ones);
+    line("telemprobd, 8 senders", &eight, &eights);
+    match rss {
+        Some(k) => println!(
+            "telemprobd peak RSS (VmHWM): {k} KiB ({:.2} MiB)",
+            k as f64 / 1024.0
+        ),
+        None => println!("telemprobd peak RSS: not readable"),
+    }
+    if let Some(cpu) = cpu {
+        println!(
+            "telemprobd CPU (user+sys): {:.2} s in total, {:.0} µs per stored record",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / stored.max(1) as f64
+        );
+    }
+    println!(
+        "files in spool after the runs: {stored}; total time {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| baseline, sequential durable write (median of {ROUNDS}) | {base:.0} records/s |");
+    for (name, r) in [("1 sender", &one), ("8 senders", &eight)] {
+        println!(
+            "| telemprobd, {name} | {:.0} records/s ({:.2}x baseline), p50 {:.2} ms, p99 {:.2} ms |",
+            r.rate,
+            r.ratio,
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3
+        );
+    }
+    if let Some(k) = rss {
+        println!(
+            "| telemprobd peak RSS (VmHWM) | {:.2} MiB |",
+            k as f64 / 1024.0
+        );
+    }
+}

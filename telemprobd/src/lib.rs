@@ -1,0 +1,19 @@
+//! telemprobd: accepts telemetry records from probes over a Unix socket and spools them
+//! durably, answering each with a status word (0 = on disk).
+//!
+//! Layout (mini-redis style): [`server::run`] is the seam tests use in-process;
+//! [`listener`] binds or takes the systemd socket; [`handler`] serves one connection;
+//! [`store`] is the group-commit spool writer with the quota; [`ratelimit`] the pure window
+//! logic; [`machineid`] the id substituted into records; [`stats`] counters and status file;
+//! [`shutdown`] the signals; [`cli`] and [`logging`] are used by the binary.
+
+pub mod cli;
+pub mod handler;
+pub mod listener;
+pub mod logging;
+pub mod machineid;
+pub mod ratelimit;
+pub mod server;
+pub mod shutdown;
+pub mod stats;
+pub mod store;

@@ -1,0 +1,192 @@
+//! The accept loop and the daemon's lifetime: start the spool writer, accept clients (capped),
+//! apply reloaded configs, keep the machine id and status file fresh, exit when idle (if
+//! recycling is on) or when told to, without losing any accepted record.
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use telemetry::Config;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavior};
+
+use crate::handler::{self, Shared};
+use crate::listener::Listener;
+use crate::machineid::{self, MachineId};
+use crate::ratelimit::{Limits, RateLimiter};
+use crate::stats::{Stats, StatusWriter};
+use crate::store::{self, StoreConfig};
+
+/// Tuning that is not in the config file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Time a client has to send its whole frame.
+    pub client_timeout: Duration,
+    /// Time without clients after which the daemon exits, when `daemon_recycling_enabled`.
+    pub idle_exit: Duration,
+    /// Most connections served at once.
+    pub max_clients: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            client_timeout: Duration::from_secs(5),
+            idle_exit: Duration::from_secs(300),
+            max_clients: 512,
+        }
+    }
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The shutdown future resolved.
+    Stopped,
+    /// No client for the idle time, with recycling enabled.
+    Idle,
+}
+
+/// Serves `listener` until `shutdown` resolves (or the daemon is idle), then stops accepting,
+/// lets started frames finish, commits and answers every queued record, writes the final
+/// status and removes the socket file if it is ours. A new value in `config` is applied as a
+/// reload.
+///
+/// # Errors
+/// The spool cannot be opened at start.
+pub async fn run(
+    mut listener: Listener,
+    mut config: watch::Receiver<Arc<Config>>,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<Exit> {
+    let cfg = config.borrow_and_update().clone();
+    let stats = Arc::new(Stats::default());
+    let (store, store_done) = store::start(StoreConfig::from_config(&cfg), stats.clone())?;
+    let machine_id = Arc::new(MachineId::new(&cfg));
+    let mut status = StatusWriter::new(&cfg);
+    status.write(&stats, true);
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        limiter: Mutex::new(RateLimiter::new(Limits::from_config(&cfg))),
+        machine_id: machine_id.clone(),
+        stats: stats.clone(),
+        store: store.clone(),
+        own_uid: rustix::process::getuid().as_raw(),
+        client_timeout: options.client_timeout,
+        cfg_warned: AtomicBool::new(false),
+    });
+    let max = options.max_clients.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "ready");
+
+    tokio::pin!(shutdown);
+    let mut status_tick = interval(Duration::from_secs(1));
+    status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut id_tick = interval_at(
+        Instant::now() + machineid::CHECK_EVERY,
+        machineid::CHECK_EVERY,
+    );
+    id_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_activity = Instant::now();
+    let mut config_open = true;
+
+    let exit = loop {
+        let recycling = config.borrow().daemon_recycling_enabled;
+        tokio::select! {
+            () = &mut shutdown => break Exit::Stopped,
+            (accepted, permit) = accept(&listener, &slots) => {
+                last_activity = Instant::now();
+                match accepted {
+                    Ok(stream) => {
+                        let shared = shared.clone();
+                        let stop = stop_rx.clone();
+                        tokio::spawn(async move {
+                            handler::handle(stream, shared, stop).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of fds or memory: back off instead of spinning; clients wait in
+                        // the backlog meanwhile.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            changed = config.changed(), if config_open => match changed {
+                Ok(()) => {
+                    let cfg = config.borrow_and_update().clone();
+                    apply_config(&cfg, &shared, &store, &mut status).await;
+                }
+                Err(_) => config_open = false,
+            },
+            _ = status_tick.tick() => status.write(&stats, false),
+            _ = id_tick.tick() => machine_id.refresh(&config.borrow().clone()),
+            () = sleep_until(last_activity + options.idle_exit), if recycling => {
+                if slots.available_permits() == max {
+                    tracing::info!(secs = options.idle_exit.as_secs(), "no client for a while; exiting (recycling)");
+                    break Exit::Idle;
+                }
+                last_activity = Instant::now();
+            }
+        }
+    };
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // No new clients; the socket file goes first so new senders fail fast.
+    listener.remove_socket_file();
+    drop(listener);
+    // Clients that have not started a frame are closed; the others finish (bounded by the
+    // client timeout) and get their answer.
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+    // Every handle to the writer is gone once the handlers are: it drains its queue and stops.
+    drop(shared);
+    drop(store);
+    store_done.wait().await;
+    status.write(&stats, true);
+    tracing::info!(?exit, "stopped");
+    Ok(exit)
+}
+
+/// Waits for a free slot, then for a client. Cancel-safe: a slot taken without a client is
+/// given back when the future is dropped.
+async fn accept(
+    listener: &Listener,
+    slots: &Arc<Semaphore>,
+) -> (
+    io::Result<tokio::net::UnixStream>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let permit = slots.clone().acquire_owned().await.ok();
+    let accepted = listener.inner.accept().await.map(|(s, _)| s);
+    (accepted, permit)
+}
+
+async fn apply_config(
+    cfg: &Config,
+    shared: &Shared,
+    store: &store::StoreHandle,
+    status: &mut StatusWriter,
+) {
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    match shared.limiter.lock() {
+        Ok(mut l) => l.set_limits(Limits::from_config(cfg)),
+        Err(p) => p.into_inner().set_limits(Limits::from_config(cfg)),
+    }
+    if let Err(e) = store.reconfigure(StoreConfig::from_config(cfg)).await {
+        tracing::error!(error = %e, "new spool settings not applied; keeping the old ones");
+    }
+    shared.machine_id.refresh(cfg);
+    status.set_config(cfg);
+    tracing::info!("configuration applied");
+}
