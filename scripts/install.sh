@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs telemetrics: binaries, libtelemetry.so.4 with its links, libtelemetry.a, telemetry.h,
-# libtelemetry.pc, systemd units, tmpfiles.d, sysusers.d, sysctl.d, and the default config with
-# every key commented.
+# libtelemetry.pc, systemd units, tmpfiles.d, sysusers.d, sysctl.d, the default config with
+# every key commented, and man pages plus bash/zsh/fish completions generated from the binaries'
+# clap definitions by telem-docgen (built alongside them).
 #
 #   scripts/install.sh [--no-build] [--profile-dir DIR]
 #   environment: PREFIX (/usr/local), DESTDIR (empty), BINDIR, LIBDIR, INCLUDEDIR, SYSCONFDIR
-#   (/etc), UNITDIR, TMPFILESDIR, SYSUSERSDIR, SYSCTLDIR, SYSTEMCONFDIR, DATADIR
+#   (/etc), UNITDIR, TMPFILESDIR, SYSUSERSDIR, SYSCTLDIR, SYSTEMCONFDIR, DATADIR, MANDIR
+#   ($DATADIR/man), BASHCOMPLETIONDIR, ZSHCOMPLETIONDIR, FISHCOMPLETIONDIR (each shell's vendor
+#   directory below $DATADIR); SOURCE_DATE_EPOCH, when set, dates the man pages
 #
 # A packager: `PREFIX=/usr DESTDIR=$pkgdir scripts/install.sh`. Paths inside the units are
 # substituted from these values.
@@ -33,19 +36,24 @@ TMPFILESDIR=${TMPFILESDIR:-$PREFIX/lib/tmpfiles.d}
 SYSUSERSDIR=${SYSUSERSDIR:-$PREFIX/lib/sysusers.d}
 SYSCTLDIR=${SYSCTLDIR:-$PREFIX/lib/sysctl.d}
 SYSTEMCONFDIR=${SYSTEMCONFDIR:-$PREFIX/lib/systemd/system.conf.d}
+MANDIR=${MANDIR:-$DATADIR/man}
+BASHCOMPLETIONDIR=${BASHCOMPLETIONDIR:-$DATADIR/bash-completion/completions}
+ZSHCOMPLETIONDIR=${ZSHCOMPLETIONDIR:-$DATADIR/zsh/site-functions}
+FISHCOMPLETIONDIR=${FISHCOMPLETIONDIR:-$DATADIR/fish/vendor_completions.d}
 
 bins="telemprobd telempostd telemctl telem-record-gen crashprobe klogscanner journalprobe pstoreprobe pstoreclean hprobe"
 if [ "$build" = 1 ]; then
   cargo build --release --locked --workspace --exclude telem-collector
   profile_dir=target/release
 fi
-for b in $bins; do
+for b in $bins telem-docgen; do
   [ -x "$profile_dir/$b" ] || { echo "install.sh: $profile_dir/$b is missing (build first)" >&2; exit 1; }
 done
 
 d() { install -d -m 0755 "$DESTDIR$1"; }
 for dir in "$BINDIR" "$LIBDIR/pkgconfig" "$INCLUDEDIR" "$UNITDIR" "$TMPFILESDIR" "$SYSUSERSDIR" \
-           "$SYSCTLDIR" "$SYSTEMCONFDIR" "$DATADIR/defaults/telemetrics"; do
+           "$SYSCTLDIR" "$SYSTEMCONFDIR" "$DATADIR/defaults/telemetrics" "$MANDIR/man1" \
+           "$BASHCOMPLETIONDIR" "$ZSHCOMPLETIONDIR" "$FISHCOMPLETIONDIR"; do
   d "$dir"
 done
 for b in $bins; do
@@ -80,4 +88,18 @@ subst systemd/40-crash-probe.conf.in > "$stage/40-crash-probe.conf"
 install -m 0644 "$stage/40-crash-probe.conf" "$DESTDIR$SYSCTLDIR/40-crash-probe.conf"
 install -m 0644 systemd/40-core-ulimit.conf "$DESTDIR$SYSTEMCONFDIR/40-core-ulimit.conf"
 install -m 0644 systemd/telemetrics.conf "$DESTDIR$DATADIR/defaults/telemetrics/telemetrics.conf"
+
+# Man pages (one per binary, plus telemctl-<subcommand>) and completions, rendered from the
+# same clap definitions the binaries parse with. telem-docgen itself is not installed.
+"$profile_dir/telem-docgen" man "$stage/man"
+"$profile_dir/telem-docgen" completions "$stage/completions"
+for f in "$stage"/man/man1/*.1; do
+  install -m 0644 "$f" "$DESTDIR$MANDIR/man1/$(basename "$f")"
+done
+comp=$stage/completions
+for b in $bins; do
+  install -m 0644 "$comp/bash-completion/completions/$b" "$DESTDIR$BASHCOMPLETIONDIR/$b"
+  install -m 0644 "$comp/zsh/site-functions/_$b" "$DESTDIR$ZSHCOMPLETIONDIR/_$b"
+  install -m 0644 "$comp/fish/vendor_completions.d/$b.fish" "$DESTDIR$FISHCOMPLETIONDIR/$b.fish"
+done
 echo "installed telemetrics into ${DESTDIR:-/}$PREFIX"

@@ -131,7 +131,11 @@ pub fn scan(dir: &Path) -> std::io::Result<Vec<Entry>> {
             modified: meta.modified().unwrap_or(UNIX_EPOCH),
         });
     }
-    out.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.name.cmp(&b.name)));
+    out.sort_by(|a, b| {
+        a.modified
+            .cmp(&b.modified)
+            .then_with(|| a.name.cmp(&b.name))
+    });
     Ok(out)
 }
 
@@ -157,7 +161,11 @@ mod tests {
         std::fs::write(d.path().join(temp_name(&a)), "tmp").unwrap();
         std::fs::create_dir(d.path().join("subdir")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
-        let names: Vec<String> = scan(d.path()).unwrap().into_iter().map(|e| e.name).collect();
+        let names: Vec<String> = scan(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         assert_eq!(names, [b, a]);
     }
 

@@ -2,10 +2,12 @@
 //!
 //! - [`oops`]: the kernel oops parser (klogscanner, pstoreprobe).
 //! - [`send`]: shared plumbing: config, opt-in check, payload fitting, dry-run printing.
+//! - [`args`]: the command line of each probe binary (also read by `telem-docgen`).
 //! - [`cli`]: argument parsing and logging set-up common to the probe binaries.
 //! - [`kmsg`], [`pstore`], [`journal`], [`hello`]: the logic of each probe, testable without
 //!   its binary.
 
+pub mod args;
 pub mod cli;
 pub mod crash;
 pub mod hello;

@@ -4,11 +4,13 @@
 //! - [`deliver`]: the ureq agent, the `headers` and `json` encodings, outcome classification.
 //! - [`retry`]: the backoff policy (pure); [`rate`]: rate limiting by wall-clock windows.
 //! - [`status`]: the status file for `telemctl status`.
+//! - [`cli`]: the command line (also read by `telem-docgen` for the man page).
 //! - [`daemon`]: the loop tying them together; [`run`] is what the binary and the tests call.
 //!
 //! The journal format lives in the shared core (`telemetry::journal`) so `telemctl journal`
 //! reads what this daemon writes.
 
+pub mod cli;
 pub mod daemon;
 pub mod deliver;
 pub mod logging;

@@ -6,64 +6,17 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use clap::Parser;
+use probes::args::CrashprobeArgs as Args;
 use probes::cli;
 use probes::crash::{self, Flood, Origin, Verdict};
 use probes::send::{load_config, Outcome, Sender};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-
-/// Report a crashed process from its core dump (read from stdin unless -c is given).
-#[derive(Debug, Parser)]
-#[command(name = "crashprobe", version)]
-struct Args {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    config_file: Option<PathBuf>,
-    /// Read the core from this file instead of stdin.
-    #[arg(short = 'c', long = "core-file", value_name = "PATH")]
-    core_file: Option<PathBuf>,
-    /// Name of the crashed process (%e). Required.
-    #[arg(short = 'p', long = "process-name", value_name = "NAME")]
-    process_name: Option<String>,
-    /// Path of the crashed executable, with '!' for '/' (%E).
-    #[arg(short = 'E', long = "process-path", value_name = "PATH")]
-    process_path: Option<String>,
-    /// Signal that killed the process (%s).
-    #[arg(
-        short = 's',
-        long = "signal",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    signal: Option<i32>,
-    /// Print the payload to stdout.
-    #[arg(short = 'v', long)]
-    verbose: bool,
-    /// Print the record (headers and payload) instead of sending it.
-    #[arg(short = 'n', long)]
-    dry_run: bool,
-    /// Seconds in which further crashes of the same executable are only counted (0: off).
-    #[arg(long, value_name = "SECS", default_value_t = crash::DEFAULT_FLOOD_WINDOW)]
-    flood_window: u64,
-    /// Root of the separate debug files (<DIR>/.build-id/xx/rest.debug).
-    #[arg(long, value_name = "DIR", env = "TELEM_CRASH_DEBUG_DIR", default_value = coredump::DEFAULT_DEBUG_ROOT)]
-    debug_dir: PathBuf,
-    /// When frames lack symbols, wait this long and symbolize again once (the original waited
-    /// 10 s for debug info being installed; 0: no retry).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    retry_delay: u64,
-}
 
 /// The unprivileged user crashprobe runs as when the kernel starts it as root.
 const TELEMETRY_USER: &str = "telemetry";

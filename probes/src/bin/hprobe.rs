@@ -1,46 +1,13 @@
 //! hprobe: sends a "hello" record (or a heartbeat with `-H`), optionally with the locale, the
 //! uptime and the installed bundles (spec §11.1).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use probes::args::HprobeArgs as Args;
 use probes::cli;
 use probes::hello;
 use probes::send::{load_config, Outcome, Sender};
-
-/// Send a hello (or heartbeat) record to telemetry.
-#[derive(Debug, Parser)]
-#[command(name = "hprobe", version)]
-struct Args {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    config_file: Option<PathBuf>,
-    /// Create a "heartbeat" record instead.
-    #[arg(short = 'H', long)]
-    heartbeat: bool,
-    /// Add the locale (LC_ALL) to the payload.
-    #[arg(short = 'l', long)]
-    locale: bool,
-    /// Add the uptime in seconds to the payload.
-    #[arg(short = 'u', long)]
-    uptime: bool,
-    /// Add the list of installed bundles to the payload.
-    #[arg(short = 'b', long)]
-    bundles: bool,
-    /// Where the bundle list is read from [default: /usr/share/clear/bundles below TELEM_ROOT].
-    #[arg(long, value_name = "DIR")]
-    bundles_dir: Option<PathBuf>,
-    /// Print the record (headers and payload) instead of sending it.
-    #[arg(short = 'n', long)]
-    dry_run: bool,
-}
 
 fn main() -> ExitCode {
     let args: Args = cli::parse();

@@ -10,43 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{bail, Context as _};
-use clap::Parser;
+use probes::args::JournalprobeArgs as Args;
 use probes::journal::{self, Entry, Position};
 use probes::send::{load_config, SendError, Sender};
 use probes::{cli, state};
-
-/// Report failed services of the current boot from the systemd journal to telemetry.
-#[derive(Debug, Parser)]
-#[command(name = "journalprobe", version)]
-struct Args {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    config_file: Option<PathBuf>,
-    /// Start at the end of the journal on the first run (no stored cursor), then keep
-    /// following it (implies --follow).
-    #[arg(short = 't', long)]
-    tail: bool,
-    /// Keep running: look for new entries every --interval seconds.
-    #[arg(long)]
-    follow: bool,
-    /// Seconds between passes with --follow or --tail.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    interval: f64,
-    /// Print the records that would be sent instead of sending them (the cursor is not moved).
-    #[arg(short = 'n', long)]
-    dry_run: bool,
-    /// The journalctl program to run.
-    #[arg(long, value_name = "PATH", default_value = "journalctl")]
-    journalctl: PathBuf,
-    /// Read `journalctl -o json` lines from FILE instead of running journalctl.
-    #[arg(long, value_name = "FILE")]
-    input: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     let args: Args = cli::parse();

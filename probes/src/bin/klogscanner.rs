@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use probes::args::KlogscannerArgs as Args;
 use probes::kmsg::{self, Resume};
 use probes::oops::{self, Oops, OopsParser};
 use probes::send::{load_config, Sender};
@@ -17,29 +17,6 @@ use probes::{cli, state};
 
 /// EPIPE from a `/dev/kmsg` read: records were overwritten before we read them.
 const EPIPE: i32 = 32;
-
-/// Report kernel oopses from the kernel log to telemetry.
-#[derive(Debug, Parser)]
-#[command(name = "klogscanner", version)]
-struct Args {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    config_file: Option<PathBuf>,
-    /// Print the records that would be sent (headers and payload) instead of sending them.
-    #[arg(short = 'n', long)]
-    dry_run: bool,
-    /// Scan a saved kernel log (dmesg or console text) instead of /dev/kmsg, then exit.
-    #[arg(long, value_name = "PATH")]
-    file: Option<PathBuf>,
-    /// Read /dev/kmsg-format records from PATH instead of /dev/kmsg (stops at its end).
-    #[arg(long, value_name = "PATH")]
-    kmsg: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     let args: Args = cli::parse();

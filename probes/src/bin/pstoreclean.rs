@@ -4,37 +4,13 @@
 //! here (pstoreprobe forgets deleted dumps on its next run), so this needs no writable state.
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use probes::args::PstorecleanArgs as Args;
 use probes::cli;
 use probes::pstore::{self, FileId, Processed};
 use probes::send::load_config;
-
-/// Delete pstore dumps that pstoreprobe has already handled.
-#[derive(Debug, Parser)]
-#[command(name = "pstoreclean", version)]
-struct Args {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    config_file: Option<PathBuf>,
-    /// The pstore directory.
-    #[arg(long, value_name = "PATH", default_value = pstore::PSTORE_DIR)]
-    dir: PathBuf,
-    /// Delete every regular file in the directory, handled or not.
-    #[arg(long)]
-    all: bool,
-    /// Print what would be deleted, delete nothing.
-    #[arg(short = 'n', long)]
-    dry_run: bool,
-}
 
 fn main() -> ExitCode {
     let args: Args = cli::parse();

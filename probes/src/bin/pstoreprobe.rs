@@ -3,37 +3,14 @@
 //! are reported once; `pstoreclean` deletes them.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use probes::args::PstoreprobeArgs as Args;
 use probes::pstore::{self, Processed};
 use probes::send::{load_config, Sender};
 use probes::{cli, oops};
-
-/// Report kernel crash dumps saved by pstore to telemetry.
-#[derive(Debug, Parser)]
-#[command(name = "pstoreprobe", version)]
-struct Args {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    config_file: Option<PathBuf>,
-    /// Print the records that would be sent instead of sending them (remembers nothing).
-    #[arg(short = 'n', long)]
-    dry_run: bool,
-    /// The pstore directory.
-    #[arg(long, value_name = "PATH", default_value = pstore::PSTORE_DIR)]
-    dir: PathBuf,
-    /// Scan one saved dump file instead of the pstore directory.
-    #[arg(long, value_name = "PATH")]
-    file: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     let args: Args = cli::parse();

@@ -1,0 +1,191 @@
+//! The command lines of the probe binaries, one `Parser` struct per probe. They live in the
+//! library (not in `src/bin/`) so that `telem-docgen` can render man pages and shell
+//! completions from the same definitions the binaries parse with. The doc comments are the
+//! `--help` text.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::{crash, pstore};
+
+/// Report a crashed process from its core dump (read from stdin unless -c is given).
+#[derive(Debug, Parser)]
+#[command(name = "crashprobe", version)]
+pub struct CrashprobeArgs {
+    /// Configuration file (read on top of the built-in defaults).
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// Read the core from this file instead of stdin.
+    #[arg(short = 'c', long = "core-file", value_name = "PATH")]
+    pub core_file: Option<PathBuf>,
+    /// Name of the crashed process (%e). Required.
+    #[arg(short = 'p', long = "process-name", value_name = "NAME")]
+    pub process_name: Option<String>,
+    /// Path of the crashed executable, with '!' for '/' (%E).
+    #[arg(short = 'E', long = "process-path", value_name = "PATH")]
+    pub process_path: Option<String>,
+    /// Signal that killed the process (%s).
+    #[arg(
+        short = 's',
+        long = "signal",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub signal: Option<i32>,
+    /// Print the payload to stdout.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Print the record (headers and payload) instead of sending it.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Seconds in which further crashes of the same executable are only counted (0: off).
+    #[arg(long, value_name = "SECS", default_value_t = crash::DEFAULT_FLOOD_WINDOW)]
+    pub flood_window: u64,
+    /// Root of the separate debug files (<DIR>/.build-id/xx/rest.debug).
+    #[arg(long, value_name = "DIR", env = "TELEM_CRASH_DEBUG_DIR", default_value = coredump::DEFAULT_DEBUG_ROOT)]
+    pub debug_dir: PathBuf,
+    /// When frames lack symbols, wait this long and symbolize again once (the original waited
+    /// 10 s for debug info being installed; 0: no retry).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub retry_delay: u64,
+}
+
+/// Send a hello (or heartbeat) record to telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "hprobe", version)]
+pub struct HprobeArgs {
+    /// Configuration file (read on top of the built-in defaults).
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// Create a "heartbeat" record instead.
+    #[arg(short = 'H', long)]
+    pub heartbeat: bool,
+    /// Add the locale (LC_ALL) to the payload.
+    #[arg(short = 'l', long)]
+    pub locale: bool,
+    /// Add the uptime in seconds to the payload.
+    #[arg(short = 'u', long)]
+    pub uptime: bool,
+    /// Add the list of installed bundles to the payload.
+    #[arg(short = 'b', long)]
+    pub bundles: bool,
+    /// Where the bundle list is read from [default: /usr/share/clear/bundles below TELEM_ROOT].
+    #[arg(long, value_name = "DIR")]
+    pub bundles_dir: Option<PathBuf>,
+    /// Print the record (headers and payload) instead of sending it.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// Report failed services of the current boot from the systemd journal to telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "journalprobe", version)]
+pub struct JournalprobeArgs {
+    /// Configuration file (read on top of the built-in defaults).
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// Start at the end of the journal on the first run (no stored cursor), then keep
+    /// following it (implies --follow).
+    #[arg(short = 't', long)]
+    pub tail: bool,
+    /// Keep running: look for new entries every --interval seconds.
+    #[arg(long)]
+    pub follow: bool,
+    /// Seconds between passes with --follow or --tail.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub interval: f64,
+    /// Print the records that would be sent instead of sending them (the cursor is not moved).
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// The journalctl program to run.
+    #[arg(long, value_name = "PATH", default_value = "journalctl")]
+    pub journalctl: PathBuf,
+    /// Read `journalctl -o json` lines from FILE instead of running journalctl.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+}
+
+/// Report kernel oopses from the kernel log to telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "klogscanner", version)]
+pub struct KlogscannerArgs {
+    /// Configuration file (read on top of the built-in defaults).
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// Print the records that would be sent (headers and payload) instead of sending them.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Scan a saved kernel log (dmesg or console text) instead of /dev/kmsg, then exit.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Read /dev/kmsg-format records from PATH instead of /dev/kmsg (stops at its end).
+    #[arg(long, value_name = "PATH")]
+    pub kmsg: Option<PathBuf>,
+}
+
+/// Report kernel crash dumps saved by pstore to telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "pstoreprobe", version)]
+pub struct PstoreprobeArgs {
+    /// Configuration file (read on top of the built-in defaults).
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// Print the records that would be sent instead of sending them (remembers nothing).
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// The pstore directory.
+    #[arg(long, value_name = "PATH", default_value = pstore::PSTORE_DIR)]
+    pub dir: PathBuf,
+    /// Scan one saved dump file instead of the pstore directory.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+/// Delete pstore dumps that pstoreprobe has already handled.
+#[derive(Debug, Parser)]
+#[command(name = "pstoreclean", version)]
+pub struct PstorecleanArgs {
+    /// Configuration file (read on top of the built-in defaults).
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// The pstore directory.
+    #[arg(long, value_name = "PATH", default_value = pstore::PSTORE_DIR)]
+    pub dir: PathBuf,
+    /// Delete every regular file in the directory, handled or not.
+    #[arg(long)]
+    pub all: bool,
+    /// Print what would be deleted, delete nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
