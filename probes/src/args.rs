@@ -9,10 +9,9 @@ use clap::Parser;
 
 use crate::{crash, pstore};
 
-/// Report a crashed process from its core dump (read from stdin unless -c is given).
-#[derive(Debug, Parser)]
-#[command(name = "crashprobe", version)]
-pub struct CrashprobeArgs {
+/// `-f/--config-file`, the same in every probe.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
     /// Configuration file (read on top of the built-in defaults).
     #[arg(
         short = 'f',
@@ -21,6 +20,14 @@ pub struct CrashprobeArgs {
         value_name = "FILE"
     )]
     pub config_file: Option<PathBuf>,
+}
+
+/// Report a crashed process from its core dump (read from stdin unless -c is given).
+#[derive(Debug, Parser)]
+#[command(name = "crashprobe", version)]
+pub struct CrashprobeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// Read the core from this file instead of stdin.
     #[arg(short = 'c', long = "core-file", value_name = "PATH")]
     pub core_file: Option<PathBuf>,
@@ -60,14 +67,8 @@ pub struct CrashprobeArgs {
 #[derive(Debug, Parser)]
 #[command(name = "hprobe", version)]
 pub struct HprobeArgs {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    pub config_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// Create a "heartbeat" record instead.
     #[arg(short = 'H', long)]
     pub heartbeat: bool,
@@ -92,14 +93,8 @@ pub struct HprobeArgs {
 #[derive(Debug, Parser)]
 #[command(name = "journalprobe", version)]
 pub struct JournalprobeArgs {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    pub config_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// Start at the end of the journal on the first run (no stored cursor), then keep
     /// following it (implies --follow).
     #[arg(short = 't', long)]
@@ -125,14 +120,8 @@ pub struct JournalprobeArgs {
 #[derive(Debug, Parser)]
 #[command(name = "klogscanner", version)]
 pub struct KlogscannerArgs {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    pub config_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// Print the records that would be sent (headers and payload) instead of sending them.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -148,14 +137,8 @@ pub struct KlogscannerArgs {
 #[derive(Debug, Parser)]
 #[command(name = "pstoreprobe", version)]
 pub struct PstoreprobeArgs {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    pub config_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// Print the records that would be sent instead of sending them (remembers nothing).
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -171,14 +154,8 @@ pub struct PstoreprobeArgs {
 #[derive(Debug, Parser)]
 #[command(name = "pstoreclean", version)]
 pub struct PstorecleanArgs {
-    /// Configuration file (read on top of the built-in defaults).
-    #[arg(
-        short = 'f',
-        long = "config-file",
-        visible_alias = "config_file",
-        value_name = "FILE"
-    )]
-    pub config_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// The pstore directory.
     #[arg(long, value_name = "PATH", default_value = pstore::PSTORE_DIR)]
     pub dir: PathBuf,

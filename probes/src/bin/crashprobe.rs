@@ -111,7 +111,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("Missing required -p option. See --help output");
         return Ok(ExitCode::FAILURE);
     };
-    let config = load_config(args.config_file.as_deref())?;
+    let config = load_config(args.config.config_file.as_deref())?;
     let process = args
         .process_path
         .as_deref()

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config_file.as_deref())?;
+    let config = load_config(args.config.config_file.as_deref())?;
     let locale = args
         .locale
         .then(|| hello::locale_from_env(|k| std::env::var(k).ok()));

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config_file.as_deref())?;
+    let config = load_config(args.config.config_file.as_deref())?;
     let cursor_file = config.state_dir.join(journal::CURSOR_FILE);
     let mut probe = Probe {
         sender: Sender::new(config, args.dry_run),

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config_file.as_deref())?;
+    let config = load_config(args.config.config_file.as_deref())?;
     let mut sender = Sender::new(config, args.dry_run);
     if let Some(path) = &args.file {
         scan_file(&mut sender, path)?;

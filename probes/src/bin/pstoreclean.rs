@@ -19,7 +19,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config_file.as_deref())?;
+    let config = load_config(args.config.config_file.as_deref())?;
     let list = pstore::processed_path(&config);
     let done = Processed::load(&list).with_context(|| format!("reading {}", list.display()))?;
     let entries =
