@@ -13,6 +13,7 @@
 
 mod backtrace;
 mod core;
+mod dwarf;
 mod error;
 mod memory;
 mod modules;
