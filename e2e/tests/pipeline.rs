@@ -20,7 +20,10 @@ fn profile_dir() -> PathBuf {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A binary of the workspace; the build must have happened (scripts/test.sh does it).
@@ -77,13 +80,22 @@ fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 /// Header values with spaces, pipes and punctuation: they must arrive whole.
 const SYS_FILES: &[(&str, &str)] = &[
     ("sys/class/dmi/id/sys_vendor", "ACME Corp\n"),
-    ("sys/class/dmi/id/product_name", "Road Runner 3000 (rev 2)\n"),
+    (
+        "sys/class/dmi/id/product_name",
+        "Road Runner 3000 (rev 2)\n",
+    ),
     ("sys/class/dmi/id/product_version", "v2 beta"),
     ("sys/class/dmi/id/board_name", "Board X-1\n"),
     ("sys/class/dmi/id/board_vendor", "ACME Boards Ltd.\n"),
     ("sys/class/dmi/id/bios_version", "1.16.0-1 (2024)\n"),
-    ("proc/cpuinfo", "processor\t: 0\nmodel name\t: Fake CPU Model 9000 @ 3.00GHz\n"),
-    ("etc/os-release", "ID=testos\nVARIANT_ID=server\nVERSION_ID=\"42\"\n"),
+    (
+        "proc/cpuinfo",
+        "processor\t: 0\nmodel name\t: Fake CPU Model 9000 @ 3.00GHz\n",
+    ),
+    (
+        "etc/os-release",
+        "ID=testos\nVARIANT_ID=server\nVERSION_ID=\"42\"\n",
+    ),
 ];
 
 struct System {
@@ -158,7 +170,9 @@ impl System {
     fn start_probd(&mut self) {
         self.spawn("telemprobd", &[]);
         let sock = self.root().join("run/telem-0");
-        wait_until("telemprobd's socket", Duration::from_secs(20), || sock.exists());
+        wait_until("telemprobd's socket", Duration::from_secs(20), || {
+            sock.exists()
+        });
     }
 
     fn start_postd(&mut self) {
@@ -188,7 +202,9 @@ impl System {
         self.run_ok(c);
         let mut c = self.cmd("hprobe");
         c.arg("-u");
-        assert!(self.run_ok(c).contains("Successfully sent record to daemon."));
+        assert!(self
+            .run_ok(c)
+            .contains("Successfully sent record to daemon."));
         let mut c = Command::new(c_program());
         c.arg("e2e")
             .env("TELEM_ROOT", self.root())
@@ -256,7 +272,11 @@ fn check_delivery(path: &str, format: &str) {
     s.start_postd();
     let id = s.send_three();
     if !s.collector.wait_for_records(3, Duration::from_secs(30)) {
-        panic!("only {} records arrived\n{}", s.collector.records().len(), s.logs());
+        panic!(
+            "only {} records arrived\n{}",
+            s.collector.records().len(),
+            s.logs()
+        );
     }
     let records = s.collector.records();
     assert_eq!(records.len(), 3);
@@ -266,7 +286,10 @@ fn check_delivery(path: &str, format: &str) {
         assert_eq!(r.format, format);
         // Every header present, the machine id substituted, the system facts whole.
         for name in HEADER_NAMES {
-            assert!(r.headers.contains_key(&hyphenated(name)), "{name} missing in {r:?}");
+            assert!(
+                r.headers.contains_key(&hyphenated(name)),
+                "{name} missing in {r:?}"
+            );
         }
         let h = |n: &str| r.headers[n].as_str();
         assert_eq!(h("machine-id"), mid);
@@ -284,7 +307,11 @@ fn check_delivery(path: &str, format: &str) {
     assert_eq!(cli.headers["payload-format-version"], "2");
     assert_eq!(cli.payload, "payload from the CLI\nwith two lines ✓\n");
     let hello = by_class(&records, "org.clearlinux/hello/world");
-    assert!(hello.payload.starts_with("hello\nuptime: "), "{:?}", hello.payload);
+    assert!(
+        hello.payload.starts_with("hello\nuptime: "),
+        "{:?}",
+        hello.payload
+    );
     let c = by_class(&records, "org.example/c-example/hello");
     assert_eq!(c.payload, "hello from a C program (e2e)\n");
 
@@ -302,12 +329,16 @@ fn check_delivery(path: &str, format: &str) {
 
     // telemctl reports the same figures the daemons produced.
     let mut out = String::new();
-    wait_until("telemctl status to show the figures", Duration::from_secs(10), || {
-        let mut c = s.cmd("telemctl");
-        c.arg("status");
-        out = s.run_ok(c);
-        out.contains("received 3") && out.contains("stored 3") && out.contains("delivered 3")
-    });
+    wait_until(
+        "telemctl status to show the figures",
+        Duration::from_secs(10),
+        || {
+            let mut c = s.cmd("telemctl");
+            c.arg("status");
+            out = s.run_ok(c);
+            out.contains("received 3") && out.contains("stored 3") && out.contains("delivered 3")
+        },
+    );
     assert!(out.contains("telemprobd:  running"), "{out}");
     assert!(out.contains("telempostd:  running"), "{out}");
     assert!(out.contains("spool:       0 records"), "{out}");
@@ -336,7 +367,11 @@ fn c_api_and_cli_records_are_spooled_by_telemprobd() {
     let id = s.send_three();
     let spool = s.root().join("var/spool/telemetry");
     let entries = telemetry::spool::scan(&spool).unwrap();
-    assert_eq!(entries.len(), 3, "every acknowledged record is on disk at once");
+    assert_eq!(
+        entries.len(),
+        3,
+        "every acknowledged record is on disk at once"
+    );
     let mid = s.machine_id();
     let mut classes = Vec::new();
     for e in entries {
@@ -346,7 +381,10 @@ fn c_api_and_cli_records_are_spooled_by_telemprobd() {
         assert_eq!(sr.record.values()[3], mid);
         classes.push(sr.record.values()[1].clone());
         if sr.record.values()[14] == id {
-            assert_eq!(sr.record.payload(), "payload from the CLI\nwith two lines ✓\n".as_bytes());
+            assert_eq!(
+                sr.record.payload(),
+                "payload from the CLI\nwith two lines ✓\n".as_bytes()
+            );
         }
     }
     classes.sort();
@@ -379,7 +417,9 @@ fn not_opted_in_nothing_is_accepted_and_the_user_is_told() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Connection refused"));
-    assert!(telemetry::spool::scan(&s.root().join("var/spool/telemetry"))
-        .unwrap()
-        .is_empty());
+    assert!(
+        telemetry::spool::scan(&s.root().join("var/spool/telemetry"))
+            .unwrap()
+            .is_empty()
+    );
 }

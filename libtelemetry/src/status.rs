@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(back.counters["received"], 10);
         assert_eq!(back.pid, 7);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-        assert_eq!(fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         assert_eq!(read(&d.path().join("none")).unwrap(), None);
         assert!(DaemonStatus::from_text("pid=x\n").is_err());
     }
