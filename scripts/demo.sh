@@ -6,10 +6,16 @@
 # Nothing outside the temporary directory and target/ is read or written; it ends by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== building (release)"
-cargo build --release --locked -q -p libtelemetry -p telemprobd -p telempostd -p telemctl \
-  -p telem-record-gen -p probes -p telem-collector
-bin=$PWD/target/release
+# TELEM_DEMO_PROFILE=debug runs an existing debug build without building (the e2e test of
+# this script does that); the default builds and runs the release profile.
+if [ "${TELEM_DEMO_PROFILE:-release}" = debug ]; then
+  bin=$PWD/target/debug
+else
+  echo "== building (release)"
+  cargo build --release --locked -q -p libtelemetry -p telemprobd -p telempostd -p telemctl \
+    -p telem-record-gen -p probes -p telem-collector
+  bin=$PWD/target/release
+fi
 
 demo=$(mktemp -d "${TMPDIR:-/tmp}/telemetrics-demo.XXXXXX")
 pids=()
