@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::{crash, pstore};
+use crate::{coredumpd, crash, pstore};
 
 /// `-f/--config-file`, the same in every probe.
 #[derive(Debug, clap::Args)]
@@ -61,6 +61,26 @@ pub struct CrashprobeArgs {
     /// 10 s for debug info being installed; 0: no retry).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub retry_delay: u64,
+    /// Report the crashes systemd-coredump recorded in the journal since the last run,
+    /// instead of one core from the kernel (for systems where systemd-coredump owns
+    /// core_pattern).
+    #[arg(long, conflicts_with_all = ["core_file", "process_name", "process_path", "signal"])]
+    pub journal: bool,
+    /// With --journal: keep running, looking for new crashes every --interval seconds.
+    #[arg(long, requires = "journal")]
+    pub follow: bool,
+    /// Seconds between passes with --follow.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub interval: f64,
+    /// With --journal: the journalctl program to run.
+    #[arg(long, value_name = "PATH", default_value = "journalctl")]
+    pub journalctl: PathBuf,
+    /// With --journal: read `journalctl -o json` lines from FILE instead of running journalctl.
+    #[arg(long, value_name = "FILE", requires = "journal")]
+    pub input: Option<PathBuf>,
+    /// With --journal: the directory core files must be in.
+    #[arg(long, value_name = "DIR", default_value = coredumpd::COREDUMP_DIR)]
+    pub coredump_dir: PathBuf,
 }
 
 /// Send a hello (or heartbeat) record to telemetry.

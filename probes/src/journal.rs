@@ -7,7 +7,12 @@
 //! `org.clearlinux/journal/error`, severity 2, payload `MESSAGE=<message>\n`.
 
 use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader};
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
 
 use serde_json::Value;
 
@@ -125,6 +130,98 @@ pub fn after_cursor(entries: Vec<Entry>, cursor: Option<&str>) -> Vec<Entry> {
     }
 }
 
+/// Runs `program` (journalctl) with `args` and calls `each` with every line of its output, in
+/// order, until it breaks; the child is then killed (it is ours, and its output is not needed).
+/// A line longer than `max_line` bytes is dropped unread with a warning, so one huge field
+/// cannot make the caller hold it in memory. A non-zero exit status is an error unless `each`
+/// stopped early. Shared by journalprobe-like callers (crashprobe `--journal`).
+pub fn for_each_line(
+    program: &Path,
+    args: &[OsString],
+    max_line: usize,
+    mut each: impl FnMut(&str) -> ControlFlow<()>,
+) -> anyhow::Result<()> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("running {}", program.display()))?;
+    let Some(stdout) = child.stdout.take() else {
+        anyhow::bail!("no output pipe from {}", program.display());
+    };
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    let mut stopped = false;
+    loop {
+        match read_bounded_line(&mut reader, &mut line, max_line)
+            .with_context(|| format!("reading {}'s output", program.display()))?
+        {
+            None => break,
+            Some(false) => {
+                tracing::warn!(
+                    "{}: an entry longer than {max_line} bytes was skipped",
+                    program.display()
+                );
+            }
+            Some(true) => {
+                if each(&String::from_utf8_lossy(&line)).is_break() {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+    }
+    if stopped {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {}", program.display()))?;
+    if !stopped && !status.success() {
+        anyhow::bail!("{} failed ({status})", program.display());
+    }
+    Ok(())
+}
+
+/// Reads one `\n`-terminated line into `line` (without the `\n`). `None` at the end of input,
+/// `Some(false)` when the line was longer than `max` bytes (the rest of it is consumed and
+/// dropped, `line` is left empty), `Some(true)` otherwise.
+fn read_bounded_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<bool>> {
+    line.clear();
+    let mut any = false;
+    let mut too_long = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(any.then_some(!too_long));
+        }
+        any = true;
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], i + 1),
+            None => (buf, buf.len()),
+        };
+        let end = chunk.len() < done;
+        if !too_long {
+            if line.len() + chunk.len() > max {
+                too_long = true;
+                *line = Vec::new();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        reader.consume(done);
+        if end {
+            return Ok(Some(!too_long));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -193,6 +290,36 @@ mod tests {
         assert_eq!(args.last(), Some(&OsString::from("--after-cursor=c1")));
         let args = journalctl_args(&Position::Last, false);
         assert!(args.ends_with(&["-n".into(), "1".into()]));
+    }
+
+    #[test]
+    fn long_lines_are_dropped_whole() {
+        let mut r = io::BufReader::with_capacity(4, &b"abc\nabcdefgh\n\nxy"[..]);
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        while let Some(ok) = read_bounded_line(&mut r, &mut line, 5).unwrap() {
+            got.push((ok, String::from_utf8(line.clone()).unwrap()));
+        }
+        let want = [(true, "abc"), (false, ""), (true, ""), (true, "xy")];
+        assert_eq!(got, want.map(|(o, s)| (o, s.to_string())));
+    }
+
+    #[test]
+    fn lines_of_a_program() {
+        let mut lines = Vec::new();
+        let args = ["-c", "printf 'a\\nb\\nc\\n'"].map(OsString::from);
+        for_each_line(Path::new("sh"), &args, 100, |l| {
+            lines.push(l.to_string());
+            if l == "b" {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!(lines, ["a", "b"]);
+        let args = ["-c", "exit 3"].map(OsString::from);
+        assert!(for_each_line(Path::new("sh"), &args, 100, |_| ControlFlow::Continue(())).is_err());
     }
 
     #[test]

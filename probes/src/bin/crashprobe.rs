@@ -1,7 +1,8 @@
 //! crashprobe: the kernel's core handler (`core_pattern = |/usr/bin/crashprobe -p %e -E %E -s %s`).
 //! Reads the core from stdin (or `-c`), unwinds and symbolizes every thread in pure Rust (crate
-//! `coredump`) and sends the backtrace as a record (spec §11.2, contract §3). See
-//! docs/crashprobe.md.
+//! `coredump`) and sends the backtrace as a record (spec §11.2, contract §3). With `--journal`,
+//! reports the crashes systemd-coredump recorded in the journal instead (`probes::coredumpd`).
+//! See docs/crashprobe.md.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -12,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use probes::args::CrashprobeArgs as Args;
-use probes::cli;
 use probes::crash::{self, Flood, Origin, Verdict};
 use probes::send::{load_config, Outcome, Sender};
+use probes::{cli, coredumpd};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -107,6 +108,9 @@ fn drop_privileges() -> anyhow::Result<()> {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.journal {
+        return run_journal(args);
+    }
     let Some(name) = args.process_name.clone() else {
         eprintln!("Missing required -p option. See --help output");
         return Ok(ExitCode::FAILURE);
@@ -152,6 +156,38 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let payload = crash::crash_payload(&bt, &process, signal, suppressed);
     deliver(&mut sender, &args, 3, crash::CLASS_CRASH, &payload)
+}
+
+/// `--journal`: the crashes systemd-coredump recorded since the stored cursor; with
+/// `--follow`, a pass every `--interval` seconds (as journalprobe).
+fn run_journal(args: Args) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.config_file.as_deref())?;
+    let settings = coredumpd::Settings {
+        journalctl: args.journalctl.clone(),
+        input: args.input.clone(),
+        coredump_dir: args.coredump_dir.clone(),
+        flood_window: args.flood_window,
+        options: coredump::Options {
+            debug_root: Some(args.debug_dir.clone()),
+            ..Default::default()
+        },
+        verbose: args.verbose,
+    };
+    let mut mode = coredumpd::JournalMode::new(settings, Sender::new(config, args.dry_run));
+    // Canned input does not grow: one pass is all there is.
+    let follow = args.follow && args.input.is_none();
+    let interval = Duration::from_secs_f64(args.interval.max(0.01));
+    loop {
+        let result = mode.pass();
+        if !follow {
+            return result.map(|()| ExitCode::SUCCESS);
+        }
+        if let Err(e) = result {
+            // Retried on the next pass: the cursor stays before what was not handled.
+            tracing::error!("{e:#}");
+        }
+        std::thread::sleep(interval);
+    }
 }
 
 /// `Some(suppressed count)` to report, `None` when flood control swallows this crash.
