@@ -4,12 +4,11 @@
 //! one pass is made; with them, a pass every `--interval` seconds. See docs/probes.md.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use probes::args::JournalprobeArgs as Args;
 use probes::journal::{self, Entry, Position};
 use probes::send::{load_config, SendError, Sender};
@@ -201,37 +200,19 @@ impl Source<'_> {
         lifted: bool,
         mut each: impl FnMut(Entry) -> ControlFlow<()>,
     ) -> anyhow::Result<()> {
-        let mut child = Command::new(self.journalctl)
-            .args(journal::journalctl_args(position, lifted))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("running {}", self.journalctl.display()))?;
-        let Some(stdout) = child.stdout.take() else {
-            bail!("no output pipe from {}", self.journalctl.display());
-        };
-        let mut stopped = false;
-        for line in BufReader::new(stdout).split(b'\n') {
-            let line = line.context("reading journalctl's output")?;
-            if let Some(e) = parse_line(&String::from_utf8_lossy(&line)) {
-                if each(e).is_break() {
-                    stopped = true;
-                    break;
-                }
+        let args = journal::journalctl_args(position, lifted);
+        journal::for_each_line(self.journalctl, &args, MAX_LINE, |line| {
+            match parse_line(line) {
+                Some(e) => each(e),
+                None => ControlFlow::Continue(()),
             }
-        }
-        if stopped {
-            // Our own child: stop it rather than read output we will not use.
-            let _ = child.kill();
-        }
-        let status = child.wait().context("waiting for journalctl")?;
-        if !stopped && !status.success() {
-            bail!("{} failed ({status})", self.journalctl.display());
-        }
-        Ok(())
+        })
     }
 }
+
+/// Longest journalctl output line read: service-failure entries are small; anything larger is
+/// not one of them.
+const MAX_LINE: usize = 1 << 20;
 
 fn parse_line(line: &str) -> Option<Entry> {
     if line.trim().is_empty() {
