@@ -113,6 +113,7 @@ fn every_file_in_place_with_its_mode() {
         "pstore-clean.service",
         "journal-probe.service",
         "journal-probe-tail.service",
+        "crashprobe-journal.service",
     ] {
         let p = d.join("usr/lib/systemd/system").join(u);
         assert_eq!(mode(&p), 0o644, "{u}");
@@ -309,7 +310,7 @@ fn units_verify_and_daemons_are_sandboxed() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 11);
+    assert_eq!(files.len(), 12);
     let o = Command::new("systemd-analyze")
         .arg("verify")
         .args(&files)
