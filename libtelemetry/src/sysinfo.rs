@@ -110,16 +110,29 @@ fn dmi_value(root: &Path, file: &str, key: &str) -> String {
 }
 
 fn cpu_model(root: &Path) -> String {
-    let Ok(text) = fs::read(under(root, "/proc/cpuinfo")) else {
+    use std::io::BufRead;
+    // Read only up to the first "model name" line: the kernel generates /proc/cpuinfo per CPU,
+    // and on large machines reading all of it costs milliseconds.
+    let Ok(file) = fs::File::open(under(root, "/proc/cpuinfo")) else {
         return "blank".to_string();
     };
-    let text = String::from_utf8_lossy(&text);
-    text.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| clean(v))
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "blank".to_string())
+    let mut reader = std::io::BufReader::with_capacity(4096, file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return "blank".to_string(),
+            Ok(_) => {}
+        }
+        if line.starts_with(b"model name") {
+            let text = String::from_utf8_lossy(&line);
+            return text
+                .split_once(':')
+                .map(|(_, v)| clean(v))
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "blank".to_string());
+        }
+    }
 }
 
 #[derive(Default)]
