@@ -322,9 +322,7 @@ impl Journal {
         let tmp = self.path.with_file_name(format!(".{name}.tmp"));
         let res = (|| -> io::Result<File> {
             let mut f = File::create(&tmp)?;
-            for l in &lines[cut..] {
-                f.write_all(l)?;
-            }
+            f.write_all(&lines[cut..].concat())?;
             fs::rename(&tmp, &self.path)?;
             OpenOptions::new().append(true).open(&self.path)
         })();

@@ -6,11 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use telem_collector::{Collector, Options};
+use telemetry::record::HEADER_NAMES;
 use telemetry::{spool, Record, SysInfo};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -55,8 +58,26 @@ fn setup(server: &str, n: usize) -> Setup {
     }
 }
 
-fn start(s: &Setup, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_telempostd"))
+/// A started telempostd: the spawned process (a wrapper tool, with `BENCH_WRAP`) and the
+/// daemon's own pid.
+struct Daemon {
+    child: Child,
+    pid: u32,
+}
+
+fn start(s: &Setup, extra: &[&str]) -> Daemon {
+    // `BENCH_WRAP="strace -c -f -o /tmp/x"` (or `perf record -o …`) runs the daemon under a tool.
+    let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(words).arg(env!("CARGO_BIN_EXE_telempostd"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_telempostd")),
+    };
+    let child = cmd
         .arg("-f")
         .arg(&s.conf)
         .args(["--retry-base-ms", "200", "--retry-cap-ms", "500"])
@@ -69,7 +90,39 @@ fn start(s: &Setup, extra: &[&str]) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let pid = if wrap.is_empty() {
+        child.id()
+    } else {
+        daemon_pid(child.id())
+    };
+    Daemon { child, pid }
+}
+
+/// The telempostd process below a wrapper tool (bounded wait for it to appear).
+fn daemon_pid(wrapper: u32) -> u32 {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let found = fs::read_dir(format!("/proc/{wrapper}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|c| {
+                c.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .find(|p| {
+                fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "telempostd")
+            });
+        if let Some(p) = found {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("telempostd did not start under BENCH_WRAP");
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
@@ -92,12 +145,13 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-fn stop(mut child: Child) -> (Option<u64>, Option<f64>) {
-    let hwm = vm_hwm_kib(child.id());
-    let cpu = cpu_secs(child.id());
+fn stop(d: Daemon) -> (Option<u64>, Option<f64>) {
+    let Daemon { mut child, pid } = d;
+    let hwm = vm_hwm_kib(pid);
+    let cpu = cpu_secs(pid);
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(pid.to_string())
         .status();
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
@@ -109,6 +163,27 @@ fn stop(mut child: Child) -> (Option<u64>, Option<f64>) {
     let _ = child.kill();
     let _ = child.wait();
     (hwm, cpu)
+}
+
+/// CPU seconds of this process's collector thread(s) ("telem-collector"), so the collector's
+/// share of a run can be told apart from telempostd's.
+fn collector_cpu_secs() -> f64 {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "telem-collector")
+        })
+        .filter_map(|t| {
+            let s = fs::read_to_string(t.path().join("stat")).ok()?;
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .sum()
 }
 
 /// Records/s between the first and the last record the collector received.
@@ -130,15 +205,18 @@ struct Run {
     rate: f64,
     hwm_kib: Option<u64>,
     cpu: Option<f64>,
+    collector_cpu: f64,
 }
 
 fn steady(name: &'static str, n: usize, extra: &[&str]) -> Run {
     let c = Collector::start("127.0.0.1:0", Options::default()).unwrap();
     let s = setup(&c.url("/v2/collector"), n);
     let t0 = Instant::now();
+    let c0 = collector_cpu_secs();
     let child = start(&s, extra);
     c.wait_for_records(n, DEADLINE);
     let wall = t0.elapsed();
+    let collector_cpu = collector_cpu_secs() - c0;
     let (hwm, cpu) = stop(child);
     Run {
         name,
@@ -148,6 +226,7 @@ fn steady(name: &'static str, n: usize, extra: &[&str]) -> Run {
         rate: rate(&c),
         hwm_kib: hwm,
         cpu,
+        collector_cpu,
     }
 }
 
@@ -173,8 +252,10 @@ fn after_outage(n: usize) -> Run {
     }
     let c = Collector::start(&addr, Options::default()).unwrap();
     let t0 = Instant::now();
+    let c0 = collector_cpu_secs();
     c.wait_for_records(n, DEADLINE);
     let wall = t0.elapsed();
+    let collector_cpu = collector_cpu_secs() - c0;
     let (hwm, cpu) = stop(child);
     Run {
         name: "drain after outage (keep-alive)",
@@ -184,16 +265,131 @@ fn after_outage(n: usize) -> Run {
         rate: rate(&c),
         hwm_kib: hwm,
         cpu,
+        collector_cpu,
+    }
+}
+
+/// The same-run baseline: the collector's capacity for this record, from a minimal client (a
+/// loop over one kept-alive `TcpStream` sending the request telempostd would send, pre-encoded,
+/// and reading each answer to its `Content-Length`). No spool, no journal: an upper bound.
+fn raw_client(n: usize) -> Run {
+    let c = Collector::start("127.0.0.1:0", Options::default()).unwrap();
+    let s = setup(&c.url("/v2/collector"), 1);
+    let spool_dir = s.root.join("var/spool/telemetry");
+    let file = fs::read_dir(&spool_dir).unwrap().next().unwrap().unwrap();
+    let rec = spool::decode(&fs::read(file.path()).unwrap())
+        .unwrap()
+        .record;
+    let mut head = format!(
+        "POST /v2/collector HTTP/1.1\r\nHost: {}\r\nX-Telemetry-TID: {}\r\n",
+        c.addr(),
+        telem_collector::DEFAULT_TID
+    );
+    for (name, value) in HEADER_NAMES.iter().zip(rec.values()) {
+        head.push_str(&telempostd::deliver::hyphenated(name));
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str(&format!(
+        "Content-Type: application/text\r\nContent-Length: {}\r\n\r\n",
+        rec.payload().len()
+    ));
+    let mut req = head.into_bytes();
+    req.extend_from_slice(rec.payload());
+    let mut stream = TcpStream::connect(c.addr()).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let t0 = Instant::now();
+    let c0 = collector_cpu_secs();
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..n {
+        if t0.elapsed() > DEADLINE {
+            break;
+        }
+        stream.write_all(&req).unwrap();
+        // Read the head, then the body to its Content-Length.
+        let mut have = 0;
+        let (end, len) = loop {
+            let k = stream.read(&mut buf[have..]).unwrap();
+            assert!(k > 0, "collector closed the connection");
+            have += k;
+            if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                break (end + 4, len);
+            }
+        };
+        while have < end + len {
+            let k = stream.read(&mut buf[have..]).unwrap();
+            assert!(k > 0, "collector closed the connection");
+            have += k;
+        }
+        assert!(
+            buf.starts_with(b"HTTP/1.1 201"),
+            "collector refused the record"
+        );
+    }
+    let wall = t0.elapsed();
+    let collector_cpu = collector_cpu_secs() - c0;
+    Run {
+        name: "baseline: raw client loop",
+        records: n,
+        received: c.records().len(),
+        wall,
+        rate: rate(&c),
+        hwm_kib: None,
+        cpu: None,
+        collector_cpu,
+    }
+}
+
+/// Peak RSS with a large backlog and the collector down: the start scan builds the queue, the
+/// first attempt fails, and the scans after that read every record for expiry.
+fn queued(n: usize) -> Run {
+    let probe = Collector::start("127.0.0.1:0", Options::default()).unwrap();
+    let url = probe.url("/v2/collector");
+    probe.stop();
+    let s = setup(&url, n);
+    let t0 = Instant::now();
+    let child = start(&s, &["--scan-interval-ms", "300"]);
+    // Two scans after the first failure (each reads the whole backlog).
+    std::thread::sleep(Duration::from_millis(1500));
+    let wall = t0.elapsed();
+    let (hwm, cpu) = stop(child);
+    Run {
+        name: "queued, collector down",
+        records: n,
+        received: 0,
+        wall,
+        rate: 0.0,
+        hwm_kib: hwm,
+        cpu,
+        collector_cpu: 0.0,
     }
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a bare number overrides the record count.
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(5000);
-    let runs = [
+    // `cargo bench` passes `--bench`; a bare number overrides the record count; `--queued N2`
+    // also measures the peak RSS with 5,000 and N2 records queued (collector down).
+    let mut n = 5000;
+    let mut queued_n = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--queued" {
+            queued_n = args.next().and_then(|v| v.parse::<usize>().ok());
+        } else if let Ok(v) = a.parse() {
+            n = v;
+        }
+    }
+    let mut runs = vec![
+        raw_client(n),
         steady("one kept-alive connection", n, &[]),
         steady(
             "new connection per record",
@@ -202,21 +398,33 @@ fn main() {
         ),
         after_outage(n),
     ];
+    if let Some(q) = queued_n {
+        runs.push(queued(5000.min(q)));
+        runs.push(queued(q));
+    }
     println!(
-        "{:<34} {:>8} {:>9} {:>9} {:>12} {:>10} {:>14}",
-        "scenario", "records", "received", "wall s", "records/s", "VmHWM KiB", "CPU µs/record"
+        "{:<34} {:>8} {:>9} {:>9} {:>10} {:>10} {:>14} {:>16}",
+        "scenario",
+        "records",
+        "received",
+        "wall s",
+        "records/s",
+        "VmHWM KiB",
+        "CPU µs/record",
+        "collector µs/rec"
     );
     for r in &runs {
         println!(
-            "{:<34} {:>8} {:>9} {:>9.2} {:>12.0} {:>10} {:>14}",
+            "{:<34} {:>8} {:>9} {:>9.2} {:>10.0} {:>10} {:>14} {:>16.0}",
             r.name,
             r.records,
             r.received,
             r.wall.as_secs_f64(),
             r.rate,
-            r.hwm_kib.map_or("?".into(), |k| k.to_string()),
+            r.hwm_kib.map_or("-".into(), |k| k.to_string()),
             r.cpu
-                .map_or("?".into(), |c| format!("{:.0}", c * 1e6 / r.records as f64))
+                .map_or("-".into(), |c| format!("{:.0}", c * 1e6 / r.records as f64)),
+            r.collector_cpu * 1e6 / r.records.max(1) as f64
         );
     }
 }

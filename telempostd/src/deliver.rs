@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use telemetry::config::PostFormat;
@@ -13,7 +14,7 @@ use telemetry::record::{Header, Record, HEADER_NAMES};
 use telemetry::Config;
 use ureq::http::{HeaderName, HeaderValue};
 use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector as _, RustlsConnector};
 use ureq::Agent;
 
 use crate::resolve::CachingResolver;
@@ -124,9 +125,14 @@ pub fn build_agent(cainfo: Option<&Path>, s: &HttpSettings) -> Result<Agent, Age
         .output_buffer_size(16 * 1024)
         .tls_config(tls.build())
         .build();
+    // ureq's default chain with our TCP layer (see `transport`): a CONNECT proxy, TCP, TLS.
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(transport::TcpConnector)
+            .chain(RustlsConnector::default());
     Ok(Agent::with_parts(
         config,
-        DefaultConnector::new(),
+        connector,
         CachingResolver::default(),
     ))
 }
@@ -156,6 +162,12 @@ pub fn hyphenated(name: &str) -> String {
         .join("-")
 }
 
+/// The 15 header names, hyphenated once per process.
+fn header_names() -> &'static [String] {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    NAMES.get_or_init(|| HEADER_NAMES.iter().map(|n| hyphenated(n)).collect())
+}
+
 /// Encodes a record for the target: `headers` (metadata as hyphenated headers, payload as body,
 /// `application/text`) or `json` (the original v2.4 body). Values are sent whole; empty values
 /// as empty strings.
@@ -170,8 +182,8 @@ pub fn encode(record: &Record, target: &Target, keepalive: bool) -> Request {
             json_body(record).into_bytes()
         }
         PostFormat::Headers | PostFormat::Auto => {
-            for (name, value) in HEADER_NAMES.iter().zip(record.values()) {
-                headers.push((hyphenated(name), value.clone()));
+            for (name, value) in header_names().iter().zip(record.values()) {
+                headers.push((name.clone(), value.clone()));
             }
             headers.push(("Content-Type".into(), "application/text".into()));
             record.payload().to_vec()
@@ -288,16 +300,21 @@ pub fn post(agent: &Agent, req: &Request) -> Attempt {
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let mut raw = Vec::new();
-            let _ = resp
-                .body_mut()
-                .as_reader()
-                .take(MAX_RESPONSE_BODY)
-                .read_to_end(&mut raw);
+            let mut reader = resp.body_mut().as_reader().take(MAX_RESPONSE_BODY);
+            // A 2xx body (the collector echoes the record) is only read to its end, for the
+            // connection's sake; other answers keep theirs for the message.
+            let body = if (200..300).contains(&status) {
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                String::new()
+            } else {
+                let mut raw = Vec::new();
+                let _ = reader.read_to_end(&mut raw);
+                String::from_utf8_lossy(&raw).into_owned()
+            };
             Attempt::Answered {
                 status,
                 retry_after,
-                body: String::from_utf8_lossy(&raw).into_owned(),
+                body,
             }
         }
         Err(e) => Attempt::Transport(e.to_string()),
@@ -377,6 +394,204 @@ pub fn ids(record: &Record) -> (&str, &str) {
         record.get(Header::Classification),
         record.get(Header::EventId),
     )
+}
+
+/// The TCP layer under ureq, written for one request at a time over one kept-alive connection.
+///
+/// ureq's own TCP transport writes the request head and the body with two `send` calls (two
+/// TCP segments, and two wake-ups of the collector for one request), and checks a pooled
+/// connection with three syscalls (`FIONBIO` on, `recv`, `FIONBIO` off) twice per request. This
+/// one holds written output until ureq waits for input (or the buffer is full), so a request
+/// leaves in one `send`, and checks a connection with one `recv(MSG_PEEK | MSG_DONTWAIT)`.
+/// Timeouts work as ureq's: the socket's send/receive timeouts are set to what remains of the
+/// request's budget, but only when that changed by more than `TIMEOUT_SLACK`.
+mod transport {
+    use std::io::{self, Read as _, Write as _};
+    use std::net::TcpStream;
+    use std::sync::{Arc, Weak};
+    use std::time::Duration;
+
+    use rustix::net::RecvFlags;
+    use ureq::unversioned::transport::{
+        Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
+        Transport,
+    };
+    use ureq::Timeout;
+
+    /// Opens plain TCP connections (TLS and CONNECT proxies are chained around it by ureq's
+    /// connectors, as in its default chain).
+    #[derive(Debug, Default)]
+    pub struct TcpConnector;
+
+    impl<In: Transport> Connector<In> for TcpConnector {
+        type Out = Either<In, Tcp>;
+
+        fn connect(
+            &self,
+            details: &ConnectionDetails,
+            chained: Option<In>,
+        ) -> Result<Option<Self::Out>, ureq::Error> {
+            // A CONNECT proxy already opened the connection.
+            if let Some(c) = chained {
+                return Ok(Some(Either::A(c)));
+            }
+            let budget = details.timeout.not_zero().map(|d| *d);
+            let n = details.addrs.len().max(1) as u32;
+            let mut last = None;
+            for addr in details.addrs.iter() {
+                // Each address gets an equal share of the connect budget (at least 10 ms).
+                let res = match budget {
+                    Some(b) => {
+                        TcpStream::connect_timeout(addr, (b / n).max(Duration::from_millis(10)))
+                    }
+                    None => TcpStream::connect(addr),
+                };
+                match res {
+                    Ok(stream) => {
+                        stream.set_nodelay(true)?;
+                        let config = details.config;
+                        let t = Tcp {
+                            stream: Arc::new(stream),
+                            buffers: LazyBuffers::new(
+                                config.input_buffer_size(),
+                                config.output_buffer_size(),
+                            ),
+                            pending: Vec::new(),
+                            timeout_read: None,
+                            timeout_write: None,
+                        };
+                        let handle: Weak<dyn ShutdownHandle> = Arc::downgrade(&t.stream) as _;
+                        (details.register_shutdown)(handle)?;
+                        return Ok(Some(Either::B(t)));
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                        ) =>
+                    {
+                        last = Some(ureq::Error::Timeout(Timeout::Connect));
+                    }
+                    Err(e) => last = Some(e.into()),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::ConnectionRefused, "no address to connect to").into()
+            }))
+        }
+    }
+
+    /// One TCP connection.
+    #[derive(Debug)]
+    pub struct Tcp {
+        stream: Arc<TcpStream>,
+        buffers: LazyBuffers,
+        /// Output written by ureq and not yet sent.
+        pending: Vec<u8>,
+        timeout_read: Option<Duration>,
+        timeout_write: Option<Duration>,
+    }
+
+    /// A socket timeout within this of the wanted one is left as it is: each request would
+    /// otherwise cost two `setsockopt` calls, as the remaining budget shrinks by microseconds.
+    /// A request can so overrun its whole-request timeout by at most this much.
+    const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+
+    /// Whether the socket timeout `set` must change to `want`.
+    pub(super) fn timeout_differs(set: Option<Duration>, want: Option<Duration>) -> bool {
+        match (set, want) {
+            (Some(a), Some(b)) => a.abs_diff(b) > TIMEOUT_SLACK,
+            (a, b) => a != b,
+        }
+    }
+
+    /// ureq's `NextTimeout::check`: an elapsed budget is a timeout error.
+    fn remaining(t: NextTimeout) -> Result<(Option<Duration>, Timeout), ureq::Error> {
+        if !t.after.is_not_happening() && t.after.is_zero() {
+            return Err(ureq::Error::Timeout(t.reason));
+        }
+        Ok((t.not_zero().map(|d| *d), t.reason))
+    }
+
+    fn io_error(e: io::Error, reason: Timeout) -> ureq::Error {
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ureq::Error::Timeout(reason),
+            _ => e.into(),
+        }
+    }
+
+    impl Tcp {
+        fn flush(&mut self, timeout: NextTimeout) -> Result<(), ureq::Error> {
+            if self.pending.is_empty() {
+                return Ok(());
+            }
+            let (t, reason) = remaining(timeout.for_write())?;
+            if timeout_differs(self.timeout_write, t) {
+                self.stream.set_write_timeout(t)?;
+                self.timeout_write = t;
+            }
+            let res = (&*self.stream).write_all(&self.pending);
+            self.pending.clear();
+            res.map_err(|e| io_error(e, reason))
+        }
+    }
+
+    impl Transport for Tcp {
+        fn buffers(&mut self) -> &mut dyn Buffers {
+            &mut self.buffers
+        }
+
+        fn transmit_output(
+            &mut self,
+            amount: usize,
+            timeout: NextTimeout,
+        ) -> Result<(), ureq::Error> {
+            let cap = self.buffers.output().len();
+            if !self.pending.is_empty() && self.pending.len() + amount > cap {
+                self.flush(timeout)?;
+            }
+            let out = &self.buffers.output()[..amount];
+            self.pending.extend_from_slice(out);
+            if self.pending.len() >= cap {
+                self.flush(timeout)?;
+            }
+            Ok(())
+        }
+
+        fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+            // Everything written so far goes out before we wait for an answer to it.
+            self.flush(timeout)?;
+            let (t, reason) = remaining(timeout.for_read())?;
+            if timeout_differs(self.timeout_read, t) {
+                self.stream.set_read_timeout(t)?;
+                self.timeout_read = t;
+            }
+            let input = self.buffers.input_append_buf();
+            let n = loop {
+                match (&*self.stream).read(input) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_error(e, reason)),
+                }
+            };
+            self.buffers.input_appended(n);
+            Ok(n > 0)
+        }
+
+        fn is_open(&mut self) -> bool {
+            // Open: nothing to read yet (EAGAIN). Data or EOF on an idle connection means the
+            // server closed it or spoke out of turn: not reusable.
+            let mut byte = [0u8; 1];
+            matches!(
+                rustix::net::recv(
+                    &*self.stream,
+                    &mut byte,
+                    RecvFlags::PEEK | RecvFlags::DONTWAIT
+                ),
+                Err(rustix::io::Errno::AGAIN)
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -568,6 +783,112 @@ mod tests {
         std::fs::write(&empty, "not a pem").unwrap();
         assert!(build_agent(Some(&empty), &s).is_err());
         assert!(build_agent(None, &s).is_ok());
+    }
+
+    #[test]
+    fn socket_timeouts_change_only_beyond_the_slack() {
+        use transport::timeout_differs;
+        let ms = Duration::from_millis;
+        assert!(!timeout_differs(Some(ms(10_000)), Some(ms(9_999))));
+        assert!(!timeout_differs(Some(ms(9_960)), Some(ms(10_000))));
+        assert!(timeout_differs(Some(ms(10_000)), Some(ms(9_900))));
+        assert!(timeout_differs(Some(ms(100)), Some(ms(10_000))));
+        assert!(timeout_differs(None, Some(ms(10))));
+        assert!(timeout_differs(Some(ms(10)), None));
+        assert!(!timeout_differs(None, None));
+    }
+
+    /// A server on 127.0.0.1 that answers `answers` requests per connection (then closes it)
+    /// and reports, per connection, how many requests arrived in how many reads.
+    fn counting_server(
+        answers: usize,
+    ) -> (
+        std::net::SocketAddr,
+        std::sync::mpsc::Receiver<(usize, usize)>,
+    ) {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in l.incoming().take(8) {
+                let Ok(mut c) = conn else { return };
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let (mut requests, mut reads) = (0, 0);
+                let mut buf = Vec::new();
+                while requests < answers {
+                    // Request complete: head and a body of its Content-Length.
+                    let complete = |b: &[u8]| {
+                        let end = b.windows(4).position(|w| w == b"\r\n\r\n")?;
+                        let head = String::from_utf8_lossy(&b[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        (b.len() >= end + 4 + len).then_some(end + 4 + len)
+                    };
+                    let mut chunk = [0u8; 65536];
+                    let n = match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    reads += 1;
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(used) = complete(&buf) {
+                        buf.drain(..used);
+                        requests += 1;
+                        let _ = c.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}");
+                    }
+                }
+                // Closed before it is reported, so the client sees the close in time.
+                drop(c);
+                let _ = tx.send((requests, reads));
+            }
+        });
+        (addr, rx)
+    }
+
+    #[test]
+    fn a_request_goes_out_in_one_write_and_the_connection_is_reused() {
+        let (addr, rx) = counting_server(3);
+        let agent = build_agent(None, &HttpSettings::default()).unwrap();
+        let req = Request {
+            url: format!("http://{addr}/v2/collector"),
+            headers: vec![("Classification".into(), "a/b/c".into())],
+            body: vec![b'x'; 200],
+        };
+        for _ in 0..3 {
+            assert!(matches!(
+                post(&agent, &req),
+                Attempt::Answered { status: 201, .. }
+            ));
+        }
+        // Three requests over one connection; on loopback each arrived in one read.
+        let (requests, reads) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(requests, 3);
+        assert_eq!(reads, 3, "head and body were sent apart");
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_is_not_reused() {
+        // The server closes each connection after one answer: every request needs a new one,
+        // and none may fail for trying the closed one.
+        let (addr, rx) = counting_server(1);
+        let agent = build_agent(None, &HttpSettings::default()).unwrap();
+        let req = Request {
+            url: format!("http://{addr}/"),
+            headers: vec![],
+            body: b"hello".to_vec(),
+        };
+        for i in 0..3 {
+            let a = post(&agent, &req);
+            assert!(
+                matches!(a, Attempt::Answered { status: 201, .. }),
+                "{i}: {a:?}"
+            );
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().0, 1);
+        }
     }
 
     #[test]

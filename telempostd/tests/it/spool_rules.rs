@@ -348,3 +348,60 @@ fn idle_exit_with_recycling() {
     assert!(status.success());
     assert_eq!(c.records().len(), 1);
 }
+
+#[test]
+fn opting_out_stops_a_backlog_drain_within_the_recheck_time() {
+    // The opt-in file is looked at every 100 ms during a drain, not before every record.
+    let c = Collector::start("127.0.0.1:0", Options::default()).unwrap();
+    // Each answer takes ≥ 5 ms, so 300 records take well over a second.
+    c.push_fault(telem_collector::Fault::Delay(Duration::from_millis(5)), 300);
+    let mut env = Env::new(&c.url("/v2/collector"), "");
+    for i in 0..300 {
+        env.spool(&record(&format!("backlog {i}")), None);
+    }
+    let d = env.start(FAST);
+    assert!(c.wait_for_records(20, T), "{}", d.log_text());
+    fs::remove_file(env.root.join("etc/telemetrics/opt-in")).unwrap();
+    // 100 ms for the recheck, one POST in flight: settled well within 600 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    let settled = c.records().len();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        c.records().len(),
+        settled,
+        "delivery went on after the opt-out"
+    );
+    assert!(
+        settled < 300,
+        "the whole backlog went out before the opt-out"
+    );
+    assert_eq!(env.spool_files().len(), 300 - settled);
+    assert!(d.log_text().contains("not opted in"));
+    assert!(d.stop().success());
+}
+
+#[test]
+fn an_expired_record_in_a_moving_queue_is_expired_not_sent() {
+    // With a working collector the scans do not read the backlog; the check before each
+    // attempt must still catch an expired record.
+    let c = Collector::start("127.0.0.1:0", Options::default()).unwrap();
+    let mut env = Env::new(&c.url("/v2/collector"), "record_expiry=1");
+    let first = record("fresh 1");
+    let old = with_created(&record("old"), now() - 3600);
+    let last = record("fresh 2");
+    for r in [&first, &old, &last] {
+        env.spool(r, None);
+    }
+    let d = env.start(FAST);
+    assert!(c.wait_for_records(2, T), "{}", d.log_text());
+    assert!(wait_until(T, || env.spool_files().is_empty()));
+    assert!(d.stop().success());
+    assert_eq!(stored_ids(&c), [event_id(&first), event_id(&last)]);
+    let expired: Vec<_> = env
+        .journal()
+        .into_iter()
+        .filter(|e| e.outcome == Some(Outcome::Expired))
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(expired, [event_id(&old)]);
+}
