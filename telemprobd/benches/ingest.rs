@@ -33,15 +33,17 @@ fn record(i: usize) -> Record {
 
 /// What a careful single writer pays per record, without any daemon.
 fn baseline(dir: &Path) -> (f64, usize) {
-    // Files are kept, like the spool keeps its files: deleting thousands of inodes between
-    // rounds would slow down the next file creations (ext4 skips recently deleted inodes).
+    // Written into the daemon's own spool directory, so both see the same directory (and its
+    // growing number of files: nothing drains the spool during the benchmark). Files are kept:
+    // deleting thousands of inodes between rounds would slow down the next file creations
+    // (ext4 skips recently deleted inodes).
     std::fs::create_dir_all(dir).unwrap();
     let bytes = spool::encode(&record(0), None);
     let d = std::fs::File::open(dir).unwrap();
     let start = Instant::now();
     let mut n = 0usize;
     while start.elapsed() < BASELINE_TIME {
-        let name = spool::file_name(n as u64);
+        let name = format!("baseline-{}", spool::file_name(n as u64));
         let tmp = dir.join(spool::temp_name(&name));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -207,7 +209,8 @@ fn main() {
     let (mut bases, mut ones, mut eights) = (Vec::new(), Vec::new(), Vec::new());
     let mut size = 0;
     for round in 0..ROUNDS {
-        let (b, s) = baseline(&root.join(format!("baseline-{round}")));
+        let _ = round;
+        let (b, s) = baseline(&d.config.spool_dir);
         size = s;
         bases.push(b);
         ones.push(ingest(&d.config, 1));
