@@ -7,6 +7,9 @@ command -v readelf >/dev/null || need+=(binutils)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v gdb >/dev/null || need+=(gdb)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# journalprobe's real-journal test writes journal files with systemd-journal-remote.
+[ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] \
+  || need+=(systemd-journal-remote)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -5,6 +5,7 @@
 mod common;
 mod hprobe;
 mod journalprobe;
+mod journalprobe_real;
 mod klogscanner;
 mod oops_golden;
 mod pstore;
