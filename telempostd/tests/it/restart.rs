@@ -50,11 +50,10 @@ fn sigterm_finishes_the_post_in_flight_then_exits_0() {
     env.spool(&r, None);
     c.push_fault(Fault::Delay(Duration::from_millis(1500)), 1);
     let d = env.start(FAST);
-    // Wait until the daemon is up (status file), give it the moment to send, then TERM.
-    assert!(wait_until(Duration::from_secs(10), || env
-        .status()
-        .is_some()));
-    std::thread::sleep(Duration::from_millis(300));
+    // TERM once the POST has reached the collector (which holds its answer for 1.5 s).
+    assert!(wait_until(Duration::from_secs(10), || !c
+        .requests()
+        .is_empty()));
     let status = d.stop();
     assert!(status.success(), "{status:?}");
     // The answer came after the signal, and the record was finished, not abandoned.
