@@ -7,3 +7,4 @@ mod delivery;
 mod faults;
 mod restart;
 mod spool_rules;
+mod tls;

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::server::serve;
+use crate::server::serve_with;
 use crate::state::{Fault, Options, RequestLog, State, StoredRecord};
 
 /// A running test collector. Stops on `stop()` or drop.
 pub struct Collector {
     state: Arc<State>,
     addr: SocketAddr,
+    scheme: &'static str,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -22,10 +23,31 @@ impl Collector {
     /// Binds `addr` (e.g. "127.0.0.1:0") and serves on a new thread. The socket is listening
     /// when this returns, so clients may connect at once.
     pub fn start(addr: &str, opts: Options) -> std::io::Result<Collector> {
+        Collector::launch(addr, opts, None)
+    }
+
+    /// Like [`Collector::start`], but serving HTTPS with this certificate chain and private key
+    /// (PEM); [`Collector::url`] then gives `https://` URLs.
+    pub fn start_tls(
+        addr: &str,
+        opts: Options,
+        cert_chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<Collector> {
+        let acceptor = crate::tls::acceptor(cert_chain_pem, key_pem)?;
+        Collector::launch(addr, opts, Some(acceptor))
+    }
+
+    fn launch(
+        addr: &str,
+        opts: Options,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Collector> {
         let state = Arc::new(State::new(opts)?);
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -41,7 +63,7 @@ impl Collector {
                                 // A dropped sender means the Collector is gone: stop too.
                                 let _ = rx.await;
                             };
-                            if let Err(e) = serve(l, st, stop).await {
+                            if let Err(e) = serve_with(l, st, stop, tls).await {
                                 tracing::error!(error = %e, "collector stopped");
                             }
                         }
@@ -52,6 +74,7 @@ impl Collector {
         Ok(Collector {
             state,
             addr,
+            scheme,
             shutdown: Some(tx),
             thread: Some(thread),
         })
@@ -63,7 +86,7 @@ impl Collector {
 
     /// `url("/v2/collector")` → `http://127.0.0.1:PORT/v2/collector`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn records(&self) -> Vec<StoredRecord> {

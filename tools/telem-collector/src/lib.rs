@@ -8,8 +8,9 @@
 mod collector;
 mod server;
 mod state;
+mod tls;
 pub mod validate;
 
 pub use collector::Collector;
-pub use server::{serve, Dropped};
+pub use server::{serve, serve_with, Dropped};
 pub use state::{Fault, Options, RequestLog, State, StoredRecord, DEFAULT_TID};

@@ -37,6 +37,16 @@ pub async fn serve(
     state: Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_with(listener, state, shutdown, None).await
+}
+
+/// [`serve`], over TLS when `tls` is given (for tests of HTTPS delivery).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> io::Result<()> {
     tokio::pin!(shutdown);
     let mut conns = JoinSet::new();
     loop {
@@ -46,12 +56,21 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let state = state.clone();
+                    let tls = tls.clone();
                     conns.spawn(async move {
                         let svc = service_fn(move |req| handle(state.clone(), req));
-                        if let Err(e) = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await
-                        {
+                        let http = http1::Builder::new();
+                        let result = match tls {
+                            None => http.serve_connection(TokioIo::new(stream), svc).await,
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(s) => http.serve_connection(TokioIo::new(s), svc).await,
+                                Err(e) => {
+                                    debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                            },
+                        };
+                        if let Err(e) = result {
                             debug!(%peer, error = %e, "connection ended");
                         }
                     });
