@@ -392,3 +392,38 @@ fn static_archive_links_and_runs() {
         "hello from C\nsecond line ✓\n".as_bytes()
     );
 }
+
+/// Contract §2: a broken config never ends a program that merely links the library (the
+/// original called exit(1)); the library says which file and line, and uses the defaults.
+#[test]
+fn broken_config_is_reported_and_the_program_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/telemetrics")).unwrap();
+    std::fs::write(root.join("etc/telemetrics/opt-in"), "").unwrap();
+    let conf = dir.path().join("broken.conf");
+    std::fs::write(
+        &conf,
+        "[settings]\nsocket_path=/nowhere/sock\nrecord_expiry=soon\n",
+    )
+    .unwrap();
+    let out = Command::new(shared_program())
+        .arg(&conf)
+        .env("TELEM_ROOT", &root)
+        .env("TELEM_SYSINFO_ROOT", fake_sysroot(dir.path()))
+        .env_remove("TELEM_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("config_ok=0"), "{stdout}");
+    assert!(
+        stderr.contains("broken.conf:3: record_expiry")
+            && stderr.contains("using built-in defaults"),
+        "{stderr}"
+    );
+    // The defaults apply: the socket below TELEM_ROOT, where nothing listens.
+    assert!(stdout.contains("send=-2"), "{stdout}");
+    assert!(stdout.contains("opted_in=1"), "{stdout}");
+}
