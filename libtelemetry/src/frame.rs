@@ -137,6 +137,21 @@ pub fn declared_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
     }
 }
 
+/// Reads one whole frame (size field included) from a blocking stream: the size word, checked
+/// with [`declared_len`], then exactly the rest. A bad size is `InvalidData`; a stream that ends
+/// early is `UnexpectedEof`. For blocking readers (tools, tests); telemprobd reads
+/// asynchronously with the same [`declared_len`] check.
+pub fn read_from(r: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut prefix = [0u8; 4];
+    r.read_exact(&mut prefix)?;
+    let len = declared_len(prefix)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut frame = prefix.to_vec();
+    frame.resize(len, 0);
+    r.read_exact(&mut frame[4..])?;
+    Ok(frame)
+}
+
 /// Decodes one complete frame (the whole message, size field included).
 pub fn decode(frame: &[u8]) -> Result<Frame, FrameError> {
     let prefix: [u8; 4] = frame

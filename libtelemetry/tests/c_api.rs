@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -232,12 +232,7 @@ fn run(program: &Path, opted_in: bool, answer: Option<i32>) -> Run {
         thread::spawn(move || {
             let (mut s, _) = l.accept().ok()?;
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut prefix = [0u8; 4];
-            s.read_exact(&mut prefix).ok()?;
-            let len = frame::declared_len(prefix).ok()?;
-            let mut buf = prefix.to_vec();
-            buf.resize(len, 0);
-            s.read_exact(&mut buf[4..]).ok()?;
+            let buf = frame::read_from(&mut s).ok()?;
             s.write_all(&status.to_le_bytes()).ok()?;
             Some(frame::decode(&buf).unwrap())
         })

@@ -7,7 +7,7 @@
 mod fixture;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -300,12 +300,7 @@ fn record_reaches_the_daemon_socket() {
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let mut len = [0u8; 4];
-        conn.read_exact(&mut len).unwrap();
-        let n = telemetry::frame::declared_len(len).unwrap();
-        let mut frame = len.to_vec();
-        frame.resize(n, 0);
-        conn.read_exact(&mut frame[4..]).unwrap();
+        let frame = telemetry::frame::read_from(&mut conn).unwrap();
         conn.write_all(&0i32.to_le_bytes()).unwrap();
         telemetry::frame::decode(&frame).unwrap().record
     });

@@ -9,7 +9,7 @@
 mod fixture;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -347,12 +347,7 @@ fn daemon(env: &Env, n: usize) -> std::thread::JoinHandle<Vec<telemetry::record:
             let (mut conn, _) = listener.accept().unwrap();
             conn.set_read_timeout(Some(Duration::from_secs(30)))
                 .unwrap();
-            let mut len = [0u8; 4];
-            conn.read_exact(&mut len).unwrap();
-            let size = telemetry::frame::declared_len(len).unwrap();
-            let mut frame = len.to_vec();
-            frame.resize(size, 0);
-            conn.read_exact(&mut frame[4..]).unwrap();
+            let frame = telemetry::frame::read_from(&mut conn).unwrap();
             conn.write_all(&0i32.to_le_bytes()).unwrap();
             records.push(telemetry::frame::decode(&frame).unwrap().record);
         }

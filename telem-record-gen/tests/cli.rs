@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -288,12 +288,7 @@ fn listen(sock: &Path, status: i32) -> thread::JoinHandle<telemetry::frame::Fram
     thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut prefix = [0u8; 4];
-        s.read_exact(&mut prefix).unwrap();
-        let len = telemetry::frame::declared_len(prefix).unwrap();
-        let mut buf = prefix.to_vec();
-        buf.resize(len, 0);
-        s.read_exact(&mut buf[4..]).unwrap();
+        let buf = telemetry::frame::read_from(&mut s).unwrap();
         s.write_all(&status.to_le_bytes()).unwrap();
         telemetry::frame::decode(&buf).unwrap()
     })

@@ -147,6 +147,22 @@ fn rejections_have_reasons() {
 }
 
 #[test]
+fn read_from_a_stream_takes_exactly_one_frame() {
+    let one = encode(&sample(), None).unwrap();
+    let mut two = one.clone();
+    two.extend_from_slice(&one);
+    let mut r = std::io::Cursor::new(two);
+    assert_eq!(read_from(&mut r).unwrap(), one);
+    assert_eq!(read_from(&mut r).unwrap(), one);
+    let e = read_from(&mut r).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    let e = read_from(&mut std::io::Cursor::new(4u32.to_le_bytes())).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    let e = read_from(&mut std::io::Cursor::new(one[..one.len() - 1].to_vec())).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+}
+
+#[test]
 fn header_size_beyond_frame_is_rejected() {
     let mut f = encode(&sample(), None).unwrap();
     f[4..8].copy_from_slice(&10_000u32.to_le_bytes());

@@ -1,7 +1,7 @@
 //! Test environment: a temporary root (`TELEM_ROOT`) with the default paths below it, a fake
 //! telemprobd on a real Unix socket, and helpers to run the probe binaries.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -164,12 +164,7 @@ fn serve(mut stream: UnixStream) -> Option<Record> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).ok()?;
-    let len = telemetry::frame::declared_len(prefix).expect("frame length");
-    let mut frame = prefix.to_vec();
-    frame.resize(len, 0);
-    stream.read_exact(&mut frame[4..]).ok()?;
+    let frame = telemetry::frame::read_from(&mut stream).ok()?;
     let decoded = telemetry::frame::decode(&frame).expect("valid frame");
     decoded.record.validate().expect("valid record");
     stream.write_all(&0i32.to_le_bytes()).ok()?;
