@@ -19,13 +19,19 @@ use telemetry::{client, spool};
 // frame's last byte until it has answered: a kill then resets the connection, and the client
 // sees an error. Before that change this test found one such false Ok per sender thread.
 
-#[test]
-fn kill_9_loses_no_acknowledged_record() {
-    let mut d = Daemon::start("", &[]);
+/// 8 threads send records until `signal` has stopped the daemon; the signal goes out once
+/// `after` records are acknowledged. Returns how the daemon ended and the acknowledged event ids.
+fn flood_then(
+    d: &mut Daemon,
+    signal: Signal,
+    after: usize,
+    pad: bool,
+) -> (std::process::ExitStatus, BTreeSet<String>) {
     let config = d.config();
     let stop = AtomicBool::new(false);
     let acked_count = AtomicUsize::new(0);
     let mut acked = BTreeSet::new();
+    let mut status = None;
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..8)
             .map(|t| {
@@ -35,7 +41,12 @@ fn kill_9_loses_no_acknowledged_record() {
                     let deadline = Instant::now() + Duration::from_secs(30);
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                        let r = record(&format!("thread {t} record {i} {}", "x".repeat(i % 300)));
+                        let padding = if pad {
+                            "x".repeat(i % 300)
+                        } else {
+                            String::new()
+                        };
+                        let r = record(&format!("thread {t} record {i} {padding}"));
                         i += 1;
                         if client::send(&r, config).is_ok() {
                             ids.push(r.get(Header::EventId).to_string());
@@ -46,19 +57,26 @@ fn kill_9_loses_no_acknowledged_record() {
                 })
             })
             .collect();
-        // Kill once a good number of records is in flight and acknowledged.
+        // Signal once a good number of records is in flight and acknowledged.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while acked_count.load(Ordering::Relaxed) < 300 && Instant::now() < deadline {
+        while acked_count.load(Ordering::Relaxed) < after && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        d.signal(Signal::KILL);
-        let st = d.wait_exit(Duration::from_secs(10));
-        assert_eq!(st.code(), None, "killed by the signal");
+        d.signal(signal);
+        status = Some(d.wait_exit(Duration::from_secs(15)));
         stop.store(true, Ordering::Relaxed);
         for w in workers {
             acked.extend(w.join().unwrap());
         }
     });
+    (status.expect("the daemon was signalled"), acked)
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_record() {
+    let mut d = Daemon::start("", &[]);
+    let (st, acked) = flood_then(&mut d, Signal::KILL, 300, true);
+    assert_eq!(st.code(), None, "killed by the signal");
     assert!(acked.len() >= 300, "only {} acknowledged", acked.len());
 
     let mut stored = BTreeSet::new();
@@ -82,42 +100,8 @@ fn kill_9_loses_no_acknowledged_record() {
 #[test]
 fn sigterm_mid_flight_keeps_every_acknowledged_record_and_exits_zero() {
     let mut d = Daemon::start("", &[]);
-    let config = d.config();
-    let stop = AtomicBool::new(false);
-    let acked_count = AtomicUsize::new(0);
-    let mut acked = BTreeSet::new();
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..8)
-            .map(|t| {
-                let (config, stop, acked_count) = (&config, &stop, &acked_count);
-                s.spawn(move || {
-                    let mut ids = Vec::new();
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    let mut i = 0;
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                        let r = record(&format!("thread {t} record {i}"));
-                        i += 1;
-                        if client::send(&r, config).is_ok() {
-                            ids.push(r.get(Header::EventId).to_string());
-                            acked_count.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    ids
-                })
-            })
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while acked_count.load(Ordering::Relaxed) < 100 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        d.signal(Signal::TERM);
-        let st = d.wait_exit(Duration::from_secs(15));
-        assert_eq!(st.code(), Some(0), "{}", d.log());
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            acked.extend(w.join().unwrap());
-        }
-    });
+    let (st, acked) = flood_then(&mut d, Signal::TERM, 100, false);
+    assert_eq!(st.code(), Some(0), "{}", d.log());
     let stored: BTreeSet<String> = d
         .spool_files()
         .iter()
