@@ -108,20 +108,9 @@ fn daemon_not_running() {
 #[test]
 fn config_file_and_usage() {
     let env = TestEnv::new();
-    let sock = env.path("s");
-    let optin = env.path("oi");
-    std::fs::write(&optin, "").unwrap();
-    let conf = env.path("h.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[settings]\nsocket_path={}\nopt_in_file={}\n",
-            sock.display(),
-            optin.display()
-        ),
-    )
-    .unwrap();
-    let daemon = FakeDaemon::start(&sock);
+    let e = env.elsewhere(&[]);
+    let conf = &e.conf;
+    let daemon = FakeDaemon::start(&e.sock);
     let out = run(env.cmd(EXE).args(["--config_file", conf.to_str().unwrap()]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(daemon.records().len(), 1);

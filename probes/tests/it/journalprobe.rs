@@ -352,22 +352,9 @@ fn journalctl_failure_is_an_error() {
 #[test]
 fn config_file_sets_socket_opt_in_and_state_dir() {
     let env = TestEnv::new();
-    let other = env.path("other");
-    std::fs::create_dir_all(&other).unwrap();
-    let (sock, optin, state) = (other.join("sock"), other.join("optin"), other.join("state"));
-    std::fs::write(&optin, "").unwrap();
-    let conf = other.join("j.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[settings]\nsocket_path={}\nopt_in_file={}\nstate_dir={}\n",
-            sock.display(),
-            optin.display(),
-            state.display()
-        ),
-    )
-    .unwrap();
-    let daemon = FakeDaemon::start(&sock);
+    let e = env.elsewhere(&["state_dir"]);
+    let (conf, state) = (&e.conf, e.dir.join("state_dir"));
+    let daemon = FakeDaemon::start(&e.sock);
     let file = input(&env, &[failed("c1", "a.service")]);
     let out = run(env
         .cmd(EXE)

@@ -82,22 +82,9 @@ fn daemon_not_running_is_an_error_that_says_so() {
 #[test]
 fn config_file_option_is_honoured() {
     let env = TestEnv::new();
-    let other = env.path("elsewhere");
-    std::fs::create_dir_all(&other).unwrap();
-    let sock = other.join("sock");
-    let optin = other.join("optin");
-    std::fs::write(&optin, "").unwrap();
-    let conf = other.join("t.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[settings]\nsocket_path={}\nopt_in_file={}\n",
-            sock.display(),
-            optin.display()
-        ),
-    )
-    .unwrap();
-    let daemon = FakeDaemon::start(&sock);
+    let e = env.elsewhere(&[]);
+    let conf = &e.conf;
+    let daemon = FakeDaemon::start(&e.sock);
     for flag in ["-f", "--config-file", "--config_file"] {
         let out = run(env.cmd(EXE).args([
             flag,
@@ -109,7 +96,7 @@ fn config_file_option_is_honoured() {
     }
     assert_eq!(daemon.records().len(), 3);
     // A broken config file is an error naming it.
-    std::fs::write(&conf, "[settings]\nsocket_path=relative\n").unwrap();
+    std::fs::write(conf, "[settings]\nsocket_path=relative\n").unwrap();
     let out = run(env.cmd(EXE).args([
         "-f",
         conf.to_str().unwrap(),
@@ -117,7 +104,7 @@ fn config_file_option_is_honoured() {
         &sample("warning.txt"),
     ]));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("t.conf"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("probe.conf"), "{}", stderr(&out));
 }
 
 /// A sample as /dev/kmsg records (`pri,seq,ts,flags;message`), with dictionary lines and a

@@ -241,22 +241,9 @@ fn pstoreclean_touches_only_handled_regular_files() {
 #[test]
 fn config_file_sets_cache_dir_and_socket() {
     let env = TestEnv::new();
-    let other = env.path("other");
-    std::fs::create_dir_all(&other).unwrap();
-    let (sock, optin, cache) = (other.join("sock"), other.join("optin"), other.join("cache"));
-    std::fs::write(&optin, "").unwrap();
-    let conf = other.join("c.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[settings]\nsocket_path={}\nopt_in_file={}\ncache_dir={}\n",
-            sock.display(),
-            optin.display(),
-            cache.display()
-        ),
-    )
-    .unwrap();
-    let daemon = FakeDaemon::start(&sock);
+    let e = env.elsewhere(&["cache_dir"]);
+    let (conf, cache) = (&e.conf, e.dir.join("cache_dir"));
+    let daemon = FakeDaemon::start(&e.sock);
     let dir = pstore_dir(&env, &["ramoops"]);
     let out =
         run(env

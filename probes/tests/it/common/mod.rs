@@ -17,6 +17,13 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
 }
 
+/// What [`TestEnv::elsewhere`] made.
+pub struct Elsewhere {
+    pub dir: PathBuf,
+    pub sock: PathBuf,
+    pub conf: PathBuf,
+}
+
 impl TestEnv {
     pub fn new() -> TestEnv {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -41,6 +48,27 @@ impl TestEnv {
 
     pub fn state_dir(&self) -> PathBuf {
         self.path("var/lib/telemetry")
+    }
+
+    /// A config file outside the root (for the `-f` tests): it moves the socket and the opt-in
+    /// file (created: opted in) to `<root>/elsewhere`, and each key in `dirs` (e.g. `state_dir`)
+    /// to `<root>/elsewhere/<key>`.
+    pub fn elsewhere(&self, dirs: &[&str]) -> Elsewhere {
+        let dir = self.path("elsewhere");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let (sock, optin) = (dir.join("sock"), dir.join("optin"));
+        std::fs::write(&optin, "").expect("opt in");
+        let mut text = format!(
+            "[settings]\nsocket_path={}\nopt_in_file={}\n",
+            sock.display(),
+            optin.display()
+        );
+        for key in dirs {
+            text.push_str(&format!("{key}={}\n", dir.join(key).display()));
+        }
+        let conf = dir.join("probe.conf");
+        std::fs::write(&conf, text).expect("config");
+        Elsewhere { dir, sock, conf }
     }
 
     pub fn opt_in(&self) {
