@@ -282,6 +282,39 @@ impl Journal {
         Ok(())
     }
 
+    /// Appends entries with a single write (none for an empty slice), so concurrent readers
+    /// never see half a line and a batch costs one system call.
+    pub fn append_all(&mut self, entries: &[&Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let text: String = entries.iter().map(|e| e.to_line()).collect();
+        self.file
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io(format!("writing journal {}", self.path.display()), e))?;
+        self.count += entries.len();
+        Ok(())
+    }
+
+    /// Appends entries and prunes exactly as appending them one by one with
+    /// [`Journal::prune_if_needed`] after each would, with one write per stretch between
+    /// prunes. Returns the record ids of the dropped lines.
+    pub fn append_and_prune(&mut self, entries: &[&Entry]) -> Result<Vec<String>> {
+        let mut dropped = Vec::new();
+        let mut rest = entries;
+        while !rest.is_empty() {
+            // Up to the line that takes the journal over the limit, which is pruned right away.
+            let room = (RECORD_LIMIT + DEVIATION + 1)
+                .saturating_sub(self.count)
+                .max(1);
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.append_all(now)?;
+            dropped.extend(self.prune_if_needed()?);
+            rest = later;
+        }
+        Ok(dropped)
+    }
+
     /// Prunes like the original: more than `RECORD_LIMIT + DEVIATION` lines → keep the newest
     /// `RECORD_LIMIT`. The rest is written to a dot-file beside the journal and renamed over it,
     /// so readers see the old or the new journal, never a mix. Returns the record ids of the
@@ -452,6 +485,46 @@ mod tests {
         assert_eq!(newest(&read(&p).unwrap(), 2)[1].classification, "a/b/after");
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn append_all_writes_a_batch_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal");
+        let mut j = Journal::open(&p).unwrap();
+        j.append_all(&[]).unwrap();
+        assert_eq!(j.count(), 0);
+        let batch: Vec<Entry> = (0..3)
+            .map(|i| entry(&format!("a/b/c{i}"), Outcome::Delivered))
+            .collect();
+        j.append_all(&batch.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(j.count(), 3);
+        assert_eq!(read(&p).unwrap(), batch);
+    }
+
+    #[test]
+    fn append_and_prune_matches_one_by_one() {
+        let d = tempfile::tempdir().unwrap();
+        let entries: Vec<Entry> = (0..(2 * RECORD_LIMIT + 37))
+            .map(|i| entry(&format!("a/b/c{i}"), Outcome::Delivered))
+            .collect();
+        let one = d.path().join("one");
+        let mut j1 = Journal::open(&one).unwrap();
+        let mut dropped1 = Vec::new();
+        for e in &entries {
+            j1.append(e).unwrap();
+            dropped1.extend(j1.prune_if_needed().unwrap());
+        }
+        let many = d.path().join("many");
+        let mut j2 = Journal::open(&many).unwrap();
+        let mut dropped2 = Vec::new();
+        for chunk in entries.chunks(32) {
+            let refs: Vec<&Entry> = chunk.iter().collect();
+            dropped2.extend(j2.append_and_prune(&refs).unwrap());
+        }
+        assert_eq!(read(&one).unwrap(), read(&many).unwrap());
+        assert_eq!(dropped1, dropped2);
+        assert_eq!(j1.count(), j2.count());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! over one kept-alive connection vs a new connection per record, the drain rate after an outage,
 //! and telempostd's peak RSS (VmHWM). Bounded to about a minute.
 //!
-//! Run: `cargo bench -p telempostd --bench deliver` (optionally `-- <records>`).
+//! Run: `cargo bench -p telempostd --bench deliver` (optionally `-- <records>`, `--rounds R`:
+//! the scenarios run R times interleaved, 3 by default, and each row is the median round by
+//! records/s with the range beside it: these machines are shared and one round swings ±10 %).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
@@ -379,48 +381,77 @@ fn main() {
     // `cargo bench` passes `--bench`; a bare number overrides the record count; `--queued N2`
     // also measures the peak RSS with 5,000 and N2 records queued (collector down).
     let mut n = 5000;
+    let mut rounds = 3;
     let mut queued_n = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--queued" {
             queued_n = args.next().and_then(|v| v.parse::<usize>().ok());
+        } else if a == "--rounds" {
+            rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds);
         } else if let Ok(v) = a.parse() {
             n = v;
         }
     }
-    let mut runs = vec![
-        raw_client(n),
-        steady("one kept-alive connection", n, &[]),
-        steady(
-            "new connection per record",
-            n.min(2000),
-            &["--no-keepalive"],
-        ),
-        after_outage(n),
-    ];
-    if let Some(q) = queued_n {
-        runs.push(queued(5000.min(q)));
-        runs.push(queued(q));
+    let mut all: Vec<Vec<Run>> = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let round = vec![
+            raw_client(n),
+            steady("one kept-alive connection", n, &[]),
+            steady(
+                "new connection per record",
+                n.min(2000),
+                &["--no-keepalive"],
+            ),
+            after_outage(n),
+        ];
+        for (i, r) in round.into_iter().enumerate() {
+            match all.get_mut(i) {
+                Some(v) => v.push(r),
+                None => all.push(vec![r]),
+            }
+        }
     }
+    // Per scenario: the median round by records/s, and the range over the rounds.
+    let mut runs: Vec<(Run, f64, f64)> = all
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+            let (lo, hi) = (v[0].rate, v[v.len() - 1].rate);
+            let mid = v.swap_remove(v.len() / 2);
+            (mid, lo, hi)
+        })
+        .collect();
+    if let Some(q) = queued_n {
+        runs.push((queued(5000.min(q)), 0.0, 0.0));
+        runs.push((queued(q), 0.0, 0.0));
+    }
+    println!("{rounds} round(s), median round per scenario");
     println!(
-        "{:<34} {:>8} {:>9} {:>9} {:>10} {:>10} {:>14} {:>16}",
+        "{:<34} {:>8} {:>9} {:>9} {:>10} {:>15} {:>10} {:>14} {:>16}",
         "scenario",
         "records",
         "received",
         "wall s",
         "records/s",
+        "range",
         "VmHWM KiB",
         "CPU µs/record",
         "collector µs/rec"
     );
-    for r in &runs {
+    for (r, lo, hi) in &runs {
         println!(
-            "{:<34} {:>8} {:>9} {:>9.2} {:>10.0} {:>10} {:>14} {:>16.0}",
+            "{:<34} {:>8} {:>9} {:>9.2} {:>10.0} {:>15} {:>10} {:>14} {:>16.0}",
             r.name,
             r.records,
             r.received,
             r.wall.as_secs_f64(),
             r.rate,
+            if *hi > 0.0 {
+                format!("{lo:.0}–{hi:.0}")
+            } else {
+                "-".into()
+            },
             r.hwm_kib.map_or("-".into(), |k| k.to_string()),
             r.cpu
                 .map_or("-".into(), |c| format!("{:.0}", c * 1e6 / r.records as f64)),

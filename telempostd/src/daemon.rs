@@ -24,7 +24,9 @@ use tracing::{debug, error, info, warn};
 use ureq::Agent;
 
 use crate::deliver::{self, AgentError, Attempt, HttpSettings, Target, Verdict};
+use crate::finish::{Finisher, Leaving};
 use crate::rate::{Decision, Limits, RateLimiter};
+use crate::readahead::ReadAhead;
 use crate::retry::{Backoff, Jitter, Policy};
 use crate::spool_scan::{self, Key, OpenError, Queue};
 use crate::status::Reporter;
@@ -109,6 +111,9 @@ pub enum Error {
     /// The delivery thread died (a bug).
     #[error("delivery thread failed: {0}")]
     Worker(String),
+    /// The thread that finishes delivered records cannot start.
+    #[error("cannot start the finishing thread: {0}")]
+    Finisher(#[source] io::Error),
 }
 
 /// Runs the daemon until `shutdown` fires (or the idle exit). Must run inside a tokio runtime
@@ -166,6 +171,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<Ex
             break Exit::Idle;
         }
         let deadline = d.next_wakeup(opted_in);
+        // Records that left during housekeeping (expiry, quota) are finished while we wait.
+        d.finisher.hand_over();
         tokio::select! {
             _ = &mut shutdown => break Exit::Shutdown,
             r = d.watcher.ready() => {
@@ -212,7 +219,10 @@ struct Daemon {
     /// The last attempt failed (to log the change of state once, not every retry).
     failing: bool,
     rate: RateLimiter,
-    journal: Option<Journal>,
+    /// Journals and unlinks records that left the spool, on the other core.
+    finisher: Finisher,
+    /// Reads the next record while the collector answers the current one.
+    read_ahead: ReadAhead,
     status: Reporter,
     watcher: Watcher,
     watching: bool,
@@ -230,8 +240,9 @@ impl Daemon {
     fn new(opts: Options) -> Result<Daemon, Error> {
         let config = opts.config;
         let tuning = opts.tuning;
+        let uid = rustix::process::geteuid().as_raw();
         let mut d = Daemon {
-            uid: rustix::process::geteuid().as_raw(),
+            uid,
             target: Arc::new(Target::from_config(&config)),
             agent: None,
             queue: Queue::new(),
@@ -240,7 +251,12 @@ impl Daemon {
             not_before: None,
             failing: false,
             rate: RateLimiter::new(Limits::from_config(&config)),
-            journal: open_journal(&config.journal_file),
+            finisher: Finisher::start(
+                open_journal(&config.journal_file),
+                config.retention_dir.clone(),
+            )
+            .map_err(Error::Finisher)?,
+            read_ahead: ReadAhead::new(uid),
             status: Reporter::new(&config),
             watcher: Watcher::new().map_err(Error::Inotify)?,
             watching: false,
@@ -369,6 +385,7 @@ impl Daemon {
         loop {
             let opted_in = self.drain_housekeeping();
             if interrupt.load(Ordering::SeqCst) || !self.has_work(opted_in) {
+                self.finisher.hand_over();
                 return;
             }
             self.not_before = None;
@@ -405,6 +422,9 @@ impl Daemon {
         }
         for name in events.names {
             if let Some(key) = spool_scan::probe(&self.config.spool_dir, &name, self.uid) {
+                if self.finisher.pending().contains(&key) {
+                    continue;
+                }
                 self.queue.insert(key);
                 self.last_activity = Instant::now();
             }
@@ -423,6 +443,11 @@ impl Daemon {
             }
         };
         self.queue = found.queue;
+        // Files handed to the finisher are delivered; they only wait for their unlink.
+        if !self.finisher.pending().is_empty() {
+            let pending = self.finisher.pending();
+            self.queue.retain(|k| !pending.contains(k));
+        }
         if !telemetry::optin::is_opted_in(&self.config) {
             // Not opted in: touch nothing (opt-out purges the spool itself).
             return;
@@ -508,7 +533,11 @@ impl Daemon {
         let Some(key) = self.queue.first().cloned() else {
             return;
         };
-        let opened = match spool_scan::read(&self.config.spool_dir, &key.name(), self.uid) {
+        let read = self
+            .read_ahead
+            .take(&key)
+            .unwrap_or_else(|| spool_scan::read(&self.config.spool_dir, &key.name(), self.uid));
+        let opened = match read {
             Ok(o) => o,
             Err(OpenError::Gone) => {
                 self.queue.remove(&key);
@@ -589,9 +618,13 @@ impl Daemon {
             }
         };
         let req = deliver::encode(&sr.record, &target, self.tuning.keepalive);
+        if let Some(next) = self.queue.iter().nth(1) {
+            self.read_ahead
+                .want(self.config.spool_dir.clone(), next.clone());
+        }
         let was_failing = self.backoff.failures() > 0;
         // We are on the blocking thread (see `drain`).
-        let attempt = deliver::post(&agent, &req);
+        let (attempt, _) = deliver::post_overlapped(&agent, &req, self.read_ahead.while_waiting());
         if was_failing {
             self.status.bump("retried");
         }
@@ -671,8 +704,8 @@ impl Daemon {
         deliver::build_agent(target.cainfo.as_deref(), &self.http())
     }
 
-    /// A record leaves the spool: journal entry first (and the retained body), then the unlink,
-    /// so a crash in between can duplicate an entry but never lose one.
+    /// A record leaves the spool: the finisher writes its journal entry (and the retained
+    /// body), then unlinks it, so a crash in between can duplicate an entry but never lose one.
     fn remove(
         &mut self,
         key: &Key,
@@ -683,66 +716,28 @@ impl Daemon {
     ) {
         let (class, event) = sr.map_or(("", ""), |s| deliver::ids(&s.record));
         debug!(file = %key.name(), classification = class, event_id = event, outcome = outcome.as_str(), %detail, "record leaves the spool");
-        let entry = telemetry::record::new_event_id().map(|record_id| Entry {
-            record_id,
+        // The entry's own random id is made on the finishing thread (a syscall less here).
+        let entry = Entry {
+            record_id: String::new(),
             timestamp: spool_scan::now_secs(),
             classification: class.to_string(),
             event_id: event.to_string(),
             boot_id: self.boot_id.clone(),
             outcome: Some(outcome),
             detail,
+        };
+        let retained = (retain && self.config.record_retention_enabled)
+            .then(|| sr.map(|s| s.record.payload().to_vec()))
+            .flatten();
+        self.finisher.leave(Leaving {
+            key: key.clone(),
+            path: self.config.spool_dir.join(&*key.name()),
+            entry,
+            retained,
         });
-        match entry {
-            Ok(entry) => {
-                if let Some(j) = &mut self.journal {
-                    if let Err(e) = j.append(&entry) {
-                        warn!(error = %e, "cannot write the journal");
-                    }
-                }
-                if retain && self.config.record_retention_enabled {
-                    if let Some(s) = sr {
-                        self.retain(&entry.record_id, s.record.payload());
-                    }
-                }
-                self.prune_journal();
-            }
-            Err(e) => warn!(error = %e, "cannot make a journal entry"),
-        }
-        let path = self.config.spool_dir.join(&*key.name());
-        if let Err(e) = fs::remove_file(&path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                warn!(file = %path.display(), error = %e, "cannot remove spool file");
-            }
-        }
         self.queue.remove(key);
         self.status.bump(outcome.as_str());
         self.last_activity = Instant::now();
-    }
-
-    fn retain(&self, record_id: &str, body: &[u8]) {
-        let dir = &self.config.retention_dir;
-        let res = fs::DirBuilder::new()
-            .recursive(true)
-            .create(dir)
-            .and_then(|()| fs::write(dir.join(record_id), body));
-        if let Err(e) = res {
-            warn!(dir = %dir.display(), error = %e, "cannot retain record body");
-        }
-    }
-
-    fn prune_journal(&mut self) {
-        let Some(j) = &mut self.journal else { return };
-        match j.prune_if_needed() {
-            // Without a retention directory there is nothing to delete (one stat instead of an
-            // unlink per pruned line, every 50 records).
-            Ok(ids) if !ids.is_empty() && self.config.retention_dir.is_dir() => {
-                for id in ids {
-                    let _ = fs::remove_file(self.config.retention_dir.join(id));
-                }
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "cannot prune the journal"),
-        }
     }
 
     /// SIGHUP: reread the configuration; keep the old one if the new one does not load.
@@ -760,8 +755,11 @@ impl Daemon {
         if new.spool_dir != self.config.spool_dir {
             self.watching = false;
         }
-        if new.journal_file != self.config.journal_file {
-            self.journal = open_journal(&new.journal_file);
+        if new.journal_file != self.config.journal_file
+            || new.retention_dir != self.config.retention_dir
+        {
+            self.finisher
+                .reconfigure(open_journal(&new.journal_file), new.retention_dir.clone());
         }
         self.target = Arc::new(Target::from_config(&new));
         self.agent = None;

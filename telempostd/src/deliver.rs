@@ -272,6 +272,35 @@ impl fmt::Display for Verdict {
     }
 }
 
+thread_local! {
+    /// Work to do once the request is out and before blocking on the answer: see
+    /// [`post_overlapped`].
+    static WHILE_WAITING: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs the work set by [`post_overlapped`], if any: our TCP layer calls this once the request
+/// has left and before it blocks on the answer.
+fn run_while_waiting() {
+    if let Some(work) = WHILE_WAITING.with(|w| w.borrow_mut().take()) {
+        work();
+    }
+}
+
+/// [`post`], doing `work` while the server handles the request: in the gap between sending the
+/// request and the answer, on this thread (no hand-off to another thread, no wake-up). Returns
+/// whether `work` ran; it does not when nothing was sent (no connection, a bad header).
+pub fn post_overlapped(
+    agent: &Agent,
+    req: &Request,
+    work: impl FnOnce() + 'static,
+) -> (Attempt, bool) {
+    WHILE_WAITING.with(|w| *w.borrow_mut() = Some(Box::new(work)));
+    let attempt = post(agent, req);
+    let left = WHILE_WAITING.with(|w| w.borrow_mut().take());
+    (attempt, left.is_none())
+}
+
 /// Sends one request (blocking). Reads the response body to its end so the connection can be
 /// reused.
 pub fn post(agent: &Agent, req: &Request) -> Attempt {
@@ -561,6 +590,8 @@ mod transport {
         fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
             // Everything written so far goes out before we wait for an answer to it.
             self.flush(timeout)?;
+            // The server is busy with it now: our own pending work goes here.
+            super::run_while_waiting();
             let (t, reason) = remaining(timeout.for_read())?;
             if timeout_differs(self.timeout_read, t) {
                 self.stream.set_read_timeout(t)?;
@@ -868,6 +899,73 @@ mod tests {
         let (requests, reads) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(requests, 3);
         assert_eq!(reads, 3, "head and body were sent apart");
+    }
+
+    #[test]
+    fn overlapped_work_runs_once_between_the_request_and_its_answer() {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use std::time::Instant;
+        // A server that holds each answer for 300 ms after the request arrived.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let got_request = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let seen = got_request.clone();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 65536];
+            let _ = c.read(&mut buf).unwrap();
+            *seen.lock().unwrap() = Some(Instant::now());
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = c.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}");
+        });
+        let agent = build_agent(None, &HttpSettings::default()).unwrap();
+        let req = Request {
+            url: format!("http://{addr}/v2/collector"),
+            headers: vec![("Classification".into(), "a/b/c".into())],
+            body: vec![b'x'; 200],
+        };
+        let runs = Arc::new(AtomicUsize::new(0));
+        let at = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let (r, a) = (runs.clone(), at.clone());
+        let (attempt, ran) = post_overlapped(&agent, &req, move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            *a.lock().unwrap() = Some(Instant::now());
+        });
+        let answered = Instant::now();
+        assert!(matches!(attempt, Attempt::Answered { status: 201, .. }));
+        assert!(ran);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let worked = at.lock().unwrap().unwrap();
+        assert!(
+            answered.duration_since(worked) >= Duration::from_millis(200),
+            "ran after the answer"
+        );
+        // The request had been sent: the server got it no later than ~now + scheduling.
+        let arrived = got_request.lock().unwrap().unwrap();
+        assert!(
+            arrived < worked + Duration::from_millis(100),
+            "ran before sending"
+        );
+
+        // Nothing sent (connection refused): the work does not run, and does not linger to run
+        // in a later request.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = closed.local_addr().unwrap();
+        drop(closed);
+        let r = runs.clone();
+        let refused = Request {
+            url: format!("http://{dead}/v2/collector"),
+            ..req
+        };
+        let (attempt, ran) = post_overlapped(&agent, &refused, move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(matches!(attempt, Attempt::Transport(_)));
+        assert!(!ran);
+        run_while_waiting();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     #[test]

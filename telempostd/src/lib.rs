@@ -3,6 +3,8 @@
 //! - [`spool_scan`]: finding records oldest first and opening them safely; [`watch`]: inotify.
 //! - [`deliver`]: the ureq agent, the `headers` and `json` encodings, outcome classification.
 //! - [`retry`]: the backoff policy (pure); [`rate`]: rate limiting by wall-clock windows.
+//! - [`finish`]: journaling and unlinking delivered records on a thread of their own;
+//!   [`readahead`]: reading the next record while the collector answers.
 //! - [`status`]: the status file for `telemctl status`.
 //! - [`cli`]: the command line (also read by `telem-docgen` for the man page).
 //! - [`daemon`]: the loop tying them together; [`run`] is what the binary and the tests call.
@@ -13,8 +15,10 @@
 pub mod cli;
 pub mod daemon;
 pub mod deliver;
+pub mod finish;
 pub mod logging;
 pub mod rate;
+pub mod readahead;
 pub mod resolve;
 pub mod retry;
 pub mod spool_scan;

@@ -14,7 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -159,9 +159,18 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Dropped> {
 fn normalize_headers(h: &HeaderMap) -> Fields {
     let mut out = Fields::new();
     for (name, value) in h {
-        let key = name.as_str().to_ascii_lowercase().replace('_', "-");
-        // WSGI decodes header bytes as Latin-1.
-        let value: String = value.as_bytes().iter().map(|&b| char::from(b)).collect();
+        // hyper's names are already lower case.
+        let name = name.as_str();
+        let key = if name.contains('_') {
+            name.replace('_', "-")
+        } else {
+            name.to_string()
+        };
+        // WSGI decodes header bytes as Latin-1 (ASCII, the usual case, is the same text).
+        let value = match value.to_str() {
+            Ok(ascii) => ascii.to_string(),
+            Err(_) => value.as_bytes().iter().map(|&b| char::from(b)).collect(),
+        };
         out.entry(key).or_insert(value);
     }
     out
@@ -226,7 +235,7 @@ fn route(
                     checked.insert(name.to_string(), v.clone());
                 }
             }
-            ingest(state, "json", &checked, merged, payload, at)
+            ingest(state, "json", Some(&checked), merged, payload, at)
         }
         None => {
             // Flask consumes form bodies: upstream stores an empty payload for these.
@@ -241,7 +250,7 @@ fn route(
             } else {
                 decode_payload(body)
             };
-            ingest(state, "headers", &headers, headers.clone(), payload, at)
+            ingest(state, "headers", None, headers, payload, at)
         }
     }
 }
@@ -254,15 +263,16 @@ fn decode_payload(body: &[u8]) -> String {
     }
 }
 
+/// Validates `checked` (the stored headers themselves when `None`), stores and echoes the record.
 fn ingest(
     state: &State,
     format: &str,
-    fields: &Fields,
+    checked: Option<&Fields>,
     stored_headers: BTreeMap<String, String>,
     payload: String,
     at: f64,
 ) -> Resp {
-    let acc = match validate(fields, state.tid()) {
+    let acc = match validate(checked.unwrap_or(&stored_headers), state.tid()) {
         Ok(a) => a,
         Err(Rejection::BadRequest(msg)) => return json_message(StatusCode::BAD_REQUEST, &msg),
         Err(Rejection::ServerError(why)) => {
@@ -291,34 +301,53 @@ fn ingest(
             );
         }
     };
-    let body = serde_json::json!({
-        "id": id,
-        "machine_id": acc.machine_id,
-        "machine_type": acc.host_type,
-        "arch": acc.arch,
-        "build": acc.build,
-        "kernel_version": acc.kernel_version,
-        "ts_capture": utc_string(acc.ts_capture),
-        "ts_reception": utc_string(at as u64),
-        "severity": acc.severity,
-        "classification": acc.classification,
-        "record_version": acc.record_version,
-        "payload": payload,
-        "board_name": acc.board_name,
-        "bios_version": acc.bios_version,
-        "cpu_model": acc.cpu_model,
-        "event_id": acc.event_id,
-        "external": acc.external,
-    });
-    // Sorted keys like Flask's jsonify, whatever serde_json features the workspace enables.
-    let sorted: BTreeMap<String, serde_json::Value> = match body {
-        serde_json::Value::Object(m) => m.into_iter().collect(),
-        _ => BTreeMap::new(),
+    let echo = Echo {
+        arch: &acc.arch,
+        bios_version: &acc.bios_version,
+        board_name: &acc.board_name,
+        build: &acc.build,
+        classification: &acc.classification,
+        cpu_model: &acc.cpu_model,
+        event_id: &acc.event_id,
+        external: acc.external,
+        id,
+        kernel_version: &acc.kernel_version,
+        machine_id: &acc.machine_id,
+        machine_type: &acc.host_type,
+        payload: &payload,
+        record_version: acc.record_version,
+        severity: acc.severity,
+        ts_capture: utc_string(acc.ts_capture),
+        ts_reception: utc_string(at as u64),
     };
-    match serde_json::to_vec(&sorted) {
+    match serde_json::to_vec(&echo) {
         Ok(b) => plain(StatusCode::CREATED, Bytes::from(b), "application/json"),
         Err(e) => json_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// The 201 body: the stored record as upstream's `Record.to_dict()`, its keys in sorted order
+/// as Flask's `jsonify` writes them (the fields below are declared sorted; serde keeps the
+/// declaration order).
+#[derive(Serialize)]
+struct Echo<'a> {
+    arch: &'a str,
+    bios_version: &'a str,
+    board_name: &'a str,
+    build: &'a str,
+    classification: &'a str,
+    cpu_model: &'a str,
+    event_id: &'a str,
+    external: bool,
+    id: u64,
+    kernel_version: &'a str,
+    machine_id: &'a str,
+    machine_type: &'a str,
+    payload: &'a str,
+    record_version: i64,
+    severity: i64,
+    ts_capture: String,
+    ts_reception: String,
 }
 
 fn fault_response(code: u16, retry_after: Option<u64>, message: Option<String>) -> Resp {

@@ -50,6 +50,16 @@ fn valid_v4_record_is_created_and_stored() {
     ];
     want.sort_unstable();
     assert_eq!(keys, want);
+    let at = |k: &str| r.body.find(&format!("\"{k}\":")).unwrap();
+    for pair in want.windows(2) {
+        assert!(
+            at(pair[0]) < at(pair[1]),
+            "{} before {}: {}",
+            pair[0],
+            pair[1],
+            r.body
+        );
+    }
     assert_eq!(b["id"], 1);
     assert_eq!(b["machine_type"], "QEMU|Standard PC (Q35 + ICH9, 2009)");
     assert_eq!(b["ts_capture"], "2023-11-14 22:13:20 UTC");
