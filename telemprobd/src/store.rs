@@ -8,12 +8,15 @@
 //! 2. `fdatasync`s every temporary file — concurrently, on a small pool of sync threads, so
 //!    the file system can fold the flushes into one journal commit;
 //! 3. renames each to its final name (`RENAME_NOREPLACE`);
-//! 4. `fsync`s the directory ONCE;
-//! 5. answers every sender.
+//! 4. hands the group to the directory syncer thread, which `fsync`s the directory ONCE for
+//!    every group handed to it so far, then answers their senders.
 //!
 //! Records that arrive while a group is being synced wait in the channel and form the next
 //! group, so under load the cost of one directory fsync (and mostly one journal commit) is shared
 //! by many records, and a lone record pays exactly what a careful sequential writer pays.
+//! The directory sync runs on its own thread so the writer can write and sync the next group's
+//! files meanwhile: the two flushes of consecutive groups overlap instead of adding up. A group
+//! is answered only by a directory sync that started after its renames.
 //! A dedicated OS thread (not the async runtime) does the blocking syscalls, so the runtime keeps
 //! reading frames while the disk works.
 
@@ -138,6 +141,7 @@ pub fn start(config: StoreConfig, stats: Arc<Stats>) -> io::Result<(StoreHandle,
 
 fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
     let pool = SyncPool::new();
+    let syncer = DirSyncer::start();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
@@ -146,7 +150,7 @@ fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
                 Msg::Write(job) => batch.push(job),
                 Msg::Reconfigure(cfg, reply) => {
                     // Records queued before the reload are committed under the old settings.
-                    spool.commit(&mut batch, &pool);
+                    spool.commit(&mut batch, &pool, &syncer);
                     let _ = reply.send(spool.reconfigure(cfg));
                 }
             }
@@ -154,8 +158,101 @@ fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
                 next = rx.try_recv().ok();
             }
         }
-        spool.commit(&mut batch, &pool);
+        // Always through the syncer, even when nothing else is queued: with synchronous
+        // senders the queue is empty at most commits, and syncing here then lost the overlap
+        // (measured: 8 senders 6,800/s instead of 7,100/s; one sender gained nothing).
+        spool.commit(&mut batch, &pool, &syncer);
         stats.set_spool_bytes(spool.used);
+    }
+    // Every group handed over is synced and answered before the writer reports done.
+    syncer.finish();
+}
+
+/// A group whose files are in place under their final names, waiting for the directory sync.
+struct Renamed {
+    dir: Arc<OwnedFd>,
+    jobs: Vec<Job>,
+}
+
+/// The thread that syncs the spool directory and answers the senders (see the module docs).
+struct DirSyncer {
+    /// `None` when the thread could not start: groups are synced on the writer thread.
+    tx: Option<std::sync::mpsc::Sender<Renamed>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DirSyncer {
+    fn start() -> DirSyncer {
+        let (tx, rx) = std::sync::mpsc::channel::<Renamed>();
+        let spawned = std::thread::Builder::new()
+            .name("spool-dirsync".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    // Everything handed over meanwhile shares this sync.
+                    let mut groups = vec![first];
+                    groups.extend(rx.try_iter());
+                    sync_and_answer(groups);
+                }
+            });
+        match spawned {
+            Ok(t) => DirSyncer {
+                tx: Some(tx),
+                thread: Some(t),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "directory sync thread not started; syncing inline");
+                DirSyncer {
+                    tx: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    fn hand_over(&self, group: Renamed) {
+        let group = match &self.tx {
+            Some(tx) => match tx.send(group) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(g)) => g,
+            },
+            None => group,
+        };
+        sync_and_answer(vec![group]);
+    }
+
+    fn finish(mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One `fsync` per directory (a reload may have changed it between groups), then the answers.
+fn sync_and_answer(groups: Vec<Renamed>) {
+    let mut synced: Vec<(Arc<OwnedFd>, i32)> = Vec::new();
+    for g in groups {
+        let status = match synced.iter().find(|(d, _)| Arc::ptr_eq(d, &g.dir)) {
+            Some((_, s)) => *s,
+            None => {
+                let s = match rustix::fs::fsync(&*g.dir) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        // The files are in place but their names may not survive a crash: tell
+                        // the senders, who may retry (a duplicate is better than a silent loss).
+                        tracing::error!(error = %e, "cannot sync the spool directory");
+                        -e.raw_os_error()
+                    }
+                };
+                synced.push((g.dir.clone(), s));
+                s
+            }
+        };
+        tracing::debug!(records = g.jobs.len(), "group committed");
+        for job in g.jobs {
+            let _ = job.reply.send(status);
+        }
     }
 }
 
@@ -163,8 +260,8 @@ fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
 struct Spool {
     config: StoreConfig,
     /// The directory, opened once: every file is created and renamed relative to it, so a
-    /// directory swapped for a symlink later cannot redirect writes.
-    dir: OwnedFd,
+    /// directory swapped for a symlink later cannot redirect writes. Shared with the syncer.
+    dir: Arc<OwnedFd>,
     /// Sum of the sizes of the final (non-dot) regular files, kept up to date incrementally.
     used: u64,
     /// Last full scan of the directory.
@@ -183,7 +280,7 @@ struct Pending {
 
 impl Spool {
     fn open(config: StoreConfig) -> io::Result<Spool> {
-        let dir = open_dir(&config.spool_dir)?;
+        let dir = Arc::new(open_dir(&config.spool_dir)?);
         remove_stale_temporaries(&config.spool_dir);
         let used = scan_size(&config.spool_dir)?;
         tracing::info!(
@@ -234,8 +331,9 @@ impl Spool {
         self.used = self.used.saturating_sub(len);
     }
 
-    /// Commits a group: temp files, data syncs, renames, one directory sync, answers.
-    fn commit(&mut self, batch: &mut Vec<Job>, pool: &SyncPool) {
+    /// Commits a group: temp files, data syncs, renames; the syncer does the directory sync
+    /// and the answers.
+    fn commit(&mut self, batch: &mut Vec<Job>, pool: &SyncPool, syncer: &DirSyncer) {
         if batch.is_empty() {
             return;
         }
@@ -263,9 +361,9 @@ impl Spool {
         for (p, result) in pending.into_iter().zip(results) {
             let result = result.and_then(|()| {
                 rustix::fs::renameat_with(
-                    &self.dir,
+                    &*self.dir,
                     p.tmp.as_str(),
-                    &self.dir,
+                    &*self.dir,
                     p.name.as_str(),
                     RenameFlags::NOREPLACE,
                 )
@@ -277,7 +375,7 @@ impl Spool {
                 Err(e) => {
                     tracing::error!(error = %e, file = %p.tmp, "cannot commit a spool file");
                     let _ = rustix::fs::unlinkat(
-                        &self.dir,
+                        &*self.dir,
                         p.tmp.as_str(),
                         rustix::fs::AtFlags::empty(),
                     );
@@ -289,20 +387,10 @@ impl Spool {
         if renamed.is_empty() {
             return;
         }
-        // One directory sync makes every rename of the group durable.
-        let status = match rustix::fs::fsync(&self.dir) {
-            Ok(()) => 0,
-            Err(e) => {
-                // The files are in place but their names may not survive a crash: tell the
-                // senders, who may retry (a duplicate is better than a silent loss).
-                tracing::error!(error = %e, "cannot sync the spool directory");
-                -e.raw_os_error()
-            }
-        };
-        tracing::debug!(records = renamed.len(), "group committed");
-        for job in renamed {
-            let _ = job.reply.send(status);
-        }
+        syncer.hand_over(Renamed {
+            dir: self.dir.clone(),
+            jobs: renamed,
+        });
     }
 
     fn write_temp(&mut self, job: Job) -> Result<Pending, (Job, io::Error)> {
@@ -310,7 +398,7 @@ impl Spool {
         let name = spool::file_name(self.seq);
         let tmp = spool::temp_name(&name);
         let opened = rustix::fs::openat(
-            &self.dir,
+            &*self.dir,
             tmp.as_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
@@ -320,7 +408,7 @@ impl Spool {
             Err(e) => return Err((job, e.into())),
         };
         if let Err(e) = file.write_all(&job.data) {
-            let _ = rustix::fs::unlinkat(&self.dir, tmp.as_str(), rustix::fs::AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&*self.dir, tmp.as_str(), rustix::fs::AtFlags::empty());
             return Err((job, e));
         }
         Ok(Pending {
