@@ -4,6 +4,7 @@
 //! else a negative errno. Every malformed input gets an answer when the client can still read
 //! one, and none of it reaches the spool.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -110,12 +111,19 @@ pub async fn handle(mut stream: UnixStream, shared: Arc<Shared>, mut stop: watch
         }
     }
     stats.bump(&stats.received);
-    let status = match prepare(&shared, &buf, peer) {
-        Ok(file) => shared.store.store(file).await,
-        Err(status) => status,
+    let (status, answered) = match prepare(&shared, &buf, peer) {
+        // The writer answers the sender itself, on a duplicate of the connection.
+        Ok(file) => {
+            let fd = stream.as_fd().try_clone_to_owned().ok();
+            let s = shared.store.store_answering(file, fd).await;
+            (s.status, s.answered)
+        }
+        Err(status) => (status, false),
     };
     count(stats, status);
-    answer(&mut stream, status).await;
+    if !answered {
+        answer(&mut stream, status).await;
+    }
     // Now consume the held-back byte, so the close is a clean end of stream.
     let _ = stream.try_read(&mut [0u8; 1]);
 }

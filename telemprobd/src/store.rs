@@ -9,7 +9,13 @@
 //!    the file system can fold the flushes into one journal commit;
 //! 3. renames each to its final name (`RENAME_NOREPLACE`);
 //! 4. hands the group to the directory syncer thread, which `fsync`s the directory ONCE for
-//!    every group handed to it so far, then answers their senders.
+//!    every group handed to it so far, then answers their senders — a lone record with nothing
+//!    queued behind it is synced on the writer thread instead (no hand-off on its path);
+//! 5. answers each sender by writing the status word straight to its connection (a duplicate
+//!    of the descriptor travels with the record), then tells the handler, which answers itself
+//!    only if that failed. Each hand-off between threads is a cross-CPU wake-up on a lone
+//!    record's path; these two save two of them (measured: one sender 0.67× → 0.73× of the
+//!    raw baseline).
 //!
 //! Records that arrive while a group is being synced wait in the channel and form the next
 //! group, so under load the cost of one directory fsync (and mostly one journal commit) is shared
@@ -31,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, RenameFlags};
+use rustix::net::SendFlags;
 use telemetry::error::libc_errno;
 use telemetry::spool;
 use tokio::sync::{mpsc, oneshot};
@@ -72,8 +79,37 @@ enum Msg {
 struct Job {
     /// The complete spool file.
     data: Vec<u8>,
+    /// The sender's connection (a duplicate of its descriptor), answered directly from here.
+    peer: Option<OwnedFd>,
+    /// 0 or a negative errno, and whether `peer` was answered.
+    reply: oneshot::Sender<(i32, bool)>,
+}
+
+impl Job {
+    /// Answers: the status word straight to the sender's socket when we have it (the sender
+    /// wakes without a detour through the runtime thread: one cross-CPU wake-up less per
+    /// record), then the handler, which answers itself if that did not work.
+    fn answer(self, status: i32) {
+        let answered = self.peer.is_some_and(|fd| {
+            let word = status.to_le_bytes();
+            // A fresh connection's send buffer always has room for four bytes; if not, or the
+            // peer is gone, the handler tries (and logs) as before.
+            matches!(
+                rustix::net::send(&fd, &word, SendFlags::NOSIGNAL | SendFlags::DONTWAIT),
+                Ok(n) if n == word.len()
+            )
+        });
+        let _ = self.reply.send((status, answered));
+    }
+}
+
+/// What became of a record: its status, and whether the sender already has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
     /// 0 or a negative errno.
-    reply: oneshot::Sender<i32>,
+    pub status: i32,
+    /// The status word was written to the sender's connection.
+    pub answered: bool,
 }
 
 /// Sends records to the writer. Clone one per connection; the writer stops once every handle
@@ -86,11 +122,28 @@ pub struct StoreHandle {
 impl StoreHandle {
     /// Stores one spool file durably; returns 0 once it is on disk, else a negative errno.
     pub async fn store(&self, data: Vec<u8>) -> i32 {
+        self.store_answering(data, None).await.status
+    }
+
+    /// [`StoreHandle::store`], answering the sender on `peer` (a duplicate of its connection)
+    /// as soon as the status is known.
+    pub async fn store_answering(&self, data: Vec<u8>, peer: Option<OwnedFd>) -> Stored {
+        let failed = Stored {
+            status: -libc_errno::EIO,
+            answered: false,
+        };
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Msg::Write(Job { data, reply })).await.is_err() {
-            return -libc_errno::EIO;
+        if self
+            .tx
+            .send(Msg::Write(Job { data, peer, reply }))
+            .await
+            .is_err()
+        {
+            return failed;
         }
-        rx.await.unwrap_or(-libc_errno::EIO)
+        rx.await
+            .map(|(status, answered)| Stored { status, answered })
+            .unwrap_or(failed)
     }
 
     /// Switches directory or quota (config reload). Records already queued use the old values.
@@ -150,7 +203,7 @@ fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
                 Msg::Write(job) => batch.push(job),
                 Msg::Reconfigure(cfg, reply) => {
                     // Records queued before the reload are committed under the old settings.
-                    spool.commit(&mut batch, &pool, &syncer);
+                    spool.commit(&mut batch, &pool, &syncer, false);
                     let _ = reply.send(spool.reconfigure(cfg));
                 }
             }
@@ -158,10 +211,13 @@ fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
                 next = rx.try_recv().ok();
             }
         }
-        // Always through the syncer, even when nothing else is queued: with synchronous
-        // senders the queue is empty at most commits, and syncing here then lost the overlap
-        // (measured: 8 senders 6,800/s instead of 7,100/s; one sender gained nothing).
-        spool.commit(&mut batch, &pool, &syncer);
+        // A lone record with nothing else queued is synced here: the hand-off to the syncer
+        // thread would be a cross-CPU wake-up on its path, with no next group to overlap.
+        // Groups of several go through the syncer even when the queue is empty at this moment
+        // (records of the next group tend to arrive during the sync: syncing here then made
+        // them wait, 8 senders lost 5 %).
+        let inline = batch.len() == 1 && rx.is_empty();
+        spool.commit(&mut batch, &pool, &syncer, inline);
         stats.set_spool_bytes(spool.used);
     }
     // Every group handed over is synced and answered before the writer reports done.
@@ -251,7 +307,7 @@ fn sync_and_answer(groups: Vec<Renamed>) {
         };
         tracing::debug!(records = g.jobs.len(), "group committed");
         for job in g.jobs {
-            let _ = job.reply.send(status);
+            job.answer(status);
         }
     }
 }
@@ -331,9 +387,9 @@ impl Spool {
         self.used = self.used.saturating_sub(len);
     }
 
-    /// Commits a group: temp files, data syncs, renames; the syncer does the directory sync
-    /// and the answers.
-    fn commit(&mut self, batch: &mut Vec<Job>, pool: &SyncPool, syncer: &DirSyncer) {
+    /// Commits a group: temp files, data syncs, renames; then the directory sync and the
+    /// answers, by the syncer thread or (`inline`) here.
+    fn commit(&mut self, batch: &mut Vec<Job>, pool: &SyncPool, syncer: &DirSyncer, inline: bool) {
         if batch.is_empty() {
             return;
         }
@@ -342,7 +398,7 @@ impl Spool {
             let len = job.data.len() as u64;
             if !self.reserve(len) {
                 tracing::debug!(len, "spool full");
-                let _ = job.reply.send(-libc_errno::ENOSPC);
+                job.answer(-libc_errno::ENOSPC);
                 continue;
             }
             match self.write_temp(job) {
@@ -350,7 +406,7 @@ impl Spool {
                 Err((job, e)) => {
                     self.release(len);
                     tracing::error!(error = %e, "cannot write a spool file");
-                    let _ = job.reply.send(-errno(&e));
+                    job.answer(-errno(&e));
                 }
             }
         }
@@ -380,17 +436,22 @@ impl Spool {
                         rustix::fs::AtFlags::empty(),
                     );
                     self.release(p.job.data.len() as u64);
-                    let _ = p.job.reply.send(-errno(&e));
+                    p.job.answer(-errno(&e));
                 }
             }
         }
         if renamed.is_empty() {
             return;
         }
-        syncer.hand_over(Renamed {
+        let group = Renamed {
             dir: self.dir.clone(),
             jobs: renamed,
-        });
+        };
+        if inline {
+            sync_and_answer(vec![group]);
+        } else {
+            syncer.hand_over(group);
+        }
     }
 
     fn write_temp(&mut self, job: Job) -> Result<Pending, (Job, io::Error)> {
@@ -615,6 +676,40 @@ mod tests {
             let mode = std::fs::metadata(&p).unwrap().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+        drop(h);
+        done.wait().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_sender_is_answered_on_its_connection_once_the_record_is_stored() {
+        use std::io::Read;
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool");
+        let (h, done, _) = handle(&spool, Some(600));
+        let pair = || {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            (OwnedFd::from(ours), theirs)
+        };
+        // Stored: the word 0 is already on the sender's side when the handler hears of it.
+        let (fd, mut sender) = pair();
+        let s = h.store_answering(b"stored\n".to_vec(), Some(fd)).await;
+        assert_eq!((s.status, s.answered), (0, true));
+        let mut word = [0u8; 4];
+        sender.read_exact(&mut word).unwrap();
+        assert_eq!(i32::from_le_bytes(word), 0);
+        assert_eq!(files(&spool).len(), 1);
+        // Refused (quota): the sender gets the negative errno the same way.
+        let (fd, mut sender) = pair();
+        let s = h.store_answering(vec![b'x'; 1000], Some(fd)).await;
+        assert_eq!((s.status, s.answered), (-libc_errno::ENOSPC, true));
+        sender.read_exact(&mut word).unwrap();
+        assert_eq!(i32::from_le_bytes(word), -libc_errno::ENOSPC);
+        // A sender that is gone: not answered, the handler is told so (and the record is kept).
+        let (fd, sender) = pair();
+        drop(sender);
+        let s = h.store_answering(b"kept\n".to_vec(), Some(fd)).await;
+        assert_eq!((s.status, s.answered), (0, false));
+        assert_eq!(files(&spool).len(), 2);
         drop(h);
         done.wait().await;
     }
