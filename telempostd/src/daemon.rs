@@ -624,7 +624,7 @@ impl Daemon {
         }
         let was_failing = self.backoff.failures() > 0;
         // We are on the blocking thread (see `drain`).
-        let (attempt, _) = deliver::post_overlapped(&agent, &req, self.read_ahead.while_waiting());
+        let attempt = deliver::post_overlapped(&agent, &req, self.read_ahead.while_waiting());
         if was_failing {
             self.status.bump("retried");
         }

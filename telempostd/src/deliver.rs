@@ -288,17 +288,13 @@ fn run_while_waiting() {
 }
 
 /// [`post`], doing `work` while the server handles the request: in the gap between sending the
-/// request and the answer, on this thread (no hand-off to another thread, no wake-up). Returns
-/// whether `work` ran; it does not when nothing was sent (no connection, a bad header).
-pub fn post_overlapped(
-    agent: &Agent,
-    req: &Request,
-    work: impl FnOnce() + 'static,
-) -> (Attempt, bool) {
+/// request and the answer, on this thread (no hand-off to another thread, no wake-up). When
+/// nothing was sent (no connection, a bad header) `work` does not run, and is dropped.
+pub fn post_overlapped(agent: &Agent, req: &Request, work: impl FnOnce() + 'static) -> Attempt {
     WHILE_WAITING.with(|w| *w.borrow_mut() = Some(Box::new(work)));
     let attempt = post(agent, req);
-    let left = WHILE_WAITING.with(|w| w.borrow_mut().take());
-    (attempt, left.is_none())
+    WHILE_WAITING.with(|w| w.borrow_mut().take());
+    attempt
 }
 
 /// Sends one request (blocking). Reads the response body to its end so the connection can be
@@ -929,13 +925,12 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         let at = Arc::new(std::sync::Mutex::new(None::<Instant>));
         let (r, a) = (runs.clone(), at.clone());
-        let (attempt, ran) = post_overlapped(&agent, &req, move || {
+        let attempt = post_overlapped(&agent, &req, move || {
             r.fetch_add(1, Ordering::SeqCst);
             *a.lock().unwrap() = Some(Instant::now());
         });
         let answered = Instant::now();
         assert!(matches!(attempt, Attempt::Answered { status: 201, .. }));
-        assert!(ran);
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         let worked = at.lock().unwrap().unwrap();
         assert!(
@@ -959,11 +954,10 @@ mod tests {
             url: format!("http://{dead}/v2/collector"),
             ..req
         };
-        let (attempt, ran) = post_overlapped(&agent, &refused, move || {
+        let attempt = post_overlapped(&agent, &refused, move || {
             r.fetch_add(1, Ordering::SeqCst);
         });
         assert!(matches!(attempt, Attempt::Transport(_)));
-        assert!(!ran);
         run_while_waiting();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     }

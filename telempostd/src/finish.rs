@@ -49,11 +49,6 @@ impl Pending {
         self.lock().contains(key)
     }
 
-    /// Number of files on their way out.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Nothing on its way out.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()

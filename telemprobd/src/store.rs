@@ -93,7 +93,7 @@ impl Job {
         let answered = self.peer.is_some_and(|fd| {
             let word = status.to_le_bytes();
             // A fresh connection's send buffer always has room for four bytes; if not, or the
-            // peer is gone, the handler tries (and logs) as before.
+            // peer is gone, the handler tries again with its own (async, timed) write.
             matches!(
                 rustix::net::send(&fd, &word, SendFlags::NOSIGNAL | SendFlags::DONTWAIT),
                 Ok(n) if n == word.len()
