@@ -216,6 +216,19 @@ fn steady(name: &'static str, n: usize, extra: &[&str]) -> Run {
     let t0 = Instant::now();
     let c0 = collector_cpu_secs();
     let child = start(&s, extra);
+    measure(name, n, &c, child, t0, c0)
+}
+
+/// Waits for `n` records at `c`, stops the daemon and collects the figures since `t0` (and the
+/// collector's CPU time `c0` then).
+fn measure(
+    name: &'static str,
+    n: usize,
+    c: &Collector,
+    child: Daemon,
+    t0: Instant,
+    c0: f64,
+) -> Run {
     c.wait_for_records(n, DEADLINE);
     let wall = t0.elapsed();
     let collector_cpu = collector_cpu_secs() - c0;
@@ -225,7 +238,7 @@ fn steady(name: &'static str, n: usize, extra: &[&str]) -> Run {
         records: n,
         received: c.records().len(),
         wall,
-        rate: rate(&c),
+        rate: rate(c),
         hwm_kib: hwm,
         cpu,
         collector_cpu,
@@ -253,22 +266,8 @@ fn after_outage(n: usize) -> Run {
         std::thread::sleep(Duration::from_millis(20));
     }
     let c = Collector::start(&addr, Options::default()).unwrap();
-    let t0 = Instant::now();
-    let c0 = collector_cpu_secs();
-    c.wait_for_records(n, DEADLINE);
-    let wall = t0.elapsed();
-    let collector_cpu = collector_cpu_secs() - c0;
-    let (hwm, cpu) = stop(child);
-    Run {
-        name: "drain after outage (keep-alive)",
-        records: n,
-        received: c.records().len(),
-        wall,
-        rate: rate(&c),
-        hwm_kib: hwm,
-        cpu,
-        collector_cpu,
-    }
+    let (t0, c0) = (Instant::now(), collector_cpu_secs());
+    measure("drain after outage (keep-alive)", n, &c, child, t0, c0)
 }
 
 /// The same-run baseline: the collector's capacity for this record, from a minimal client (a
