@@ -3,7 +3,8 @@
 //!
 //! Layout (mini-redis style): [`server::run`] is the seam tests use in-process;
 //! [`listener`] binds or takes the systemd socket; [`handler`] serves one connection;
-//! [`store`] is the group-commit spool writer with the quota; [`ratelimit`] the pure window
+//! [`store`] is the group-commit spool writer with the quota; [`stock`] creates its temporary
+//! files ahead; [`ratelimit`] the pure window
 //! logic; [`machineid`] the id substituted into records; [`stats`] counters and status file;
 //! [`shutdown`] the signals; [`cli`] and [`logging`] are used by the binary.
 
@@ -16,4 +17,5 @@ pub mod ratelimit;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
+pub mod stock;
 pub mod store;

@@ -3,8 +3,10 @@
 //! Handlers send encoded spool files through a channel and await a status. The writer takes
 //! everything that is waiting (up to [`MAX_BATCH`]) and, for the whole group:
 //!
-//! 1. checks the quota and writes each record to its own temporary dot-file
-//!    (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600, relative to the spool directory's fd);
+//! 1. checks the quota and writes each record to its own temporary dot-file, mode 0600,
+//!    relative to the spool directory's fd: one created ahead by [`crate::stock`] when there is
+//!    one (the creation is then off the record's path), else created here
+//!    (`O_CREAT|O_EXCL|O_NOFOLLOW`);
 //! 2. `fdatasync`s every temporary file — concurrently, on a small pool of sync threads, so
 //!    the file system can fold the flushes into one journal commit;
 //! 3. renames each to its final name (`RENAME_NOREPLACE`);
@@ -43,6 +45,7 @@ use telemetry::spool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::stats::Stats;
+use crate::stock::{Stock, Temp};
 
 /// Most records committed in one group.
 pub const MAX_BATCH: usize = 256;
@@ -324,6 +327,8 @@ struct Spool {
     scanned: Instant,
     /// Sequence number for file names created within the same nanosecond.
     seq: u64,
+    /// Empty temporary files created ahead (see [`crate::stock`]).
+    stock: Stock,
 }
 
 /// A record written to its temporary file, not yet renamed.
@@ -345,7 +350,9 @@ impl Spool {
             quota = ?config.quota,
             "spool opened"
         );
+        let stock = Stock::start(dir.clone());
         Ok(Spool {
+            stock,
             config,
             dir,
             used,
@@ -454,19 +461,42 @@ impl Spool {
         }
     }
 
+    /// A temporary file from the stock that is still in the directory. Stock files can wait
+    /// for hours; one removed meanwhile (a purge, an administrator) would fail its rename, so
+    /// it is skipped (closing it frees it).
+    fn take_stock(&self) -> Option<Temp> {
+        while let Some(t) = self.stock.take() {
+            match rustix::fs::fstat(&t.file) {
+                Ok(st) if st.st_nlink > 0 => return Some(t),
+                _ => tracing::debug!(file = %t.name, "temporary from stock was removed; skipped"),
+            }
+        }
+        None
+    }
+
     fn write_temp(&mut self, job: Job) -> Result<Pending, (Job, io::Error)> {
         self.seq = self.seq.wrapping_add(1);
         let name = spool::file_name(self.seq);
-        let tmp = spool::temp_name(&name);
-        let opened = rustix::fs::openat(
-            &*self.dir,
-            tmp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        );
-        let mut file = match opened {
-            Ok(fd) => File::from(fd),
-            Err(e) => return Err((job, e.into())),
+        // A file from the stock when there is one: its creation is then off this record's path.
+        let (tmp, mut file) = match self.take_stock() {
+            Some(t) => (t.name, t.file),
+            None => {
+                let tmp = spool::temp_name(&name);
+                let opened = rustix::fs::openat(
+                    &*self.dir,
+                    tmp.as_str(),
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                );
+                match opened {
+                    Ok(fd) => (tmp, File::from(fd)),
+                    Err(e) => return Err((job, e.into())),
+                }
+            }
         };
         if let Err(e) = file.write_all(&job.data) {
             let _ = rustix::fs::unlinkat(&*self.dir, tmp.as_str(), rustix::fs::AtFlags::empty());
@@ -647,13 +677,25 @@ mod tests {
         (h, d, stats)
     }
 
-    fn files(dir: &Path) -> Vec<String> {
+    fn names(dir: &Path, temporary: bool) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| spool::is_temporary(n) == temporary)
             .collect();
         v.sort();
         v
+    }
+
+    /// The final (non-dot) files. While the writer runs, the directory also holds the empty
+    /// temporaries of its stock.
+    fn files(dir: &Path) -> Vec<String> {
+        names(dir, false)
+    }
+
+    /// After a clean stop nothing temporary is left: no unfinished record, no stock.
+    fn no_temporaries_left(dir: &Path) {
+        assert_eq!(names(dir, true), Vec::<String>::new());
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -678,6 +720,7 @@ mod tests {
         }
         drop(h);
         done.wait().await;
+        no_temporaries_left(&spool);
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -712,6 +755,7 @@ mod tests {
         assert_eq!(files(&spool).len(), 2);
         drop(h);
         done.wait().await;
+        no_temporaries_left(&spool);
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -732,6 +776,7 @@ mod tests {
         assert_eq!(scan_size(d.path()).unwrap(), (1..=100).sum::<u64>());
         drop(h);
         done.wait().await;
+        no_temporaries_left(d.path());
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -744,6 +789,7 @@ mod tests {
         assert_eq!(h.store(vec![b'b'; 100]).await, -libc_errno::ENOSPC);
         assert_eq!(h.store(vec![b'c'; 24]).await, 0, "exactly full is allowed");
         // Stale temporary removed at start, refused records left nothing.
+        assert!(!d.path().join(".old.tmp").exists());
         assert_eq!(files(d.path()).len(), 3);
         // telempostd deletes a file: after the rescan interval the room is seen again.
         std::fs::remove_file(d.path().join("old")).unwrap();
@@ -758,6 +804,35 @@ mod tests {
         assert_eq!(h.store(vec![b'e'; 5000]).await, 0);
         drop(h);
         done.wait().await;
+        no_temporaries_left(d.path());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn records_are_stored_when_the_stock_was_removed_behind_its_back() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, done, _) = handle(d.path(), None);
+        assert_eq!(h.store(b"first\n".to_vec()).await, 0);
+        // Wait for the stock, then remove every temporary, as a purge would.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while names(d.path(), true).len() < crate::stock::CAPACITY / 2 {
+            assert!(Instant::now() < deadline, "no stock appeared");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for n in names(d.path(), true) {
+            std::fs::remove_file(d.path().join(n)).unwrap();
+        }
+        for i in 0..3 {
+            assert_eq!(h.store(format!("after {i}\n").into_bytes()).await, 0);
+        }
+        let files = files(d.path());
+        assert_eq!(files.len(), 4);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(&files[3])).unwrap(),
+            "after 2\n"
+        );
+        drop(h);
+        done.wait().await;
+        no_temporaries_left(d.path());
     }
 
     #[test]

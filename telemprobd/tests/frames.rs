@@ -13,9 +13,18 @@ use telemetry::frame::MAX_FRAME;
 use telemetry::record::Header;
 use telemetry::{client, spool};
 
+/// Nothing stored and nothing half-written (the empty temporaries of the daemon's stock aside).
 fn assert_spool_empty(d: &Daemon) {
-    let all: Vec<_> = std::fs::read_dir(d.spool()).unwrap().collect();
-    assert!(all.is_empty(), "spool must stay empty: {all:?}");
+    assert_eq!(
+        d.spool_files(),
+        Vec::<std::path::PathBuf>::new(),
+        "spool must stay empty"
+    );
+    assert_eq!(
+        written_temporaries(&d.spool()),
+        Vec::<String>::new(),
+        "no partial record"
+    );
 }
 
 /// A frame built by hand exactly as the original C library lays it out.

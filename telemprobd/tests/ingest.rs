@@ -44,11 +44,8 @@ fn a_thousand_records_from_eight_clients_are_all_spooled_with_the_machine_id() {
     );
     let files = d.spool_files();
     assert_eq!(files.len(), 1000, "exactly one file per record");
-    let all: Vec<String> = std::fs::read_dir(d.spool())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(all.len(), 1000, "no temporary files left: {all:?}");
+    let written = written_temporaries(&d.spool());
+    assert!(written.is_empty(), "no unfinished temporary: {written:?}");
     let mut stored = BTreeSet::new();
     for f in &files {
         let s = spool::decode(&std::fs::read(f).unwrap()).unwrap();

@@ -163,6 +163,18 @@ pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Temporary dot-files that hold data: a record being written or left unfinished. The empty
+/// temporaries the daemon keeps in stock (created ahead of records) are not listed.
+pub fn written_temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| telemetry::spool::is_temporary(&e.file_name().to_string_lossy()))
+        .filter(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(true))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 pub fn record(payload: &str) -> Record {
     let mut r = Record::new(2, "org.test/probd/record", 1, SysInfo::cached()).unwrap();
     r.set_payload(payload.as_bytes()).unwrap();
