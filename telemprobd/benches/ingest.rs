@@ -5,7 +5,8 @@
 //! - baseline: write + fdatasync + rename + directory fsync per record, one after the other;
 //! - telemprobd with 1 and with 8 concurrent senders (`client::send`, real Unix socket), each
 //!   send returning only once the record is on disk;
-//! - p50/p99 send latency, ratios to the baseline, and telemprobd's peak RSS (VmHWM).
+//! - p50/p99 send latency, ratios to the baseline, and telemprobd's peak RSS (VmHWM);
+//! - write requests and cache flushes of the disk per record, for each of the three.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -31,8 +32,9 @@ fn record(i: usize) -> Record {
     r
 }
 
-/// What a careful single writer pays per record, without any daemon.
-fn baseline(dir: &Path) -> (f64, usize) {
+/// What a careful single writer pays per record, without any daemon: (records/s, file size,
+/// device I/O per record).
+fn baseline(dir: &Path) -> (f64, usize, Option<DeviceIo>) {
     // Written into the daemon's own spool directory, so both see the same directory (and its
     // growing number of files: nothing drains the spool during the benchmark). Files are kept:
     // deleting thousands of inodes between rounds would slow down the next file creations
@@ -40,6 +42,7 @@ fn baseline(dir: &Path) -> (f64, usize) {
     std::fs::create_dir_all(dir).unwrap();
     let bytes = spool::encode(&record(0), None);
     let d = std::fs::File::open(dir).unwrap();
+    let io_before = device_io(dir);
     let start = Instant::now();
     let mut n = 0usize;
     while start.elapsed() < BASELINE_TIME {
@@ -57,7 +60,55 @@ fn baseline(dir: &Path) -> (f64, usize) {
         d.sync_all().unwrap();
         n += 1;
     }
-    (n as f64 / start.elapsed().as_secs_f64(), bytes.len())
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    (
+        rate,
+        bytes.len(),
+        DeviceIo::per_record(io_before, device_io(dir), n),
+    )
+}
+
+/// Write requests and cache flushes the block device completed, per record.
+#[derive(Clone, Copy)]
+struct DeviceIo {
+    writes: f64,
+    flushes: f64,
+}
+
+impl DeviceIo {
+    fn per_record(before: Option<[u64; 2]>, after: Option<[u64; 2]>, n: usize) -> Option<DeviceIo> {
+        let (b, a) = (before?, after?);
+        let n = n.max(1) as f64;
+        Some(DeviceIo {
+            writes: a[0].saturating_sub(b[0]) as f64 / n,
+            flushes: a[1].saturating_sub(b[1]) as f64 / n,
+        })
+    }
+}
+
+/// Completed write requests and flushes of the block device holding `dir`, from
+/// `/sys/dev/block/MAJ:MIN/stat` (fields 5 and 16; a partition's own file lacks the flush
+/// count, so the whole disk's is read). Counts everything on that disk, not only ours: the
+/// machine is shared, so these are indications, not exact figures.
+fn device_io(dir: &Path) -> Option<[u64; 2]> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let sys = PathBuf::from(format!(
+        "/sys/dev/block/{}:{}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    ));
+    let stat = if sys.join("partition").exists() {
+        sys.join("../stat")
+    } else {
+        sys.join("stat")
+    };
+    let text = std::fs::read_to_string(stat).ok()?;
+    let f: Vec<u64> = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    Some([*f.get(4)?, *f.get(15)?])
 }
 
 struct Daemon {
@@ -120,6 +171,7 @@ impl Drop for Daemon {
 }
 
 struct Run {
+    io: Option<DeviceIo>,
     rate: f64,
     p50: Duration,
     p99: Duration,
@@ -154,6 +206,7 @@ fn ingest(config: &Config, senders: usize) -> Run {
         all.sort();
         let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
         Run {
+            io: None,
             rate: all.len() as f64 / elapsed.as_secs_f64(),
             p50: pct(0.50),
             p99: pct(0.99),
@@ -161,7 +214,10 @@ fn ingest(config: &Config, senders: usize) -> Run {
         }
     };
     go(WARMUP);
-    go(RUN_TIME)
+    let before = device_io(&config.spool_dir);
+    let mut run = go(RUN_TIME);
+    run.io = DeviceIo::per_record(before, device_io(&config.spool_dir), run.records);
+    run
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -184,6 +240,7 @@ fn median_dur(v: Vec<Duration>) -> Duration {
 }
 
 struct Summary {
+    io: Option<DeviceIo>,
     rate: f64,
     ratio: f64,
     p50: Duration,
@@ -191,8 +248,18 @@ struct Summary {
     records: usize,
 }
 
+/// Median over rounds of each device figure (rounds where the counters were readable).
+fn median_io(ios: impl Iterator<Item = Option<DeviceIo>>) -> Option<DeviceIo> {
+    let ios: Vec<DeviceIo> = ios.flatten().collect();
+    (!ios.is_empty()).then(|| DeviceIo {
+        writes: median(ios.iter().map(|i| i.writes).collect()),
+        flushes: median(ios.iter().map(|i| i.flushes).collect()),
+    })
+}
+
 fn summarize(runs: &[Run], bases: &[f64]) -> Summary {
     Summary {
+        io: median_io(runs.iter().map(|r| r.io)),
         rate: median(runs.iter().map(|r| r.rate).collect()),
         ratio: median(runs.iter().zip(bases).map(|(r, b)| r.rate / b).collect()),
         p50: median_dur(runs.iter().map(|r| r.p50).collect()),
@@ -207,12 +274,14 @@ fn main() {
     let root: PathBuf = tmp.path().to_path_buf();
     let d = Daemon::start(&root);
     let (mut bases, mut ones, mut eights) = (Vec::new(), Vec::new(), Vec::new());
+    let mut base_ios = Vec::new();
     let mut size = 0;
     for round in 0..ROUNDS {
         let _ = round;
-        let (b, s) = baseline(&d.config.spool_dir);
+        let (b, s, io) = baseline(&d.config.spool_dir);
         size = s;
         bases.push(b);
+        base_ios.push(io);
         ones.push(ingest(&d.config, 1));
         eights.push(ingest(&d.config, 8));
     }
@@ -242,6 +311,21 @@ fn main() {
     };
     line("telemprobd, 1 sender", &one, &ones);
     line("telemprobd, 8 senders", &eight, &eights);
+    // What the disk did per record: tells a disk-bound run from a CPU-bound one.
+    let base_io = median_io(base_ios.into_iter());
+    for (name, io) in [
+        ("baseline", base_io),
+        ("1 sender", one.io),
+        ("8 senders", eight.io),
+    ] {
+        match io {
+            Some(io) => println!(
+                "device I/O per record, {name:<10} {:5.2} writes, {:5.2} cache flushes",
+                io.writes, io.flushes
+            ),
+            None => println!("device I/O per record, {name}: counters not readable"),
+        }
+    }
     match rss {
         Some(k) => println!(
             "telemprobd peak RSS (VmHWM): {k} KiB ({:.2} MiB)",
