@@ -110,6 +110,12 @@ impl Env {
 
     /// Starts the real binary with `-f <conf>`, `TELEM_ROOT=<root>` and extra arguments.
     pub fn start(&self, args: &[&str]) -> Daemon {
+        self.start_env(args, &[])
+    }
+
+    /// [`Env::start`] with extra environment variables (set after the proxy variables of the
+    /// test's own environment are removed).
+    pub fn start_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Daemon {
         let log = self.root.join(format!("telempostd-{}.log", self.seq_log()));
         let child = Command::new(env!("CARGO_BIN_EXE_telempostd"))
             .arg("-f")
@@ -125,6 +131,9 @@ impl Env {
             .env_remove("HTTPS_PROXY")
             .env_remove("all_proxy")
             .env_remove("ALL_PROXY")
+            .env_remove("no_proxy")
+            .env_remove("NO_PROXY")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())

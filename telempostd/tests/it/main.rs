@@ -5,6 +5,7 @@
 mod common;
 mod delivery;
 mod faults;
+mod proxy;
 mod restart;
 mod spool_rules;
 mod tls;
