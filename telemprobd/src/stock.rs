@@ -101,7 +101,7 @@ impl Stock {
 
     /// Files ready now.
     #[cfg(test)]
-    fn ready(&self) -> usize {
+    pub(crate) fn ready(&self) -> usize {
         self.shared.lock().ready.len()
     }
 }

@@ -461,13 +461,14 @@ impl Spool {
         }
     }
 
-    /// A temporary file from the stock that is still in the directory. Stock files can wait
-    /// for hours; one removed meanwhile (a purge, an administrator) would fail its rename, so
-    /// it is skipped (closing it frees it).
+    /// A temporary file from the stock that is still in the directory and still empty. Stock
+    /// files can wait for hours; one removed meanwhile (a purge, an administrator) would fail
+    /// its rename, and one written to by someone else would leave bytes after the record, so
+    /// such a file is skipped (closing it frees a removed one).
     fn take_stock(&self) -> Option<Temp> {
         while let Some(t) = self.stock.take() {
             match rustix::fs::fstat(&t.file) {
-                Ok(st) if st.st_nlink > 0 => return Some(t),
+                Ok(st) if st.st_nlink > 0 && st.st_size == 0 => return Some(t),
                 _ => tracing::debug!(file = %t.name, "temporary from stock was removed; skipped"),
             }
         }
@@ -807,32 +808,35 @@ mod tests {
         no_temporaries_left(d.path());
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn records_are_stored_when_the_stock_was_removed_behind_its_back() {
+    #[test]
+    fn stock_files_removed_or_written_behind_its_back_are_skipped() {
         let d = tempfile::tempdir().unwrap();
-        let (h, done, _) = handle(d.path(), None);
-        assert_eq!(h.store(b"first\n".to_vec()).await, 0);
-        // Wait for the stock, then remove every temporary, as a purge would.
+        let spool = Spool::open(StoreConfig {
+            spool_dir: d.path().to_path_buf(),
+            quota: None,
+        })
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while names(d.path(), true).len() < crate::stock::CAPACITY / 2 {
-            assert!(Instant::now() < deadline, "no stock appeared");
-            std::thread::sleep(Duration::from_millis(5));
+        while spool.stock.ready() < crate::stock::CAPACITY {
+            assert!(Instant::now() < deadline, "stock not filled");
+            std::thread::sleep(Duration::from_millis(2));
         }
-        for n in names(d.path(), true) {
+        // In creation order, which is the order they are handed out.
+        let stock = names(d.path(), true);
+        assert_eq!(stock.len(), crate::stock::CAPACITY);
+        let (last, gone) = stock.split_last().unwrap();
+        // One written to by someone else, the others but the last removed (as a purge would).
+        std::fs::write(d.path().join(&gone[0]), b"not ours").unwrap();
+        for n in &gone[1..] {
             std::fs::remove_file(d.path().join(n)).unwrap();
         }
-        for i in 0..3 {
-            assert_eq!(h.store(format!("after {i}\n").into_bytes()).await, 0);
-        }
-        let files = files(d.path());
-        assert_eq!(files.len(), 4);
-        assert_eq!(
-            std::fs::read_to_string(d.path().join(&files[3])).unwrap(),
-            "after 2\n"
-        );
-        drop(h);
-        done.wait().await;
-        no_temporaries_left(d.path());
+        let t = spool.take_stock().unwrap();
+        assert_eq!(&t.name, last, "the first untouched file is handed out");
+        drop(t);
+        drop(spool);
+        // The written file is not ours to remove; the handed-out one is the taker's (unused
+        // here); the rest of the stock went with it.
+        assert_eq!(names(d.path(), true), vec![gone[0].clone(), last.clone()]);
     }
 
     #[test]
