@@ -8,37 +8,28 @@ mod fixture;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fixture::{compile, line_of, make_core, Program};
+#[path = "support/crash_root.rs"]
+mod crash_root;
 
-const EXE: &str = env!("CARGO_BIN_EXE_crashprobe");
+use crash_root::{daemon, stdout, Root};
+use fixture::{compile, line_of, make_core, Program};
 
 /// A TELEM_ROOT with opted-in configuration.
 struct Env {
-    root: tempfile::TempDir,
+    root: Root,
 }
 
 impl Env {
     fn new() -> Env {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir_all(root.path().join("etc/telemetrics")).unwrap();
-        fs::write(root.path().join("etc/telemetrics/opt-in"), "").unwrap();
-        Env { root }
+        Env { root: Root::new() }
     }
 
-    /// Treat every binary as "ours": tests build theirs under /tmp (third party otherwise).
     fn lift_privacy_filters(&self) {
-        fs::write(
-            self.root
-                .path()
-                .join("etc/telemetrics/opt-in-no-privacy-filters"),
-            "",
-        )
-        .unwrap();
+        self.root.lift_privacy_filters();
     }
 
     fn flood_dir(&self) -> PathBuf {
@@ -47,10 +38,10 @@ impl Env {
 
     /// Runs crashprobe with `stdin_bytes` on a real pipe.
     fn run(&self, args: &[&str], stdin_bytes: &[u8]) -> Output {
-        let mut child = Command::new(EXE)
+        let mut child = self
+            .root
+            .command()
             .args(args)
-            .env("TELEM_ROOT", self.root.path())
-            .env_remove("TELEM_CONFIG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -70,10 +61,6 @@ impl Env {
 
 fn escaped(p: &Path) -> String {
     p.to_str().unwrap().replace('/', "!")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn threaded_core() -> (Program, Vec<u8>) {
@@ -294,16 +281,7 @@ fn record_reaches_the_daemon_socket() {
     let (p, core) = threaded_core();
     let env = Env::new();
     env.lift_privacy_filters();
-    fs::create_dir_all(env.root.path().join("run")).unwrap();
-    let listener = UnixListener::bind(env.root.path().join("run/telem-0")).unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let frame = telemetry::frame::read_from(&mut conn).unwrap();
-        conn.write_all(&0i32.to_le_bytes()).unwrap();
-        telemetry::frame::decode(&frame).unwrap().record
-    });
+    let server = daemon(&env.root, 1);
     let start = Instant::now();
     let out = env.run(
         &["-p", "crashme", "-E", &escaped(&p.bin), "-s", "11"],
@@ -314,7 +292,8 @@ fn record_reaches_the_daemon_socket() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let record = server.join().unwrap();
+    let records = server.join().unwrap();
+    let record = &records[0];
     assert_eq!(
         record.get(telemetry::record::Header::Classification),
         "org.clearlinux/crash/clr"
@@ -347,9 +326,10 @@ fn stdin_redirected_from_a_file_is_read() {
     env.lift_privacy_filters();
     let path = p.dir.path().join("stdin.core");
     fs::write(&path, &core).unwrap();
-    let out = Command::new(EXE)
+    let out = env
+        .root
+        .command()
         .args(["-p", "crashme", "-n", "--flood-window", "0"])
-        .env("TELEM_ROOT", env.root.path())
         .stdin(fs::File::open(&path).unwrap())
         .output()
         .unwrap();

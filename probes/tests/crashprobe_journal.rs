@@ -10,43 +10,48 @@ mod fixture;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/crash_root.rs"]
+mod crash_root;
+
+use crash_root::{daemon, stdout, Root};
 use fixture::{compile, line_of, make_core, Program};
 
-const EXE: &str = env!("CARGO_BIN_EXE_crashprobe");
 const MESSAGE_ID: &str = "fc2e22bc6ee647b6b90729ab34a250b1";
 
 /// A TELEM_ROOT with opted-in configuration and a coredump directory.
 struct Env {
-    root: tempfile::TempDir,
+    root: Root,
 }
 
 impl Env {
     fn new() -> Env {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir_all(root.path().join("etc/telemetrics")).unwrap();
+        let root = Root::new();
         fs::create_dir_all(root.path().join("coredump")).unwrap();
-        fs::write(root.path().join("etc/telemetrics/opt-in"), "").unwrap();
         Env { root }
     }
 
-    /// Treat every binary as "ours": tests build theirs under /tmp (third party otherwise).
-    fn lift_privacy_filters(&self) {
-        fs::write(
-            self.root
-                .path()
-                .join("etc/telemetrics/opt-in-no-privacy-filters"),
-            "",
-        )
-        .unwrap();
+    /// [`Env::new`], with every binary treated as "ours" (the tests build theirs under /tmp).
+    fn unfiltered() -> Env {
+        let env = Env::new();
+        env.root.lift_privacy_filters();
+        env
     }
 
     fn coredump_dir(&self) -> PathBuf {
         self.root.path().join("coredump")
+    }
+
+    /// Writes `bytes` as systemd-coredump names a core of PID 4242: `core.crash.…<suffix>`.
+    fn core_file(&self, suffix: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.coredump_dir().join(format!(
+            "core.crash.1000.b00t.4242.1700000000000000{suffix}"
+        ));
+        fs::write(&p, bytes).unwrap();
+        p
     }
 
     fn cursor_file(&self) -> PathBuf {
@@ -65,13 +70,13 @@ impl Env {
     /// Runs `crashprobe --journal --coredump-dir <dir> ARGS`.
     fn run(&self, args: &[&str]) -> Output {
         let dir = self.coredump_dir();
-        let child = Command::new(EXE)
+        let child = self
+            .root
+            .command()
             .arg("--journal")
             .arg("--coredump-dir")
             .arg(&dir)
             .args(args)
-            .env("TELEM_ROOT", self.root.path())
-            .env_remove("TELEM_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -86,10 +91,6 @@ impl Env {
         all.extend_from_slice(args);
         self.run(&all)
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn ok(o: &Output) -> String {
@@ -149,12 +150,8 @@ fn crashed_frames(bin: &Path) -> String {
 #[test]
 fn zstd_file_and_inline_core_give_backtraces_and_nothing_twice() {
     let (p, core) = core();
-    let env = Env::new();
-    env.lift_privacy_filters();
-    let zst = env
-        .coredump_dir()
-        .join("core.crash.1000.b00t.4242.1700000000000000.zst");
-    fs::write(&zst, zstd(&core)).unwrap();
+    let env = Env::unfiltered();
+    let zst = env.core_file(".zst", &zstd(&core));
     let journal = env.journal(&[
         entry("c1", &p.bin, 1_700_000_000, &file_field(&zst)),
         entry("c2", &p.bin, 1_700_000_100, &inline_field(&core)),
@@ -188,12 +185,8 @@ fn zstd_cli_output_is_read_too() {
         return;
     }
     let (p, core) = core();
-    let env = Env::new();
-    env.lift_privacy_filters();
-    let plain = env
-        .coredump_dir()
-        .join("core.crash.1000.b00t.4242.1700000000000000");
-    fs::write(&plain, &core).unwrap();
+    let env = Env::unfiltered();
+    let plain = env.core_file("", &core);
     let st = Command::new("zstd")
         .args(["-q", "-19", "--rm"])
         .arg(&plain)
@@ -210,14 +203,10 @@ fn zstd_cli_output_is_read_too() {
 #[test]
 fn lz4_core_file_is_read() {
     let (p, core) = core();
-    let env = Env::new();
-    env.lift_privacy_filters();
-    let lz4 = env
-        .coredump_dir()
-        .join("core.crash.1000.b00t.4242.1700000000000000.lz4");
+    let env = Env::unfiltered();
     let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
     enc.write_all(&core).unwrap();
-    fs::write(&lz4, enc.finish().unwrap()).unwrap();
+    let lz4 = env.core_file(".lz4", &enc.finish().unwrap());
     let mut lines = vec![entry("c1", &p.bin, 1_700_000_000, &file_field(&lz4))];
     // The lz4 CLI with linked blocks (-BD, as liblz4's default frame preferences), when
     // installed.
@@ -247,12 +236,8 @@ fn lz4_core_file_is_read() {
 #[test]
 fn uncompressed_core_file_is_read() {
     let (p, core) = core();
-    let env = Env::new();
-    env.lift_privacy_filters();
-    let plain = env
-        .coredump_dir()
-        .join("core.crash.1000.b00t.4242.1700000000000000");
-    fs::write(&plain, &core).unwrap();
+    let env = Env::unfiltered();
+    let plain = env.core_file("", &core);
     let journal = env.journal(&[entry("c1", &p.bin, 1_700_000_000, &file_field(&plain))]);
     let text = ok(&env.run_input(&journal, &["-n"]));
     assert!(text.contains(&crashed_frames(&p.bin)), "{text}");
@@ -260,8 +245,7 @@ fn uncompressed_core_file_is_read() {
 
 #[test]
 fn missing_unsupported_and_outside_cores_are_error_records() {
-    let env = Env::new();
-    env.lift_privacy_filters();
+    let env = Env::unfiltered();
     let exe = Path::new("/usr/bin/crashy");
     let dir = env.coredump_dir();
     let missing = dir.join("core.crash.1000.b00t.1.1700000000000000.zst");
@@ -337,35 +321,13 @@ fn privacy_filters_and_flood_control_apply() {
     assert!(text.contains("Crash from third party\n"), "{text}");
 }
 
-/// Accepts `n` records on `<root>/run/telem-0`, answering status 0.
-fn daemon(env: &Env, n: usize) -> std::thread::JoinHandle<Vec<telemetry::record::Record>> {
-    fs::create_dir_all(env.root.path().join("run")).unwrap();
-    let listener = UnixListener::bind(env.root.path().join("run/telem-0")).unwrap();
-    std::thread::spawn(move || {
-        let mut records = Vec::new();
-        for _ in 0..n {
-            let (mut conn, _) = listener.accept().unwrap();
-            conn.set_read_timeout(Some(Duration::from_secs(30)))
-                .unwrap();
-            let frame = telemetry::frame::read_from(&mut conn).unwrap();
-            conn.write_all(&0i32.to_le_bytes()).unwrap();
-            records.push(telemetry::frame::decode(&frame).unwrap().record);
-        }
-        records
-    })
-}
-
 #[test]
 fn sent_once_then_the_cursor_prevents_a_second_report() {
     let (p, core) = core();
-    let env = Env::new();
-    env.lift_privacy_filters();
-    let zst = env
-        .coredump_dir()
-        .join("core.crash.1000.b00t.4242.1700000000000000.zst");
-    fs::write(&zst, zstd(&core)).unwrap();
+    let env = Env::unfiltered();
+    let zst = env.core_file(".zst", &zstd(&core));
     let journal = env.journal(&[entry("c1", &p.bin, 1_700_000_000, &file_field(&zst))]);
-    let server = daemon(&env, 1);
+    let server = daemon(&env.root, 1);
     let start = Instant::now();
     ok(&env.run_input(&journal, &[]));
     let records = server.join().unwrap();
@@ -381,8 +343,7 @@ fn sent_once_then_the_cursor_prevents_a_second_report() {
 
 #[test]
 fn opted_out_entries_are_skipped_for_good() {
-    let env = Env::new();
-    env.lift_privacy_filters();
+    let env = Env::unfiltered();
     fs::remove_file(env.root.path().join("etc/telemetrics/opt-in")).unwrap();
     let journal = env.journal(&[entry("c1", Path::new("/usr/bin/a"), 1, "\"X\":\"1\"")]);
     let out = env.run_input(&journal, &[]);
@@ -445,9 +406,10 @@ fn journal_mode_rejects_pipe_mode_options() {
     let env = Env::new();
     let out = env.run(&["-p", "x"]);
     assert!(!out.status.success());
-    let out = Command::new(EXE)
+    let out = env
+        .root
+        .command()
         .args(["--input", "/nonexistent"])
-        .env("TELEM_ROOT", env.root.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
