@@ -20,14 +20,8 @@ fn certificate() -> (String, String) {
     (ck.cert.pem(), ck.signing_key.serialize_pem())
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    fs::write(&p, text).unwrap();
-    p
-}
-
-#[test]
-fn https_with_the_right_cainfo_delivers_in_both_formats() {
+/// The test collector serving HTTPS with a fresh certificate, and that certificate (PEM).
+fn tls_collector() -> (Collector, String) {
     let (cert, key) = certificate();
     let c = Collector::start_tls(
         "127.0.0.1:0",
@@ -36,6 +30,18 @@ fn https_with_the_right_cainfo_delivers_in_both_formats() {
         key.as_bytes(),
     )
     .unwrap();
+    (c, cert)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn https_with_the_right_cainfo_delivers_in_both_formats() {
+    let (c, cert) = tls_collector();
     assert!(c.url("/").starts_with("https://127.0.0.1:"));
     let dir = tempfile::tempdir().unwrap();
     let ca = write(dir.path(), "ca.pem", &cert);
@@ -60,15 +66,8 @@ fn https_with_the_right_cainfo_delivers_in_both_formats() {
 
 #[test]
 fn https_with_another_ca_is_a_certificate_error_and_the_record_stays() {
-    let (cert, key) = certificate();
+    let (c, _) = tls_collector();
     let (other_ca, _) = certificate();
-    let c = Collector::start_tls(
-        "127.0.0.1:0",
-        Options::default(),
-        cert.as_bytes(),
-        key.as_bytes(),
-    )
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wrong = write(dir.path(), "other-ca.pem", &other_ca);
     let mut env = Env::new(
