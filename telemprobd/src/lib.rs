@@ -19,3 +19,4 @@ pub mod shutdown;
 pub mod stats;
 pub mod stock;
 pub mod store;
+pub mod writeout;
