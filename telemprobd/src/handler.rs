@@ -14,7 +14,6 @@ use telemetry::config::RateLimitStrategy;
 use telemetry::error::libc_errno;
 use telemetry::{frame, optin, spool, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::unix::UCred;
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
@@ -27,6 +26,38 @@ use crate::store::StoreHandle;
 /// How long writing the 4-byte answer may take (it fits any socket buffer; this only guards
 /// against a pathological peer).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Who sent a frame (`SO_PEERCRED`): logged at debug level, and decides whether a `CFG:` path
+/// is honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// User id of the sending process.
+    pub uid: u32,
+    /// Group id of the sending process.
+    pub gid: u32,
+    /// Process id, when the kernel knows it.
+    pub pid: Option<i32>,
+}
+
+impl From<tokio::net::unix::UCred> for Peer {
+    fn from(c: tokio::net::unix::UCred) -> Peer {
+        Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid(),
+        }
+    }
+}
+
+impl From<rustix::net::UCred> for Peer {
+    fn from(c: rustix::net::UCred) -> Peer {
+        Peer {
+            uid: c.uid.as_raw(),
+            gid: c.gid.as_raw(),
+            pid: Some(c.pid.as_raw_nonzero().get()),
+        }
+    }
+}
 
 /// State every connection shares.
 pub struct Shared {
@@ -52,7 +83,7 @@ pub struct Shared {
 /// Serves one connection. Never fails: whatever happens stays with this connection.
 pub async fn handle(mut stream: UnixStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let deadline = Instant::now() + shared.client_timeout;
-    let peer = stream.peer_cred().ok();
+    let peer = stream.peer_cred().ok().map(Peer::from);
     let stats = &shared.stats;
 
     // The first bytes race the stop signal: a client that has sent nothing yet is simply
@@ -120,7 +151,7 @@ pub async fn handle(mut stream: UnixStream, shared: Arc<Shared>, mut stop: watch
         }
         Err(status) => (status, false),
     };
-    count(stats, status);
+    stats.count(status);
     if !answered {
         answer(&mut stream, status).await;
     }
@@ -176,18 +207,8 @@ async fn read_rest(
     }
 }
 
-fn count(stats: &Stats, status: i32) {
-    match -status {
-        0 => stats.bump(&stats.stored),
-        libc_errno::ENOSPC => stats.bump(&stats.spool_full),
-        // Counted where they were decided.
-        libc_errno::ECONNREFUSED | libc_errno::EBUSY => {}
-        _ => stats.bump(&stats.rejected),
-    }
-}
-
 /// Checks a complete frame and builds the spool file, or returns the status to answer.
-fn prepare(shared: &Shared, bytes: &[u8], peer: Option<UCred>) -> Result<Vec<u8>, i32> {
+pub(crate) fn prepare(shared: &Shared, bytes: &[u8], peer: Option<Peer>) -> Result<Vec<u8>, i32> {
     let config = shared.config.borrow().clone();
     let stats = &shared.stats;
     if !optin::is_opted_in(&config) {
@@ -211,18 +232,18 @@ fn prepare(shared: &Shared, bytes: &[u8], peer: Option<UCred>) -> Result<Vec<u8>
             -libc_errno::EIO
         })?;
     tracing::debug!(
-        uid = peer.map(|p| p.uid()),
-        gid = peer.map(|p| p.gid()),
-        pid = peer.and_then(|p| p.pid()),
+        uid = peer.map(|p| p.uid),
+        gid = peer.map(|p| p.gid),
+        pid = peer.and_then(|p| p.pid),
         classification = record.get(telemetry::record::Header::Classification),
         event_id = record.get(telemetry::record::Header::EventId),
         "record received"
     );
 
     let cfg = match frame.cfg {
-        Some(path) if peer.is_some_and(|p| p.uid() == 0 || p.uid() == shared.own_uid) => Some(path),
+        Some(path) if peer.is_some_and(|p| p.uid == 0 || p.uid == shared.own_uid) => Some(path),
         Some(path) => {
-            let uid = peer.map(|p| p.uid());
+            let uid = peer.map(|p| p.uid);
             if shared.cfg_warned.swap(true, Ordering::Relaxed) {
                 tracing::debug!(?uid, cfg = %path.display(), "CFG: path from an unprivileged sender ignored");
             } else {

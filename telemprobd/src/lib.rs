@@ -9,6 +9,7 @@
 //! [`shutdown`] the signals; [`cli`] and [`logging`] are used by the binary.
 
 pub mod cli;
+pub mod fast;
 pub mod handler;
 pub mod listener;
 pub mod logging;

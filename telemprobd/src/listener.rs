@@ -6,9 +6,14 @@
 //! from systemd is never removed: systemd owns it and keeps it across our restarts.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::{Path, PathBuf};
+
+use rustix::net::SocketFlags;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 /// A socket file we created: path and identity, so we remove only our own.
 #[derive(Debug)]
@@ -39,24 +44,55 @@ impl Bound {
     pub fn into_listener(self) -> io::Result<Listener> {
         self.listener.set_nonblocking(true)?;
         Ok(Listener {
-            inner: tokio::net::UnixListener::from_std(self.listener)?,
+            inner: register(self.listener)?,
             owned: self.owned,
         })
     }
 }
 
 /// The listening socket inside the runtime.
+///
+/// Watched by the runtime's reactor, but connections come out as plain descriptors, not yet
+/// registered with it: a connection whose frame is already complete is served without ever
+/// being registered (`crate::fast`), which saves two `epoll_ctl` calls per record.
 #[derive(Debug)]
 pub struct Listener {
-    /// Accepts clients.
-    pub inner: tokio::net::UnixListener,
+    inner: AsyncFd<StdUnixListener>,
     owned: Option<OwnedSocket>,
 }
 
 impl Listener {
     /// Wraps a listener bound elsewhere (tests); its file is left alone on exit.
-    pub fn from_tokio(inner: tokio::net::UnixListener) -> Listener {
-        Listener { inner, owned: None }
+    ///
+    /// # Errors
+    /// The socket cannot be registered with the runtime.
+    pub fn from_tokio(inner: tokio::net::UnixListener) -> io::Result<Listener> {
+        let inner = inner.into_std()?;
+        inner.set_nonblocking(true)?;
+        Ok(Listener {
+            inner: register(inner)?,
+            owned: None,
+        })
+    }
+
+    /// Waits for the next client; its descriptor is non-blocking and close-on-exec.
+    /// Cancel-safe.
+    ///
+    /// # Errors
+    /// `accept` failed (out of descriptors or memory, ...).
+    pub async fn accept(&self) -> io::Result<OwnedFd> {
+        loop {
+            let mut ready = self.inner.readable().await?;
+            let accepted = ready.try_io(|l| {
+                rustix::net::accept_with(l.get_ref(), SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
+                    .map_err(io::Error::from)
+            });
+            match accepted {
+                Ok(r) => return r,
+                // Readiness was stale: try_io cleared it; wait again.
+                Err(_would_block) => continue,
+            }
+        }
     }
 
     /// Removes the socket file if we created it and it is still ours. Called on clean exit.
@@ -75,6 +111,14 @@ impl Listener {
             }
         }
     }
+}
+
+/// Registers the listening socket with the runtime's reactor, for readability only.
+#[allow(unsafe_code)]
+fn register(listener: StdUnixListener) -> io::Result<AsyncFd<StdUnixListener>> {
+    // SAFETY: the listener owns its descriptor, keeps it open until it is dropped (which the
+    // AsyncFd does), and always returns the same one from `as_raw_fd`.
+    unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }.map_err(io::Error::from)
 }
 
 /// Takes the socket systemd passed (first fd), else binds `path` with `mode`.

@@ -4,14 +4,16 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use telemetry::Config;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavior};
 
+use crate::fast;
 use crate::handler::{self, Shared};
 use crate::listener::Listener;
 use crate::machineid::{self, MachineId};
@@ -95,6 +97,8 @@ pub async fn run(
     id_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_activity = Instant::now();
     let mut config_open = true;
+    // Scratch space for looking at a new connection's frame (`fast::serve`).
+    let mut peek = vec![0u8; telemetry::frame::MAX_FRAME];
 
     let exit = loop {
         let recycling = config.borrow().daemon_recycling_enabled;
@@ -103,13 +107,11 @@ pub async fn run(
             (accepted, permit) = accept(&listener, &slots) => {
                 last_activity = Instant::now();
                 match accepted {
-                    Ok(stream) => {
-                        let shared = shared.clone();
-                        let stop = stop_rx.clone();
-                        tokio::spawn(async move {
-                            handler::handle(stream, shared, stop).await;
-                            drop(permit);
-                        });
+                    Ok(fd) => {
+                        // Served here if the whole frame is already queued, else by a task.
+                        if let Err((fd, permit)) = fast::serve(fd, permit, &mut peek, &shared) {
+                            spawn_handler(fd, permit, &shared, &stop_rx);
+                        }
                     }
                     Err(e) => {
                         // Out of fds or memory: back off instead of spinning; clients wait in
@@ -161,13 +163,31 @@ pub async fn run(
 async fn accept(
     listener: &Listener,
     slots: &Arc<Semaphore>,
-) -> (
-    io::Result<tokio::net::UnixStream>,
-    Option<tokio::sync::OwnedSemaphorePermit>,
-) {
+) -> (io::Result<OwnedFd>, Option<OwnedSemaphorePermit>) {
     let permit = slots.clone().acquire_owned().await.ok();
-    let accepted = listener.inner.accept().await.map(|(s, _)| s);
+    let accepted = listener.accept().await;
     (accepted, permit)
+}
+
+/// Serves a connection in a task of its own, which reads the frame as it comes, with a timeout.
+fn spawn_handler(
+    fd: OwnedFd,
+    permit: Option<OwnedSemaphorePermit>,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) {
+    let stream = match tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot register a connection");
+            return;
+        }
+    };
+    let (shared, stop) = (shared.clone(), stop.clone());
+    tokio::spawn(async move {
+        handler::handle(stream, shared, stop).await;
+        drop(permit);
+    });
 }
 
 async fn apply_config(

@@ -36,6 +36,17 @@ impl Stats {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts the outcome of a complete frame by the status it was answered.
+    pub fn count(&self, status: i32) {
+        match -status {
+            0 => self.bump(&self.stored),
+            telemetry::error::libc_errno::ENOSPC => self.bump(&self.spool_full),
+            // Counted where they were decided.
+            telemetry::error::libc_errno::ECONNREFUSED | telemetry::error::libc_errno::EBUSY => {}
+            _ => self.bump(&self.rejected),
+        }
+    }
+
     /// Records the spool size the writer measured.
     pub fn set_spool_bytes(&self, n: u64) {
         if self.spool_bytes.swap(n, Ordering::Relaxed) != n {

@@ -40,11 +40,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, RenameFlags};
-use rustix::net::SendFlags;
 use telemetry::error::libc_errno;
 use telemetry::spool;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::fast::{self, Accepted};
 use crate::stats::Stats;
 use crate::stock::{Stock, Temp};
 use crate::writeout;
@@ -84,10 +84,20 @@ enum Msg {
 struct Job {
     /// The complete spool file.
     data: Vec<u8>,
-    /// The sender's connection (a duplicate of its descriptor), answered directly from here.
-    peer: Option<OwnedFd>,
-    /// 0 or a negative errno, and whether `peer` was answered.
-    reply: oneshot::Sender<(i32, bool)>,
+    /// Who is told the outcome.
+    to: Requester,
+}
+
+/// Who hears what became of a record.
+enum Requester {
+    /// A connection task ([`crate::handler`]), which awaits `reply`. When `peer` (a duplicate
+    /// of its descriptor) is given, the status word is written to it from here first.
+    Task {
+        peer: Option<OwnedFd>,
+        reply: oneshot::Sender<(i32, bool)>,
+    },
+    /// A connection served at accept ([`crate::fast`]): answered, finished and closed here.
+    Connection(Accepted),
 }
 
 impl Job {
@@ -95,16 +105,13 @@ impl Job {
     /// wakes without a detour through the runtime thread: one cross-CPU wake-up less per
     /// record), then the handler, which answers itself if that did not work.
     fn answer(self, status: i32) {
-        let answered = self.peer.is_some_and(|fd| {
-            let word = status.to_le_bytes();
-            // A fresh connection's send buffer always has room for four bytes; if not, or the
-            // peer is gone, the handler tries again with its own (async, timed) write.
-            matches!(
-                rustix::net::send(&fd, &word, SendFlags::NOSIGNAL | SendFlags::DONTWAIT),
-                Ok(n) if n == word.len()
-            )
-        });
-        let _ = self.reply.send((status, answered));
+        match self.to {
+            Requester::Task { peer, reply } => {
+                let answered = peer.is_some_and(|fd| fast::send_status(&fd, status));
+                let _ = reply.send((status, answered));
+            }
+            Requester::Connection(c) => c.finish(status),
+        }
     }
 }
 
@@ -138,17 +145,38 @@ impl StoreHandle {
             answered: false,
         };
         let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Msg::Write(Job { data, peer, reply }))
-            .await
-            .is_err()
-        {
+        let job = Job {
+            data,
+            to: Requester::Task { peer, reply },
+        };
+        if self.tx.send(Msg::Write(job)).await.is_err() {
             return failed;
         }
         rx.await
             .map(|(status, answered)| Stored { status, answered })
             .unwrap_or(failed)
+    }
+
+    /// Stores one spool file for a connection served at accept: the writer answers it,
+    /// finishes and closes it. Does not wait; when the queue is full, a task waits for room.
+    pub fn store_for(&self, data: Vec<u8>, conn: Accepted) {
+        let job = Job {
+            data,
+            to: Requester::Connection(conn),
+        };
+        match self.tx.try_send(Msg::Write(job)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if let Err(mpsc::error::SendError(Msg::Write(job))) = tx.send(msg).await {
+                        job.answer(-libc_errno::EIO);
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(Msg::Write(job))) => job.answer(-libc_errno::EIO),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     /// Switches directory or quota (config reload). Records already queued use the old values.

@@ -21,7 +21,7 @@ async fn run_in_process_stores_and_stops_on_the_shutdown_future() {
     opt_in(&config);
     std::fs::create_dir_all(config.socket_path.parent().unwrap()).unwrap();
     let listener =
-        Listener::from_tokio(tokio::net::UnixListener::bind(&config.socket_path).unwrap());
+        Listener::from_tokio(tokio::net::UnixListener::bind(&config.socket_path).unwrap()).unwrap();
     let (_config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let options = Options {
