@@ -102,7 +102,8 @@ pub fn serve(
 /// The frame's length when all of it is queued on `fd` (peeked into `buf`, not consumed).
 fn complete_frame(fd: impl AsFd, buf: &mut [u8]) -> Option<usize> {
     let want = buf.len().min(frame::MAX_FRAME);
-    let (got, _) = rustix::net::recv(&fd, &mut buf[..want], RecvFlags::PEEK | RecvFlags::DONTWAIT).ok()?;
+    let (got, _) =
+        rustix::net::recv(&fd, &mut buf[..want], RecvFlags::PEEK | RecvFlags::DONTWAIT).ok()?;
     let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
     let len = frame::declared_len(prefix).ok()?;
     (got >= len).then_some(len)

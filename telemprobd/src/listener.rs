@@ -118,7 +118,8 @@ impl Listener {
 fn register(listener: StdUnixListener) -> io::Result<AsyncFd<StdUnixListener>> {
     // SAFETY: the listener owns its descriptor, keeps it open until it is dropped (which the
     // AsyncFd does), and always returns the same one from `as_raw_fd`.
-    unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }.map_err(io::Error::from)
+    unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
+        .map_err(io::Error::from)
 }
 
 /// Takes the socket systemd passed (first fd), else binds `path` with `mode`.
