@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::fast::{self, Accepted};
 use crate::stats::Stats;
-use crate::stock::{Stock, Temp};
+use crate::stock::{self, Stock, Temp};
 use crate::writeout;
 
 /// Most records committed in one group.
@@ -488,15 +488,21 @@ impl Spool {
         }
     }
 
-    /// A temporary file from the stock that is still in the directory and still empty. Stock
-    /// files can wait for hours; one removed meanwhile (a purge, an administrator) would fail
-    /// its rename, and one written to by someone else would leave bytes after the record, so
-    /// such a file is skipped (closing it frees a removed one).
-    fn take_stock(&self) -> Option<Temp> {
+    /// A temporary file from the stock that is still in the directory and still as the stock
+    /// left it (its size: [`stock::PREFILL`], or 0 when writing ahead failed). Stock files can
+    /// wait for hours; one removed meanwhile (a purge, an administrator) would fail its rename,
+    /// and one written to by someone else is not ours to reuse, so such a file is skipped
+    /// (closing it frees a removed one).
+    fn take_stock(&self) -> Option<(Temp, u64)> {
         while let Some(t) = self.stock.take() {
             match rustix::fs::fstat(&t.file) {
-                Ok(st) if st.st_nlink > 0 && st.st_size == 0 => return Some(t),
-                _ => tracing::debug!(file = %t.name, "temporary from stock was removed; skipped"),
+                Ok(st)
+                    if st.st_nlink > 0
+                        && (st.st_size == 0 || st.st_size == stock::PREFILL as i64) =>
+                {
+                    return Some((t, st.st_size.unsigned_abs()))
+                }
+                _ => tracing::debug!(file = %t.name, "temporary from stock was changed; skipped"),
             }
         }
         None
@@ -505,9 +511,13 @@ impl Spool {
     fn write_temp(&mut self, job: Job) -> Result<Pending, (Job, io::Error)> {
         self.seq = self.seq.wrapping_add(1);
         let name = spool::file_name(self.seq);
-        // A file from the stock when there is one: its creation is then off this record's path.
-        let (tmp, mut file) = match self.take_stock() {
-            Some(t) => (t.name, t.file),
+        // A file from the stock when there is one: its creation (and its block's allocation)
+        // is then off this record's path.
+        let (tmp, file, written) = match self.take_stock() {
+            Some((t, size)) => {
+                let written = t.fill(&job.data, size);
+                (t.name, t.file, written)
+            }
             None => {
                 let tmp = spool::temp_name(&name);
                 let opened = rustix::fs::openat(
@@ -520,13 +530,15 @@ impl Spool {
                         | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 );
-                match opened {
-                    Ok(fd) => (tmp, File::from(fd)),
+                let mut file = match opened {
+                    Ok(fd) => File::from(fd),
                     Err(e) => return Err((job, e.into())),
-                }
+                };
+                let written = file.write_all(&job.data);
+                (tmp, file, written)
             }
         };
-        if let Err(e) = file.write_all(&job.data) {
+        if let Err(e) = written {
             let _ = rustix::fs::unlinkat(&*self.dir, tmp.as_str(), rustix::fs::AtFlags::empty());
             return Err((job, e));
         }
@@ -661,7 +673,7 @@ mod tests {
         v
     }
 
-    /// The final (non-dot) files. While the writer runs, the directory also holds the empty
+    /// The final (non-dot) files. While the writer runs, the directory also holds the
     /// temporaries of its stock.
     fn files(dir: &Path) -> Vec<String> {
         names(dir, false)
@@ -730,6 +742,51 @@ mod tests {
         drop(h);
         done.wait().await;
         no_temporaries_left(&spool);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn records_written_into_stock_files_are_exact_whatever_their_size() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, done, _) = handle(d.path(), None);
+        let sizes = [
+            1,
+            100,
+            stock::PREFILL - 1,
+            stock::PREFILL,
+            stock::PREFILL + 1,
+            3 * stock::PREFILL + 7,
+        ];
+        // Wait until the stock is full and written ahead (six records will not make it refill).
+        let prefilled = |d: &Path| {
+            names(d, true)
+                .iter()
+                .filter(|n| {
+                    std::fs::metadata(d.join(n)).is_ok_and(|m| m.len() == stock::PREFILL as u64)
+                })
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while prefilled(d.path()) < stock::CAPACITY {
+            assert!(Instant::now() < deadline, "stock not filled");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // It is handed to the writer right after its directory sync.
+        std::thread::sleep(Duration::from_millis(100));
+        for (i, size) in sizes.into_iter().enumerate() {
+            let data: Vec<u8> = (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+            assert_eq!(h.store(data.clone()).await, 0);
+            let last = files(d.path()).pop().unwrap();
+            assert_eq!(
+                std::fs::read(d.path().join(last)).unwrap(),
+                data,
+                "size {size}"
+            );
+            // The record went into a stock file (one temporary fewer), not a new one.
+            assert_eq!(names(d.path(), true).len(), stock::CAPACITY - i - 1);
+        }
+        drop(h);
+        done.wait().await;
+        no_temporaries_left(d.path());
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -803,8 +860,9 @@ mod tests {
         for n in &gone[1..] {
             std::fs::remove_file(d.path().join(n)).unwrap();
         }
-        let t = spool.take_stock().unwrap();
+        let (t, size) = spool.take_stock().unwrap();
         assert_eq!(&t.name, last, "the first untouched file is handed out");
+        assert_eq!(size, crate::stock::PREFILL as u64);
         drop(t);
         drop(spool);
         // The written file is not ours to remove; the handed-out one is the taker's (unused

@@ -163,14 +163,19 @@ pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Temporary dot-files that hold data: a record being written or left unfinished. The empty
-/// temporaries the daemon keeps in stock (created ahead of records) are not listed.
+/// Temporary dot-files that hold data: a record being written or left unfinished. The
+/// temporaries the daemon keeps in stock (created ahead of records, empty or holding one block
+/// of zeros) are not listed, nor is a file that is gone by the time it is read (the stock is
+/// removed when the daemon stops).
 pub fn written_temporaries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| telemetry::spool::is_temporary(&e.file_name().to_string_lossy()))
-        .filter(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(true))
+        .filter(|e| match std::fs::read(e.path()) {
+            Ok(bytes) => bytes.iter().any(|&b| b != 0),
+            Err(err) => err.kind() != std::io::ErrorKind::NotFound,
+        })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
