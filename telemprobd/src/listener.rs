@@ -114,12 +114,14 @@ impl Listener {
 }
 
 /// Registers the listening socket with the runtime's reactor, for readability only.
-#[allow(unsafe_code)]
+///
+/// `AsyncFd::with_interest` is deprecated since tokio 1.54 in favour of the `unsafe`
+/// `register_with_interest`, whose contract (the descriptor stays open and the same while
+/// registered) a `UnixListener` we own and never hand out meets; the safe constructor keeps the
+/// workspace's `unsafe_code = deny` intact, as in telempostd's inotify watcher.
 fn register(listener: StdUnixListener) -> io::Result<AsyncFd<StdUnixListener>> {
-    // SAFETY: the listener owns its descriptor, keeps it open until it is dropped (which the
-    // AsyncFd does), and always returns the same one from `as_raw_fd`.
-    unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
-        .map_err(io::Error::from)
+    #[allow(deprecated)]
+    AsyncFd::with_interest(listener, Interest::READABLE)
 }
 
 /// Takes the socket systemd passed (first fd), else binds `path` with `mode`.
