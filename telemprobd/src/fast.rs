@@ -81,9 +81,7 @@ pub fn serve(
     let Some(len) = complete_frame(&fd, buf) else {
         return Err((fd, slot));
     };
-    let peer = rustix::net::sockopt::socket_peercred(&fd)
-        .ok()
-        .map(Peer::from);
+    let peer = Peer::of(&fd).ok();
     let stats = &shared.stats;
     stats.bump(&stats.received);
     let conn = Accepted {

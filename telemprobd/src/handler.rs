@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
 use crate::machineid::MachineId;
+pub use crate::peer::Peer;
 use crate::ratelimit::RateLimiter;
 use crate::stats::Stats;
 use crate::store::StoreHandle;
@@ -26,38 +27,6 @@ use crate::store::StoreHandle;
 /// How long writing the 4-byte answer may take (it fits any socket buffer; this only guards
 /// against a pathological peer).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Who sent a frame (`SO_PEERCRED`): logged at debug level, and decides whether a `CFG:` path
-/// is honoured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    /// User id of the sending process.
-    pub uid: u32,
-    /// Group id of the sending process.
-    pub gid: u32,
-    /// Process id, when the kernel knows it.
-    pub pid: Option<i32>,
-}
-
-impl From<tokio::net::unix::UCred> for Peer {
-    fn from(c: tokio::net::unix::UCred) -> Peer {
-        Peer {
-            uid: c.uid(),
-            gid: c.gid(),
-            pid: c.pid(),
-        }
-    }
-}
-
-impl From<rustix::net::UCred> for Peer {
-    fn from(c: rustix::net::UCred) -> Peer {
-        Peer {
-            uid: c.uid.as_raw(),
-            gid: c.gid.as_raw(),
-            pid: Some(c.pid.as_raw_nonzero().get()),
-        }
-    }
-}
 
 /// State every connection shares.
 pub struct Shared {

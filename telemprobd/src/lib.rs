@@ -14,6 +14,7 @@ pub mod handler;
 pub mod listener;
 pub mod logging;
 pub mod machineid;
+pub mod peer;
 pub mod ratelimit;
 pub mod server;
 pub mod shutdown;
