@@ -9,7 +9,7 @@
 //!    (`O_CREAT|O_EXCL|O_NOFOLLOW`);
 //! 2. makes every temporary file durable: the data of the whole group is written out at once
 //!    and waited for, then each file is `fdatasync`ed in turn, which by then mostly has only
-//!    the shared inode-table block (once) and a cache flush left to do ([`sync_group`]);
+//!    the shared inode-table block (once) and a cache flush left to do (`sync_group`);
 //! 3. renames each to its final name (`RENAME_NOREPLACE`);
 //! 4. hands the group to the directory syncer thread, which `fsync`s the directory ONCE for
 //!    every group handed to it so far, then answers their senders — a lone record with nothing
