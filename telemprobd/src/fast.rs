@@ -102,7 +102,8 @@ fn complete_frame(fd: impl AsFd, buf: &mut [u8]) -> Option<usize> {
     let want = buf.len().min(frame::MAX_FRAME);
     let (got, _) =
         rustix::net::recv(&fd, &mut buf[..want], RecvFlags::PEEK | RecvFlags::DONTWAIT).ok()?;
-    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    // Only what this peek returned: the buffer still holds the previous connection's bytes.
+    let prefix: [u8; 4] = buf[..got].get(..4)?.try_into().ok()?;
     let len = frame::declared_len(prefix).ok()?;
     (got >= len).then_some(len)
 }
@@ -138,6 +139,8 @@ mod tests {
         let bytes = frame_bytes();
         let (mut client, server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();
+        // The buffer holds a whole earlier frame: none of it may count for this connection.
+        buf[..bytes.len()].copy_from_slice(&bytes);
         assert_eq!(complete_frame(&server, &mut buf), None, "nothing sent");
         client.write_all(&bytes[..2]).unwrap();
         assert_eq!(complete_frame(&server, &mut buf), None, "not even the size");
