@@ -80,12 +80,14 @@ impl Temp {
 }
 
 /// Writes [`PREFILL`] zeros into each file and waits until they are written out (not synced).
-/// A file where this fails keeps whatever it got, which [`Temp::fill`] handles.
+/// A file where writing fails (a full disk) is cut back to empty, which the writer takes as
+/// well; any other size would make it look changed behind the writer's back.
 fn prefill(batch: &[Temp]) {
     let zeros = [0u8; PREFILL];
     for t in batch {
         if let Err(e) = t.file.write_all_at(&zeros, 0) {
             tracing::debug!(error = %e, file = %t.name, "spool stock: cannot write ahead");
+            let _ = t.file.set_len(0);
         }
     }
     for t in batch {
