@@ -6,7 +6,8 @@
 //! - telemprobd with 1 and with 8 concurrent senders (`client::send`, real Unix socket), each
 //!   send returning only once the record is on disk;
 //! - p50/p99 send latency, ratios to the baseline, and telemprobd's peak RSS (VmHWM);
-//! - write requests and cache flushes of the disk per record, for each of the three.
+//! - write requests and cache flushes of the disk per record, and how busy the disk and the
+//!   CPUs were, for each of the three.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -42,7 +43,7 @@ fn baseline(dir: &Path) -> (f64, usize, Option<DeviceIo>) {
     std::fs::create_dir_all(dir).unwrap();
     let bytes = spool::encode(&record(0), None);
     let d = std::fs::File::open(dir).unwrap();
-    let io_before = device_io(dir);
+    let io_before = Sample::take(dir);
     let start = Instant::now();
     let mut n = 0usize;
     while start.elapsed() < BASELINE_TIME {
@@ -64,51 +65,95 @@ fn baseline(dir: &Path) -> (f64, usize, Option<DeviceIo>) {
     (
         rate,
         bytes.len(),
-        DeviceIo::per_record(io_before, device_io(dir), n),
+        DeviceIo::between(io_before, Sample::take(dir), n),
     )
 }
 
-/// Write requests and cache flushes the block device completed, per record.
+/// What the machine did during a measurement: write requests and cache flushes the block
+/// device completed per record, and the share of the time the disk had a request in flight
+/// and the CPUs were busy. Together they tell a disk-bound run from a CPU-bound one, and both
+/// from one bound by the latency of a chain of waits (neither near 100 %).
 #[derive(Clone, Copy)]
 struct DeviceIo {
     writes: f64,
     flushes: f64,
+    disk_busy: f64,
+    cpus_busy: Option<f64>,
 }
 
 impl DeviceIo {
-    fn per_record(before: Option<[u64; 2]>, after: Option<[u64; 2]>, n: usize) -> Option<DeviceIo> {
+    fn between(before: Option<Sample>, after: Option<Sample>, n: usize) -> Option<DeviceIo> {
         let (b, a) = (before?, after?);
         let n = n.max(1) as f64;
+        let wall_ms = a.at.duration_since(b.at).as_secs_f64() * 1e3;
+        let cpus_busy = match (b.cpu, a.cpu) {
+            (Some([bt, bi]), Some([at, ai])) if at > bt => {
+                let (total, idle) = ((at - bt) as f64, ai.saturating_sub(bi) as f64);
+                Some(1.0 - idle / total)
+            }
+            _ => None,
+        };
         Some(DeviceIo {
-            writes: a[0].saturating_sub(b[0]) as f64 / n,
-            flushes: a[1].saturating_sub(b[1]) as f64 / n,
+            writes: a.disk[0].saturating_sub(b.disk[0]) as f64 / n,
+            flushes: a.disk[1].saturating_sub(b.disk[1]) as f64 / n,
+            disk_busy: a.disk[2].saturating_sub(b.disk[2]) as f64 / wall_ms.max(1.0),
+            cpus_busy,
         })
     }
 }
 
-/// Completed write requests and flushes of the block device holding `dir`, from
-/// `/sys/dev/block/MAJ:MIN/stat` (fields 5 and 16; a partition's own file lacks the flush
-/// count, so the whole disk's is read). Counts everything on that disk, not only ours: the
-/// machine is shared, so these are indications, not exact figures.
-fn device_io(dir: &Path) -> Option<[u64; 2]> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(dir).ok()?.dev();
-    let sys = PathBuf::from(format!(
-        "/sys/dev/block/{}:{}",
-        rustix::fs::major(dev),
-        rustix::fs::minor(dev)
-    ));
-    let stat = if sys.join("partition").exists() {
-        sys.join("../stat")
-    } else {
-        sys.join("stat")
-    };
-    let text = std::fs::read_to_string(stat).ok()?;
-    let f: Vec<u64> = text
+/// Counters read at one instant.
+#[derive(Clone, Copy)]
+struct Sample {
+    at: Instant,
+    /// Completed writes, completed flushes, milliseconds with I/O in flight.
+    disk: [u64; 3],
+    /// All CPUs' time (ticks), and the idle part of it (idle + iowait), from `/proc/stat`.
+    cpu: Option<[u64; 2]>,
+}
+
+impl Sample {
+    /// The block device holding `dir`, from `/sys/dev/block/MAJ:MIN/stat` (fields 5, 10 and
+    /// 16; a partition's own file lacks the flush count, so the whole disk's is read). Counts
+    /// everything on that disk and those CPUs, not only ours: the machine is shared, so these
+    /// are indications, not exact figures.
+    fn take(dir: &Path) -> Option<Sample> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata(dir).ok()?.dev();
+        let sys = PathBuf::from(format!(
+            "/sys/dev/block/{}:{}",
+            rustix::fs::major(dev),
+            rustix::fs::minor(dev)
+        ));
+        let stat = if sys.join("partition").exists() {
+            sys.join("../stat")
+        } else {
+            sys.join("stat")
+        };
+        let text = std::fs::read_to_string(stat).ok()?;
+        let f: Vec<u64> = text
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        Some(Sample {
+            at: Instant::now(),
+            disk: [*f.get(4)?, *f.get(15)?, *f.get(9)?],
+            cpu: cpu_ticks(),
+        })
+    }
+}
+
+/// `[total, idle]` over all CPUs from the first line of `/proc/stat` (user, nice, system,
+/// idle, iowait, irq, softirq, steal; guest time is already counted in user).
+fn cpu_ticks() -> Option<[u64; 2]> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
         .split_whitespace()
+        .take(8)
         .map(|x| x.parse().unwrap_or(0))
         .collect();
-    Some([*f.get(4)?, *f.get(15)?])
+    (v.len() == 8).then(|| [v.iter().sum(), v[3] + v[4]])
 }
 
 struct Daemon {
@@ -214,9 +259,9 @@ fn ingest(config: &Config, senders: usize) -> Run {
         }
     };
     go(WARMUP);
-    let before = device_io(&config.spool_dir);
+    let before = Sample::take(&config.spool_dir);
     let mut run = go(RUN_TIME);
-    run.io = DeviceIo::per_record(before, device_io(&config.spool_dir), run.records);
+    run.io = DeviceIo::between(before, Sample::take(&config.spool_dir), run.records);
     run
 }
 
@@ -254,6 +299,11 @@ fn median_io(ios: impl Iterator<Item = Option<DeviceIo>>) -> Option<DeviceIo> {
     (!ios.is_empty()).then(|| DeviceIo {
         writes: median(ios.iter().map(|i| i.writes).collect()),
         flushes: median(ios.iter().map(|i| i.flushes).collect()),
+        disk_busy: median(ios.iter().map(|i| i.disk_busy).collect()),
+        cpus_busy: {
+            let c: Vec<f64> = ios.iter().filter_map(|i| i.cpus_busy).collect();
+            (!c.is_empty()).then(|| median(c))
+        },
     })
 }
 
@@ -311,7 +361,7 @@ fn main() {
     };
     line("telemprobd, 1 sender", &one, &ones);
     line("telemprobd, 8 senders", &eight, &eights);
-    // What the disk did per record: tells a disk-bound run from a CPU-bound one.
+    // What the disk did per record, and how busy disk and CPUs were (see `DeviceIo`).
     let base_io = median_io(base_ios.into_iter());
     for (name, io) in [
         ("baseline", base_io),
@@ -320,8 +370,12 @@ fn main() {
     ] {
         match io {
             Some(io) => println!(
-                "device I/O per record, {name:<10} {:5.2} writes, {:5.2} cache flushes",
-                io.writes, io.flushes
+                "device I/O per record, {name:<10} {:5.2} writes, {:5.2} cache flushes;  disk busy {:3.0} %, CPUs busy {}",
+                io.writes,
+                io.flushes,
+                io.disk_busy * 100.0,
+                io.cpus_busy
+                    .map_or("?".to_string(), |c| format!("{:3.0} %", c * 100.0))
             ),
             None => println!("device I/O per record, {name}: counters not readable"),
         }
