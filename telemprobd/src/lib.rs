@@ -4,7 +4,7 @@
 //! Layout (mini-redis style): [`server::run`] is the seam tests use in-process;
 //! [`listener`] binds or takes the systemd socket; [`handler`] serves one connection;
 //! [`store`] is the group-commit spool writer with the quota; [`stock`] creates its temporary
-//! files ahead; [`ratelimit`] the pure window
+//! files ahead and [`workers`] are its sync threads; [`ratelimit`] the pure window
 //! logic; [`machineid`] the id substituted into records; [`stats`] counters and status file;
 //! [`shutdown`] the signals; [`cli`] and [`logging`] are used by the binary.
 
@@ -21,4 +21,5 @@ pub mod shutdown;
 pub mod stats;
 pub mod stock;
 pub mod store;
+pub mod workers;
 pub mod writeout;

@@ -1,0 +1,149 @@
+//! A fixed set of OS threads that take items from one shared queue: the spool writer hands each
+//! written record to them so that several records' syncs are in flight at once (see
+//! `store`). Knows nothing about spools: it runs a function on items and counts what is
+//! still in hand.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The threads and the queue in front of them.
+pub struct Workers<T: Send + 'static> {
+    tx: Option<Sender<T>>,
+    /// Items submitted and not yet finished (queued or being worked on).
+    busy: Arc<AtomicUsize>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> Workers<T> {
+    /// Starts up to `n` threads named `name` (small stacks: the work is a few syscalls) that
+    /// call `work` on each item. Threads that cannot be started are logged and done without;
+    /// with none at all, [`Workers::submit`] gives every item back.
+    pub fn start(n: usize, name: &str, work: impl Fn(T) + Send + Sync + 'static) -> Workers<T> {
+        let (tx, rx) = channel::<T>();
+        let rx = Arc::new(Mutex::new(rx));
+        let work = Arc::new(work);
+        let busy = Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let (rx, work, busy) = (rx.clone(), work.clone(), busy.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .stack_size(64 * 1024)
+                .spawn(move || run(&rx, &*work, &busy));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, thread = name, "worker thread not started");
+                    break;
+                }
+            }
+        }
+        Workers {
+            tx: (!threads.is_empty()).then_some(tx),
+            busy,
+            threads,
+        }
+    }
+
+    /// Queues `item` for the next free thread, or gives it back when no thread runs.
+    ///
+    /// # Errors
+    /// No worker thread is running: the caller does the work itself.
+    pub fn submit(&self, item: T) -> Result<(), T> {
+        let Some(tx) = &self.tx else {
+            return Err(item);
+        };
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        tx.send(item).map_err(|e| {
+            self.busy.fetch_sub(1, Ordering::AcqRel);
+            e.0
+        })
+    }
+
+    /// Nothing queued and nothing being worked on.
+    pub fn idle(&self) -> bool {
+        self.busy.load(Ordering::Acquire) == 0
+    }
+
+    /// Finishes every item submitted so far, then stops the threads.
+    pub fn finish(mut self) {
+        drop(self.tx.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run<T>(rx: &Mutex<Receiver<T>>, work: &(impl Fn(T) + ?Sized), busy: &AtomicUsize) {
+    loop {
+        // The lock is held only while waiting for the next item: one thread waits on the queue,
+        // the others on the lock, and each item wakes exactly one of them.
+        let item = {
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            rx.recv()
+        };
+        match item {
+            Ok(item) => {
+                work(item);
+                busy.fetch_sub(1, Ordering::AcqRel);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn every_item_is_worked_on_once_and_finish_waits_for_all() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let w = Workers::start(4, "test", move |i: u32| {
+            std::thread::sleep(Duration::from_millis(1));
+            s.lock().unwrap().push(i);
+        });
+        for i in 0..100 {
+            w.submit(i).unwrap();
+        }
+        w.finish();
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn idle_only_when_nothing_is_queued_or_running() {
+        let (go_tx, go_rx) = std::sync::mpsc::sync_channel::<()>(0);
+        let go_rx = Mutex::new(go_rx);
+        let w = Workers::start(1, "test", move |()| {
+            let _ = go_rx.lock().unwrap().recv();
+        });
+        assert!(w.idle());
+        w.submit(()).unwrap();
+        w.submit(()).unwrap();
+        assert!(!w.idle());
+        go_tx.send(()).unwrap();
+        assert!(!w.idle(), "one item is still queued");
+        go_tx.send(()).unwrap();
+        // The counter drops just after the work returns.
+        let start = std::time::Instant::now();
+        while !w.idle() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.finish();
+    }
+
+    #[test]
+    fn without_threads_items_come_back() {
+        let w = Workers::start(0, "test", |_: u8| unreachable!());
+        assert_eq!(w.submit(7), Err(7));
+        assert!(w.idle());
+        w.finish();
+    }
+}
