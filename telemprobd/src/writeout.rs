@@ -1,9 +1,9 @@
 //! Starting and awaiting the write-out of a file's data without syncing it: the one call
 //! (`sync_file_range(2)`) that neither rustix nor nix wraps.
 //!
-//! The writer uses it to put a group's data blocks on their way to the disk all at once, and
-//! to wait until every one of them is written, before the first `fdatasync`: see
-//! `store::sync_group` for why that matters.
+//! The stock thread uses it to write the first block of each temporary file ahead, and to
+//! wait until it is written, without syncing anything (see `stock`): a record then
+//! overwrites an allocated, written block.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
