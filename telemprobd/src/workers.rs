@@ -3,17 +3,37 @@
 //! `store`). Knows nothing about spools: it runs a function on items and counts what is
 //! still in hand.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// The threads and the queue in front of them.
 pub struct Workers<T: Send + 'static> {
-    tx: Option<Sender<T>>,
+    shared: Arc<Shared<T>>,
     /// Items submitted and not yet finished (queued or being worked on).
     busy: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// The queue, and the condition idle threads wait on. A queue under a mutex with a condition
+/// variable wakes exactly one thread per item; a shared `mpsc::Receiver` behind a mutex woke
+/// two (the one blocked in `recv`, then the next one waiting for the lock to block there).
+struct Shared<T> {
+    queue: Mutex<Queue<T>>,
+    ready: Condvar,
+}
+
+struct Queue<T> {
+    items: VecDeque<T>,
+    closed: bool,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
+        // A panic while holding the lock cannot leave the queue inconsistent (push/pop only).
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl<T: Send + 'static> Workers<T> {
@@ -21,17 +41,22 @@ impl<T: Send + 'static> Workers<T> {
     /// call `work` on each item. Threads that cannot be started are logged and done without;
     /// with none at all, [`Workers::submit`] gives every item back.
     pub fn start(n: usize, name: &str, work: impl Fn(T) + Send + Sync + 'static) -> Workers<T> {
-        let (tx, rx) = channel::<T>();
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        });
         let work = Arc::new(work);
         let busy = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
-            let (rx, work, busy) = (rx.clone(), work.clone(), busy.clone());
+            let (shared, work, busy) = (shared.clone(), work.clone(), busy.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .stack_size(64 * 1024)
-                .spawn(move || run(&rx, &*work, &busy));
+                .spawn(move || run(&shared, &*work, &busy));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -41,7 +66,7 @@ impl<T: Send + 'static> Workers<T> {
             }
         }
         Workers {
-            tx: (!threads.is_empty()).then_some(tx),
+            shared,
             busy,
             threads,
         }
@@ -52,14 +77,13 @@ impl<T: Send + 'static> Workers<T> {
     /// # Errors
     /// No worker thread is running: the caller does the work itself.
     pub fn submit(&self, item: T) -> Result<(), T> {
-        let Some(tx) = &self.tx else {
+        if self.threads.is_empty() {
             return Err(item);
-        };
+        }
         self.busy.fetch_add(1, Ordering::AcqRel);
-        tx.send(item).map_err(|e| {
-            self.busy.fetch_sub(1, Ordering::AcqRel);
-            e.0
-        })
+        self.shared.lock().items.push_back(item);
+        self.shared.ready.notify_one();
+        Ok(())
     }
 
     /// Nothing queued and nothing being worked on.
@@ -69,28 +93,31 @@ impl<T: Send + 'static> Workers<T> {
 
     /// Finishes every item submitted so far, then stops the threads.
     pub fn finish(mut self) {
-        drop(self.tx.take());
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 }
 
-fn run<T>(rx: &Mutex<Receiver<T>>, work: &(impl Fn(T) + ?Sized), busy: &AtomicUsize) {
+/// One thread: takes items until the queue is closed and empty.
+fn run<T>(shared: &Shared<T>, work: &(impl Fn(T) + ?Sized), busy: &AtomicUsize) {
     loop {
-        // The lock is held only while waiting for the next item: one thread waits on the queue,
-        // the others on the lock, and each item wakes exactly one of them.
         let item = {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.recv()
-        };
-        match item {
-            Ok(item) => {
-                work(item);
-                busy.fetch_sub(1, Ordering::AcqRel);
+            let mut queue = shared.lock();
+            loop {
+                if let Some(item) = queue.items.pop_front() {
+                    break item;
+                }
+                if queue.closed {
+                    return;
+                }
+                queue = shared.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
-            Err(_) => return,
-        }
+        };
+        work(item);
+        busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
