@@ -116,7 +116,13 @@ fn run<T>(shared: &Shared<T>, work: &(impl Fn(T) + ?Sized), busy: &AtomicUsize) 
                 queue = shared.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
         };
-        work(item);
+        // A panic loses this item (dropping it closes whatever it holds, e.g. a sender's
+        // connection, which the sender sees as an error) but not the thread, nor the count
+        // that `idle` relies on.
+        let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)));
+        if worked.is_err() {
+            tracing::error!("a worker's job panicked; it was dropped");
+        }
         busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -164,6 +170,26 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         w.finish();
+    }
+
+    #[test]
+    fn a_panicking_item_is_dropped_and_the_threads_go_on() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        let w = Workers::start(2, "test", move |i: u32| {
+            assert_ne!(i % 10, 3, "item {i} panics");
+            d.fetch_add(1, Ordering::SeqCst);
+        });
+        for i in 0..50 {
+            w.submit(i).unwrap();
+        }
+        let start = std::time::Instant::now();
+        while !w.idle() {
+            assert!(start.elapsed() < Duration::from_secs(10), "count stuck");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.finish();
+        assert_eq!(done.load(Ordering::SeqCst), 45);
     }
 
     #[test]
