@@ -873,6 +873,43 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_reload_to_another_directory_while_records_sync_loses_none() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        let (h, done, _) = handle(&a, Some(1_000_000));
+        let send = |range: std::ops::Range<usize>| {
+            range
+                .map(|i| {
+                    let h = h.clone();
+                    tokio::spawn(async move { h.store(vec![b'r'; 100 + i]).await })
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = send(0..32);
+        // Let them queue their records (single-threaded runtime): the reload comes after them,
+        // so the writer hands them to the workers and switches directories while they sync.
+        tokio::task::yield_now().await;
+        h.reconfigure(StoreConfig {
+            spool_dir: b.clone(),
+            quota: Some(1_000_000),
+        })
+        .await
+        .unwrap();
+        let second = send(32..64);
+        for t in first.into_iter().chain(second) {
+            assert_eq!(t.await.unwrap(), 0);
+        }
+        assert_eq!(files(&a).len(), 32);
+        assert_eq!(files(&b).len(), 32);
+        assert_eq!(scan_size(&a).unwrap(), (100..132).sum::<u64>());
+        assert_eq!(scan_size(&b).unwrap(), (132..164).sum::<u64>());
+        drop(h);
+        done.wait().await;
+        no_temporaries_left(&a);
+        no_temporaries_left(&b);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn quota_is_enforced_and_counts_existing_files() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("old"), vec![b'o'; 600]).unwrap();
