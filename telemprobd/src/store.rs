@@ -54,7 +54,7 @@ use crate::stats::Stats;
 use crate::stock::{self, Stock, Temp};
 use crate::workers::Workers;
 
-/// Most records committed in one group.
+/// Most records the writer takes from the queue in one pass.
 pub const MAX_BATCH: usize = 256;
 /// Threads syncing and renaming records. Each holds one record at a time, so this is how many
 /// records' syncs can be in flight at once; more than the usual number of concurrent senders
@@ -404,14 +404,6 @@ struct Spool {
     stock: Stock,
 }
 
-/// A record written to its temporary file, not yet renamed.
-struct Pending {
-    job: Job,
-    tmp: String,
-    name: String,
-    file: File,
-}
-
 impl Spool {
     fn open(config: StoreConfig) -> io::Result<Spool> {
         let dir = Arc::new(open_dir(&config.spool_dir)?);
@@ -486,11 +478,7 @@ impl Spool {
             return None;
         }
         match self.write_temp(job) {
-            Ok(p) => Some(Handed {
-                p,
-                dir: self.dir.clone(),
-                released: self.released.clone(),
-            }),
+            Ok(h) => Some(h),
             Err((job, e)) => {
                 self.release(len);
                 tracing::error!(error = %e, "cannot write a spool file");
@@ -558,7 +546,7 @@ impl Spool {
         None
     }
 
-    fn write_temp(&mut self, job: Job) -> Result<Pending, (Job, io::Error)> {
+    fn write_temp(&mut self, job: Job) -> Result<Handed, (Job, io::Error)> {
         self.seq = self.seq.wrapping_add(1);
         let name = spool::file_name(self.seq);
         // A file from the stock when there is one: its creation (and its block's allocation)
@@ -592,18 +580,25 @@ impl Spool {
             let _ = rustix::fs::unlinkat(&*self.dir, tmp.as_str(), rustix::fs::AtFlags::empty());
             return Err((job, e));
         }
-        Ok(Pending {
+        Ok(Handed {
             job,
             tmp,
             name,
             file,
+            dir: self.dir.clone(),
+            released: self.released.clone(),
         })
     }
 }
 
 /// A record written to its temporary file, on its way to its final name.
 struct Handed {
-    p: Pending,
+    job: Job,
+    /// Its temporary dot-file's name, relative to `dir`.
+    tmp: String,
+    /// Its final name, taken when it was written.
+    name: String,
+    file: File,
     /// The spool directory it was written in (a reload may switch directories meanwhile).
     dir: Arc<OwnedFd>,
     /// Where to give its bytes back to the quota if it fails ([`Spool::released`]).
@@ -616,24 +611,31 @@ impl Handed {
     /// removes the temporary, gives its bytes back to the quota, answers the error and returns
     /// `None`. The directory is not synced here.
     fn settle(self) -> Option<(Arc<OwnedFd>, Job)> {
-        let Handed { p, dir, released } = self;
-        let done = rustix::fs::fdatasync(&p.file).and_then(|()| {
+        let Handed {
+            job,
+            tmp,
+            name,
+            file,
+            dir,
+            released,
+        } = self;
+        let done = rustix::fs::fdatasync(&file).and_then(|()| {
             rustix::fs::renameat_with(
                 &*dir,
-                p.tmp.as_str(),
+                tmp.as_str(),
                 &*dir,
-                p.name.as_str(),
+                name.as_str(),
                 RenameFlags::NOREPLACE,
             )
         });
-        drop(p.file);
+        drop(file);
         match done {
-            Ok(()) => Some((dir, p.job)),
+            Ok(()) => Some((dir, job)),
             Err(e) => {
-                tracing::error!(error = %e, file = %p.tmp, "cannot commit a spool file");
-                let _ = rustix::fs::unlinkat(&*dir, p.tmp.as_str(), rustix::fs::AtFlags::empty());
-                released.fetch_add(p.job.data.len() as u64, Ordering::AcqRel);
-                p.job.answer(-e.raw_os_error());
+                tracing::error!(error = %e, file = %tmp, "cannot commit a spool file");
+                let _ = rustix::fs::unlinkat(&*dir, tmp.as_str(), rustix::fs::AtFlags::empty());
+                released.fetch_add(job.data.len() as u64, Ordering::AcqRel);
+                job.answer(-e.raw_os_error());
                 None
             }
         }
@@ -985,7 +987,7 @@ mod tests {
         let h = spool.prepare(batch.pop().unwrap()).unwrap();
         assert_eq!(spool.used(), 8);
         // Someone took the final name meanwhile: the rename must not replace their file.
-        let (tmp, name) = (h.p.tmp.clone(), h.p.name.clone());
+        let (tmp, name) = (h.tmp.clone(), h.name.clone());
         std::fs::write(d.path().join(&name), b"theirs").unwrap();
         assert!(h.settle().is_none());
         assert_eq!(answer.try_recv().unwrap().0, -libc::EEXIST);
