@@ -38,6 +38,17 @@ pub struct Accepted {
 }
 
 impl Accepted {
+    /// A connection whose `unread` bytes were peeked (tests of the store).
+    #[cfg(test)]
+    pub fn peeked(fd: OwnedFd, unread: usize, stats: Arc<Stats>) -> Accepted {
+        Accepted {
+            fd,
+            unread,
+            stats,
+            _slot: None,
+        }
+    }
+
     /// Answers `status`, consumes the frame (so the close is a clean end of stream) and closes;
     /// counts the outcome. The peer may be gone: that is its business.
     pub fn finish(self, status: i32) {
@@ -71,12 +82,14 @@ fn consume(fd: impl AsFd, mut n: usize) {
 
 /// Serves `fd` at once if its whole frame is queued; otherwise gives it back (with its slot)
 /// for a connection task. `buf` is scratch space of at least [`frame::MAX_FRAME`] bytes, kept
-/// by the caller across connections.
+/// by the caller across connections. `others_waiting` tells whether another client is waiting
+/// to be accepted (see [`crate::store::StoreHandle::store_for`]).
 pub fn serve(
     fd: OwnedFd,
     slot: Option<OwnedSemaphorePermit>,
     buf: &mut [u8],
     shared: &Shared,
+    others_waiting: impl FnOnce() -> bool,
 ) -> Result<(), (OwnedFd, Option<OwnedSemaphorePermit>)> {
     let Some(len) = complete_frame(&fd, buf) else {
         return Err((fd, slot));
@@ -91,7 +104,7 @@ pub fn serve(
         _slot: slot,
     };
     match handler::prepare(shared, &buf[..len], peer) {
-        Ok(file) => shared.store.store_for(file, conn),
+        Ok(file) => shared.store.store_for(file, conn, others_waiting),
         Err(status) => conn.finish(status),
     }
     Ok(())

@@ -11,6 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::{Path, PathBuf};
 
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::net::SocketFlags;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -93,6 +94,16 @@ impl Listener {
                 Err(_would_block) => continue,
             }
         }
+    }
+
+    /// Whether another client is already waiting to be accepted (one `poll`, no waiting).
+    pub fn has_waiting(&self) -> bool {
+        let mut fds = [PollFd::new(self.inner.get_ref(), PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(n) if n > 0)
     }
 
     /// Removes the socket file if we created it and it is still ours. Called on clean exit.
@@ -253,6 +264,21 @@ mod tests {
         let mut l = b.into_listener().unwrap();
         l.remove_socket_file();
         assert!(!p.exists());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn tells_whether_a_client_waits_to_be_accepted() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("telem-0");
+        let l = bind(&p, 0o666).unwrap().into_listener().unwrap();
+        assert!(!l.has_waiting(), "nobody connected");
+        let _a = StdUnixStream::connect(&p).unwrap();
+        let _b = StdUnixStream::connect(&p).unwrap();
+        assert!(l.has_waiting());
+        let _first = l.accept().await.unwrap();
+        assert!(l.has_waiting(), "the second still waits");
+        let _second = l.accept().await.unwrap();
+        assert!(!l.has_waiting(), "both accepted");
     }
 
     #[test]

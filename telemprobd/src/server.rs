@@ -109,7 +109,8 @@ pub async fn run(
                 match accepted {
                     Ok(fd) => {
                         // Served here if the whole frame is already queued, else by a task.
-                        if let Err((fd, permit)) = fast::serve(fd, permit, &mut peek, &shared) {
+                        let others = || listener.has_waiting();
+                        if let Err((fd, permit)) = fast::serve(fd, permit, &mut peek, &shared, others) {
                             spawn_handler(fd, permit, &shared, &stop_rx);
                         }
                     }

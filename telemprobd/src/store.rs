@@ -40,8 +40,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, RenameFlags};
@@ -95,6 +95,44 @@ struct Job {
     data: Vec<u8>,
     /// Who is told the outcome.
     to: Requester,
+    /// Counts the record in [`Shared::in_flight`] until it is answered (`None` in tests that
+    /// make jobs by hand).
+    flight: Option<InFlight>,
+}
+
+/// A record handed to the store and not answered yet: one count in [`Shared::in_flight`].
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the writer thread and the runtime thread share.
+struct Shared {
+    /// The spool. The writer holds the lock while it works through a batch; the runtime
+    /// thread takes it only with `try_lock`, for a lone record ([`StoreHandle::store_for`]).
+    spool: Mutex<Spool>,
+    /// Records handed to the store and not answered yet, wherever they are: queued, being
+    /// written, syncing on a worker, waiting for the directory sync.
+    in_flight: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Spool> {
+        // A panic while the lock was held left at worst a stale count, which the next full
+        // scan corrects; the spool itself is files on disk.
+        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Who hears what became of a record.
@@ -113,7 +151,10 @@ impl Job {
     /// Answers: the status word straight to the sender's socket when we have it (the sender
     /// wakes without a detour through the runtime thread: one cross-CPU wake-up less per
     /// record), then the handler, which answers itself if that did not work.
-    fn answer(self, status: i32) {
+    fn answer(mut self, status: i32) {
+        // No longer in flight before the sender hears: its next record may arrive at once,
+        // and must find the store idle if it is.
+        drop(self.flight.take());
         match self.to {
             Requester::Task { peer, reply } => {
                 let answered = peer.is_some_and(|fd| fast::send_status(&fd, status));
@@ -138,6 +179,7 @@ pub struct Stored {
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
 }
 
 impl StoreHandle {
@@ -157,6 +199,7 @@ impl StoreHandle {
         let job = Job {
             data,
             to: Requester::Task { peer, reply },
+            flight: Some(InFlight::new(&self.shared.in_flight)),
         };
         if self.tx.send(Msg::Write(job)).await.is_err() {
             return failed;
@@ -166,12 +209,26 @@ impl StoreHandle {
             .unwrap_or(failed)
     }
 
-    /// Stores one spool file for a connection served at accept: the writer answers it,
-    /// finishes and closes it. Does not wait; when the queue is full, a task waits for room.
-    pub fn store_for(&self, data: Vec<u8>, conn: Accepted) {
+    /// Stores one spool file for a connection served at accept, answers it, finishes and
+    /// closes it.
+    ///
+    /// A lone record, with no other record in flight, no other client waiting to be accepted
+    /// (`others_waiting`, asked only then) and the writer idle, is committed right here, on
+    /// the calling (runtime) thread: write, sync, rename, directory sync, answer. Handing it
+    /// to the writer thread would add a cross-CPU wake-up to its path and another one to the
+    /// answer's (measured with one sender, alternating in one daemon: +7.4 % records/s). The
+    /// runtime is blocked for that one commit; nobody else is waiting on it by then, and
+    /// whoever connects meanwhile waits in the backlog, then goes to the writer as before.
+    /// Anything else goes to the writer, without waiting; when its queue is full, a task
+    /// waits for room.
+    pub fn store_for(&self, data: Vec<u8>, conn: Accepted, others_waiting: impl FnOnce() -> bool) {
         let job = Job {
             data,
             to: Requester::Connection(conn),
+            flight: Some(InFlight::new(&self.shared.in_flight)),
+        };
+        let Err(job) = self.commit_if_alone(job, others_waiting) else {
+            return;
         };
         match self.tx.try_send(Msg::Write(job)) {
             Ok(()) => {}
@@ -186,6 +243,22 @@ impl StoreHandle {
             Err(mpsc::error::TrySendError::Closed(Msg::Write(job))) => job.answer(-libc_errno::EIO),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    /// Commits `job` on this thread if it is alone (see [`StoreHandle::store_for`]); gives it
+    /// back otherwise.
+    fn commit_if_alone(&self, job: Job, others_waiting: impl FnOnce() -> bool) -> Result<(), Job> {
+        // 1: this record is counted already, and no other is.
+        if self.shared.in_flight.load(Ordering::Acquire) != 1 || others_waiting() {
+            return Err(job);
+        }
+        // The writer holds the lock while it works on a batch: then it is not idle.
+        let Ok(mut spool) = self.shared.spool.try_lock() else {
+            return Err(job);
+        };
+        spool.commit_here(&mut vec![job]);
+        self.shared.stats.set_spool_bytes(spool.used());
+        Ok(())
     }
 
     /// Switches directory or quota (config reload). Records already queued use the old values.
@@ -221,6 +294,12 @@ impl StoreDone {
 pub fn start(config: StoreConfig, stats: Arc<Stats>) -> io::Result<(StoreHandle, StoreDone)> {
     let spool = Spool::open(config)?;
     stats.set_spool_bytes(spool.used);
+    let shared = Arc::new(Shared {
+        spool: Mutex::new(spool),
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        stats,
+    });
+    let writer = shared.clone();
     let (tx, rx) = mpsc::channel(QUEUE);
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -228,13 +307,16 @@ pub fn start(config: StoreConfig, stats: Arc<Stats>) -> io::Result<(StoreHandle,
         // Small stack: the writer's frames are shallow, and this keeps the daemon's RSS low.
         .stack_size(256 * 1024)
         .spawn(move || {
-            writer_loop(spool, rx, &stats);
+            writer_loop(&writer, rx);
+            // The spool (and its stock of temporaries) goes with the last reference; the
+            // handles are all gone by now, so that is this one.
+            drop(writer);
             let _ = done_tx.send(());
         })?;
-    Ok((StoreHandle { tx }, StoreDone(done_rx)))
+    Ok((StoreHandle { tx, shared }, StoreDone(done_rx)))
 }
 
-fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
+fn writer_loop(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
     let syncer = DirSyncer::start();
     let handoff = syncer.handoff.clone();
     let workers = Workers::start(SYNC_WORKERS, "spool-sync", move |h: Handed| {
@@ -244,6 +326,7 @@ fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
     });
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
+        let mut spool = shared.lock();
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -268,7 +351,7 @@ fn writer_loop(mut spool: Spool, mut rx: mpsc::Receiver<Msg>, stats: &Stats) {
         } else {
             spool.dispatch(&mut batch, &workers, &syncer);
         }
-        stats.set_spool_bytes(spool.used());
+        shared.stats.set_spool_bytes(spool.used());
     }
     // Every record handed over is synced, renamed, its directory synced and answered before
     // the writer reports done (the workers hand over to the syncer, so they finish first).
@@ -808,6 +891,67 @@ mod tests {
         no_temporaries_left(&spool);
     }
 
+    /// A job for a connection served at accept, counted in flight as `store_for` does, and the
+    /// sender's end of that connection (non-blocking).
+    fn connection_job(h: &StoreHandle, data: &[u8]) -> (Job, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let conn = Accepted::peeked(ours.into(), 0, Arc::new(Stats::default()));
+        let job = Job {
+            data: data.to_vec(),
+            to: Requester::Connection(conn),
+            flight: Some(InFlight::new(&h.shared.in_flight)),
+        };
+        (job, theirs)
+    }
+
+    fn answer_of(sender: &mut std::os::unix::net::UnixStream) -> Option<i32> {
+        use std::io::Read;
+        let mut word = [0u8; 4];
+        sender.read_exact(&mut word).ok()?;
+        Some(i32::from_le_bytes(word))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_record_is_committed_by_the_caller_and_any_other_goes_to_the_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool");
+        let (h, done, _) = handle(&spool, None);
+
+        // Alone: stored, answered and counted before the call returns.
+        let (job, mut sender) = connection_job(&h, b"lone\n");
+        assert!(h.commit_if_alone(job, || false).is_ok());
+        assert_eq!(answer_of(&mut sender), Some(0));
+        assert_eq!(files(&spool).len(), 1);
+        assert_eq!(h.shared.lock().used(), 5);
+        assert_eq!(h.shared.in_flight.load(Ordering::Acquire), 0);
+
+        // Another client waiting to be accepted: given back, untouched.
+        let (job, mut sender) = connection_job(&h, b"second\n");
+        let job = h.commit_if_alone(job, || true).unwrap_err();
+        assert_eq!(answer_of(&mut sender), None);
+        // Another record in flight: given back without even asking about waiting clients.
+        let (other, _other_sender) = connection_job(&h, b"third\n");
+        let other = h
+            .commit_if_alone(other, || panic!("asked although a record is in flight"))
+            .unwrap_err();
+        assert_eq!(files(&spool).len(), 1);
+
+        // The writer at work (it holds the spool): given back at once, never waited for.
+        drop(other);
+        let busy = h.shared.lock();
+        let job = h.commit_if_alone(job, || false).unwrap_err();
+        drop(busy);
+        assert_eq!(files(&spool).len(), 1, "nothing committed on the way");
+        // Queued instead, it is stored by the writer.
+        h.tx.send(Msg::Write(job)).await.unwrap();
+        drop(h);
+        done.wait().await;
+        assert_eq!(answer_of(&mut sender), Some(0));
+        assert_eq!(files(&spool).len(), 2);
+        no_temporaries_left(&spool);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn records_written_into_stock_files_are_exact_whatever_their_size() {
         let d = tempfile::tempdir().unwrap();
@@ -983,6 +1127,7 @@ mod tests {
         let mut batch = vec![Job {
             data: b"a record".to_vec(),
             to: Requester::Task { peer: None, reply },
+            flight: None,
         }];
         let h = spool.prepare(batch.pop().unwrap()).unwrap();
         assert_eq!(spool.used(), 8);
