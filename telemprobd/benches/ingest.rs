@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p telemprobd --bench ingest` — bounded to well under a minute. Reports:
 //! - baseline: write + fdatasync + rename + directory fsync per record, one after the other;
+//! - for reference, the same done by 8 threads at once, each on its own records (what the disk
+//!   gives that protocol with 8 writers and no daemon, no socket, no sharing);
 //! - telemprobd with 1 and with 8 concurrent senders (`client::send`, real Unix socket), each
 //!   send returning only once the record is on disk;
 //! - p50/p99 send latency, ratios to the baseline, and telemprobd's peak RSS (VmHWM);
@@ -22,6 +24,8 @@ use telemetry::{client, spool, Config, Record, SysInfo};
 /// [`ROUNDS`] times, and each figure is the median over rounds (ratios are taken per round, so
 /// a slow spell hits the baseline and the daemon alike).
 const ROUNDS: usize = 5;
+/// Concurrent senders in the many-senders measurement (and writers in its reference).
+const SENDERS: usize = 8;
 const BASELINE_TIME: Duration = Duration::from_millis(1500);
 const RUN_TIME: Duration = Duration::from_millis(2500);
 const WARMUP: Duration = Duration::from_millis(300);
@@ -67,6 +71,42 @@ fn baseline(dir: &Path) -> (f64, usize, Option<DeviceIo>) {
         bytes.len(),
         DeviceIo::between(io_before, Sample::take(dir), n),
     )
+}
+
+/// The baseline's durable write, done by [`SENDERS`] threads at once for [`BASELINE_TIME`],
+/// each one sequentially on its own files in `dir` (no shared directory sync): records/s.
+fn parallel_writers(dir: &Path, round: usize) -> f64 {
+    let bytes = spool::encode(&record(0), None);
+    let start = Instant::now();
+    let counts: Vec<usize> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..SENDERS)
+            .map(|t| {
+                let bytes = &bytes;
+                s.spawn(move || {
+                    let d = std::fs::File::open(dir).unwrap();
+                    let mut n = 0usize;
+                    while start.elapsed() < BASELINE_TIME {
+                        let name = format!("writers-{round}-{t}-{}", spool::file_name(n as u64));
+                        let tmp = dir.join(spool::temp_name(&name));
+                        let mut f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&tmp)
+                            .unwrap();
+                        f.write_all(bytes).unwrap();
+                        f.sync_data().unwrap();
+                        std::fs::rename(&tmp, dir.join(&name)).unwrap();
+                        d.sync_all().unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    counts.iter().sum::<usize>() as f64 / start.elapsed().as_secs_f64()
 }
 
 /// What the machine did during a measurement: write requests and cache flushes the block
@@ -265,11 +305,17 @@ fn ingest(config: &Config, senders: usize) -> Run {
     run
 }
 
+/// Records telemprobd stored: final files, not the baselines' own (`baseline-…`, `writers-…`).
 fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
-                .filter(|e| !spool::is_temporary(&e.file_name().to_string_lossy()))
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !spool::is_temporary(&name)
+                        && !name.starts_with("baseline-")
+                        && !name.starts_with("writers-")
+                })
                 .count()
         })
         .unwrap_or(0)
@@ -324,16 +370,17 @@ fn main() {
     let root: PathBuf = tmp.path().to_path_buf();
     let d = Daemon::start(&root);
     let (mut bases, mut ones, mut eights) = (Vec::new(), Vec::new(), Vec::new());
+    let mut writers = Vec::new();
     let mut base_ios = Vec::new();
     let mut size = 0;
     for round in 0..ROUNDS {
-        let _ = round;
         let (b, s, io) = baseline(&d.config.spool_dir);
         size = s;
         bases.push(b);
         base_ios.push(io);
         ones.push(ingest(&d.config, 1));
-        eights.push(ingest(&d.config, 8));
+        eights.push(ingest(&d.config, SENDERS));
+        writers.push(parallel_writers(&d.config.spool_dir, round));
     }
     let rss = d.peak_rss_kib();
     let cpu = d.cpu_time();
@@ -361,6 +408,19 @@ fn main() {
     };
     line("telemprobd, 1 sender", &one, &ones);
     line("telemprobd, 8 senders", &eight, &eights);
+    let par = median(writers.clone());
+    let of_writers = median(
+        eights
+            .iter()
+            .zip(&writers)
+            .map(|(e, w)| e.rate / w)
+            .collect(),
+    );
+    println!(
+        "reference: {SENDERS} writers at once, same durable write, no daemon: {par:7.0} records/s ({:.2}x baseline; telemprobd with {SENDERS} senders = {of_writers:.2}x of it)  (rounds: {:?})",
+        median(writers.iter().zip(&bases).map(|(w, b)| w / b).collect()),
+        writers.iter().map(|w| w.round() as u64).collect::<Vec<_>>()
+    );
     // What the disk did per record, and how busy disk and CPUs were (see `DeviceIo`).
     let base_io = median_io(base_ios.into_iter());
     for (name, io) in [
@@ -402,6 +462,9 @@ fn main() {
     println!("| measure | value |");
     println!("|---|---|");
     println!("| baseline, sequential durable write (median of {ROUNDS}) | {base:.0} records/s |");
+    println!(
+        "| reference: {SENDERS} writers at once, no daemon (median of {ROUNDS}) | {par:.0} records/s; telemprobd, 8 senders = {of_writers:.2}x of it |"
+    );
     for (name, r) in [("1 sender", &one), ("8 senders", &eight)] {
         println!(
             "| telemprobd, {name} | {:.0} records/s ({:.2}x baseline), p50 {:.2} ms, p99 {:.2} ms |",
