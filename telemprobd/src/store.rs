@@ -245,6 +245,11 @@ impl StoreHandle {
         }
     }
 
+    /// No record in flight.
+    pub fn idle(&self) -> bool {
+        self.shared.in_flight.load(Ordering::Acquire) == 0
+    }
+
     /// Commits `job` on this thread if it is alone (see [`StoreHandle::store_for`]); gives it
     /// back otherwise.
     fn commit_if_alone(&self, job: Job, others_waiting: impl FnOnce() -> bool) -> Result<(), Job> {
