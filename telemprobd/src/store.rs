@@ -18,7 +18,9 @@
 //!    directory ONCE for everything handed to it since its last sync, then answers their
 //!    senders: that is the group commit;
 //! 4. a lone record, with nothing queued behind it and no worker busy, is synced, renamed, and
-//!    its directory synced on the writer thread itself: no hand-off on its path;
+//!    its directory synced on the writer thread itself: no hand-off on its path. One served at
+//!    accept does not even come to the writer when nothing else is in flight and no other
+//!    client waits: the runtime thread commits it ([`StoreHandle::store_for`]);
 //! 5. answers each sender by writing the status word straight to its connection: a
 //!    connection served at accept ([`crate::fast`]) travels with its record and is finished and
 //!    closed here; for one read by a task, a duplicate of its descriptor travels with the
@@ -31,7 +33,8 @@
 //! record pays exactly what a careful sequential writer pays. A record is answered only by a
 //! directory sync that started after its rename, and renamed only after its `fdatasync`.
 //! Dedicated OS threads (not the async runtime) do the blocking syscalls, so the runtime keeps
-//! reading frames while the disk works.
+//! reading frames while the disk works; the one exception is the lone record above, when there
+//! is nothing else for the runtime to do.
 
 use std::ffi::OsStr;
 use std::fs::File;
