@@ -22,4 +22,3 @@ pub mod stats;
 pub mod stock;
 pub mod store;
 pub mod workers;
-pub mod writeout;

@@ -17,15 +17,14 @@
 //! unfinished temporaries after a crash. At most [`CAPACITY`] empty files and descriptors
 //! are held.
 //!
-//! Each file is also given its first block ahead: [`PREFILL`] zero bytes are written and
-//! written out (`sync_file_range`, not synced: nothing here needs to survive a crash). A record
-//! is then written over that block and the file cut to the record's length ([`Temp::fill`]).
-//! Writing out a new file's data means allocating its block and, after the write completes,
-//! converting the extent from "unwritten" to "written" in a kernel worker that then wakes the
-//! writer (traced: ~12 µs of the record's path); an overwrite of an allocated block needs
-//! neither, and the `write` itself is cheaper. Measured with one sender, alternating in one
-//! daemon: +4.5 % records/s (0.73× → 0.78× of the baseline, medians of five pairs). The cost is
-//! one 4 KiB write per record in the background.
+//! The files stay empty. Until session 7 each was also given its first block ahead (4 KiB of
+//! zeros written out with `sync_file_range`, the record then written over it and the file cut
+//! to length), which had gained one sender 4.5 % in session 4. Measured again once lone
+//! records no longer went through the writer thread, alternating in one daemon: no gain at
+//! one sender (+3.9 %, pairs both ways) nor at eight (+1.8 %), for one more 4 KiB device write
+//! per record and 6–7 % of the machine's CPU at eight senders (the stock thread's `pwrite`
+//! and `sync_file_range` in a profile). So it was dropped, and with it the only `unsafe`
+//! system call of this crate but one.
 //!
 //! When creation fails (no inodes, no permission), the thread logs it once, retries after a
 //! pause, and the writer creates files itself, which reports the error to the sender.
@@ -42,20 +41,14 @@ use std::time::Duration;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use telemetry::spool;
 
-use crate::writeout;
-
 /// Most files held ready.
 pub const CAPACITY: usize = 32;
 /// The thread refills the stock (up to [`CAPACITY`]) once it is down to this many.
 const REFILL_AT: usize = CAPACITY / 2;
-/// Bytes written ahead into each file: one block of the usual file systems, and more than a
-/// usual record takes. A longer record simply extends the file.
-pub const PREFILL: usize = 4096;
 /// Pause after a failed creation before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// A temporary file in the spool directory, open for writing: [`PREFILL`] zero bytes, or
-/// empty if writing them failed.
+/// An empty temporary file in the spool directory, open for writing.
 #[derive(Debug)]
 pub struct Temp {
     /// Its dot-file name, relative to the spool directory.
@@ -64,37 +57,12 @@ pub struct Temp {
 }
 
 impl Temp {
-    /// Makes the file's content exactly `data`: written over the start of the file, then the
-    /// file is cut to `data`'s length if it was `size_now` bytes long, more than that.
+    /// Makes the (empty) file's content `data`.
     ///
     /// # Errors
-    /// Writing or truncating failed.
-    pub fn fill(&self, data: &[u8], size_now: u64) -> io::Result<()> {
-        self.file.write_all_at(data, 0)?;
-        let len = data.len() as u64;
-        if size_now > len {
-            self.file.set_len(len)?;
-        }
-        Ok(())
-    }
-}
-
-/// Writes [`PREFILL`] zeros into each file and waits until they are written out (not synced).
-/// A file where writing fails (a full disk) is cut back to empty, which the writer takes as
-/// well; any other size would make it look changed behind the writer's back.
-fn prefill(batch: &[Temp]) {
-    let zeros = [0u8; PREFILL];
-    for t in batch {
-        if let Err(e) = t.file.write_all_at(&zeros, 0) {
-            tracing::debug!(error = %e, file = %t.name, "spool stock: cannot write ahead");
-            let _ = t.file.set_len(0);
-        }
-    }
-    for t in batch {
-        let _ = writeout::start(&t.file);
-    }
-    for t in batch {
-        let _ = writeout::wait(&t.file);
+    /// Writing failed.
+    pub fn fill(&self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, 0)
     }
 }
 
@@ -218,7 +186,6 @@ fn fill(shared: &Shared) {
                 }
             }
         }
-        prefill(&batch);
         if !batch.is_empty() {
             // One directory sync for the whole batch: the entries are then on disk, and a
             // record's own syncs find the directory clean of them.
@@ -294,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn fills_with_private_dot_files_of_one_block_refills_and_cleans_up() {
+    fn fills_with_private_empty_dot_files_refills_and_cleans_up() {
         let tmp = tempfile::tempdir().unwrap();
         let stock = Stock::start(open(tmp.path()));
         wait_for(&stock, CAPACITY);
@@ -304,7 +271,7 @@ mod tests {
             assert!(n.starts_with(".ahead-") && n.ends_with(".tmp"), "{n}");
             assert!(spool::is_temporary(n));
             let m = std::fs::metadata(tmp.path().join(n)).unwrap();
-            assert_eq!(m.len(), PREFILL as u64);
+            assert_eq!(m.len(), 0);
             assert_eq!(m.permissions().mode() & 0o777, 0o600);
         }
 
@@ -312,7 +279,7 @@ mod tests {
         let mut taken = Vec::new();
         for _ in 0..CAPACITY - REFILL_AT {
             let t = stock.take().unwrap();
-            t.fill(b"record", PREFILL as u64).unwrap();
+            t.fill(b"record").unwrap();
             taken.push(t);
         }
         wait_for(&stock, CAPACITY);

@@ -54,7 +54,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::fast::{self, Accepted};
 use crate::stats::Stats;
-use crate::stock::{self, Stock, Temp};
+use crate::stock::{Stock, Temp};
 use crate::workers::Workers;
 
 /// Most records the writer takes from the queue in one pass.
@@ -618,19 +618,14 @@ impl Spool {
     }
 
     /// A temporary file from the stock that is still in the directory and still as the stock
-    /// left it (its size: [`stock::PREFILL`], or 0 when writing ahead failed). Stock files can
+    /// left it (empty). Stock files can
     /// wait for hours; one removed meanwhile (a purge, an administrator) would fail its rename,
     /// and one written to by someone else is not ours to reuse, so such a file is skipped
     /// (closing it frees a removed one).
-    fn take_stock(&self) -> Option<(Temp, u64)> {
+    fn take_stock(&self) -> Option<Temp> {
         while let Some(t) = self.stock.take() {
             match rustix::fs::fstat(&t.file) {
-                Ok(st)
-                    if st.st_nlink > 0
-                        && (st.st_size == 0 || st.st_size == stock::PREFILL as i64) =>
-                {
-                    return Some((t, st.st_size.unsigned_abs()))
-                }
+                Ok(st) if st.st_nlink > 0 && st.st_size == 0 => return Some(t),
                 _ => tracing::debug!(file = %t.name, "temporary from stock was changed; skipped"),
             }
         }
@@ -640,11 +635,10 @@ impl Spool {
     fn write_temp(&mut self, job: Job) -> Result<Handed, (Job, io::Error)> {
         self.seq = self.seq.wrapping_add(1);
         let name = spool::file_name(self.seq);
-        // A file from the stock when there is one: its creation (and its block's allocation)
-        // is then off this record's path.
+        // A file from the stock when there is one: its creation is then off this record's path.
         let (tmp, file, written) = match self.take_stock() {
-            Some((t, size)) => {
-                let written = t.fill(&job.data, size);
+            Some(t) => {
+                let written = t.fill(&job.data);
                 (t.name, t.file, written)
             }
             None => {
@@ -964,25 +958,10 @@ mod tests {
     async fn records_written_into_stock_files_are_exact_whatever_their_size() {
         let d = tempfile::tempdir().unwrap();
         let (h, done, _) = handle(d.path(), None);
-        let sizes = [
-            1,
-            100,
-            stock::PREFILL - 1,
-            stock::PREFILL,
-            stock::PREFILL + 1,
-            3 * stock::PREFILL + 7,
-        ];
-        // Wait until the stock is full and written ahead (six records will not make it refill).
-        let prefilled = |d: &Path| {
-            names(d, true)
-                .iter()
-                .filter(|n| {
-                    std::fs::metadata(d.join(n)).is_ok_and(|m| m.len() == stock::PREFILL as u64)
-                })
-                .count()
-        };
+        let sizes = [1, 100, 4095, 4096, 4097, 3 * 4096 + 7];
+        // Wait until the stock is full (six records will not make it refill).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while prefilled(d.path()) < stock::CAPACITY {
+        while names(d.path(), true).len() < crate::stock::CAPACITY {
             assert!(Instant::now() < deadline, "stock not filled");
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -998,7 +977,7 @@ mod tests {
                 "size {size}"
             );
             // The record went into a stock file (one temporary fewer), not a new one.
-            assert_eq!(names(d.path(), true).len(), stock::CAPACITY - i - 1);
+            assert_eq!(names(d.path(), true).len(), crate::stock::CAPACITY - i - 1);
         }
         drop(h);
         done.wait().await;
@@ -1113,9 +1092,8 @@ mod tests {
         for n in &gone[1..] {
             std::fs::remove_file(d.path().join(n)).unwrap();
         }
-        let (t, size) = spool.take_stock().unwrap();
+        let t = spool.take_stock().unwrap();
         assert_eq!(&t.name, last, "the first untouched file is handed out");
-        assert_eq!(size, crate::stock::PREFILL as u64);
         drop(t);
         drop(spool);
         // The written file is not ours to remove; the handed-out one is the taker's (unused
