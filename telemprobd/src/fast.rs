@@ -3,8 +3,10 @@
 //! A probe connects, writes its frame in one go and waits for the answer, so by the time the
 //! accept loop sees the connection the frame has almost always arrived. Right after `accept`,
 //! one `recv(MSG_PEEK)` looks at what is queued; when it is the whole frame, the record is
-//! checked on the spot and handed to the spool writer together with the connection itself.
-//! The writer answers, consumes the frame and closes. Compared with a task per connection
+//! checked on the spot and handed to the spool writer together with the connection itself
+//! (or, when it is the only record in flight, committed right here: see
+//! [`crate::store::StoreHandle::store_for`]). Whoever commits it answers, consumes the frame
+//! and closes. Compared with a task per connection
 //! this takes off each record's path: registering the socket with the runtime and removing it
 //! (`epoll_ctl` twice), four `recv`s, duplicating the descriptor, and waking the runtime's
 //! thread again after the answer so the task can finish.
