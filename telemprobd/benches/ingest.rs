@@ -37,6 +37,22 @@ fn record(i: usize) -> Record {
     r
 }
 
+/// The protocol's durable write, done plainly: a new temporary dot-file, write, fdatasync,
+/// rename to `name`, fsync of the directory (`d`, open on `dir`).
+fn durable_write(dir: &Path, d: &std::fs::File, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(spool::temp_name(name));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+    f.sync_data().unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+    d.sync_all().unwrap();
+}
+
 /// What a careful single writer pays per record, without any daemon: (records/s, file size,
 /// device I/O per record).
 fn baseline(dir: &Path) -> (f64, usize, Option<DeviceIo>) {
@@ -52,17 +68,7 @@ fn baseline(dir: &Path) -> (f64, usize, Option<DeviceIo>) {
     let mut n = 0usize;
     while start.elapsed() < BASELINE_TIME {
         let name = format!("baseline-{}", spool::file_name(n as u64));
-        let tmp = dir.join(spool::temp_name(&name));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .unwrap();
-        f.write_all(&bytes).unwrap();
-        f.sync_data().unwrap();
-        std::fs::rename(&tmp, dir.join(&name)).unwrap();
-        d.sync_all().unwrap();
+        durable_write(dir, &d, &name, &bytes);
         n += 1;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
@@ -87,17 +93,7 @@ fn parallel_writers(dir: &Path, round: usize) -> f64 {
                     let mut n = 0usize;
                     while start.elapsed() < BASELINE_TIME {
                         let name = format!("writers-{round}-{t}-{}", spool::file_name(n as u64));
-                        let tmp = dir.join(spool::temp_name(&name));
-                        let mut f = std::fs::OpenOptions::new()
-                            .write(true)
-                            .create_new(true)
-                            .mode(0o600)
-                            .open(&tmp)
-                            .unwrap();
-                        f.write_all(bytes).unwrap();
-                        f.sync_data().unwrap();
-                        std::fs::rename(&tmp, dir.join(&name)).unwrap();
-                        d.sync_all().unwrap();
+                        durable_write(dir, &d, &name, bytes);
                         n += 1;
                     }
                     n
