@@ -87,8 +87,9 @@ fn connect(path: &Path, timeout: Duration) -> Result<UnixStream> {
                         "telemprobd at {} did not take the connection in time (busy?)",
                         path.display()
                     ),
-                    io::ErrorKind::TimedOut.into(),
-                ))
+                    // Its errno, so `tm_send_record` returns -ETIMEDOUT as for a late answer.
+                    io::Error::from_raw_os_error(crate::error::libc_errno::ETIMEDOUT),
+                ));
             }
             Err(e) => return Err(unreachable(e.into())),
         }
@@ -166,7 +167,9 @@ mod tests {
         let got = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("connect hung");
-        let e = got.unwrap_err().to_string();
+        let e = got.unwrap_err();
+        assert_eq!(e.errno(), crate::error::libc_errno::ETIMEDOUT);
+        let e = e.to_string();
         assert!(e.contains("did not take the connection in time"), "{e}");
     }
 

@@ -23,8 +23,8 @@
 //! records no longer went through the writer thread, alternating in one daemon: no gain at
 //! one sender (+3.9 %, pairs both ways) nor at eight (+1.8 %), for one more 4 KiB device write
 //! per record and 6–7 % of the machine's CPU at eight senders (the stock thread's `pwrite`
-//! and `sync_file_range` in a profile). So it was dropped, and with it the only `unsafe`
-//! system call of this crate but one.
+//! and `sync_file_range` in a profile). So it was dropped, and `writeout.rs`, the crate's
+//! `unsafe` wrapper of `sync_file_range`, with it.
 //!
 //! When creation fails (no inodes, no permission), the thread logs it once, retries after a
 //! pause, and the writer creates files itself, which reports the error to the sender.

@@ -104,6 +104,8 @@ struct Job {
 }
 
 /// A record handed to the store and not answered yet: one count in [`Shared::in_flight`].
+/// Holds only the counter, not [`Shared`]: a job waiting on a worker must not keep the spool
+/// (and its stock of temporaries) alive.
 struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
@@ -618,10 +620,9 @@ impl Spool {
     }
 
     /// A temporary file from the stock that is still in the directory and still as the stock
-    /// left it (empty). Stock files can
-    /// wait for hours; one removed meanwhile (a purge, an administrator) would fail its rename,
-    /// and one written to by someone else is not ours to reuse, so such a file is skipped
-    /// (closing it frees a removed one).
+    /// left it (empty). Stock files can wait for hours; one removed meanwhile (a purge, an
+    /// administrator) would fail its rename, and one written to by someone else is not ours to
+    /// reuse, so such a file is skipped (closing it frees a removed one).
     fn take_stock(&self) -> Option<Temp> {
         while let Some(t) = self.stock.take() {
             match rustix::fs::fstat(&t.file) {
