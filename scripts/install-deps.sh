@@ -10,6 +10,9 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 # journalprobe's real-journal test writes journal files with systemd-journal-remote.
 [ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] \
   || need+=(systemd-journal-remote)
+# The journald logging tests run each daemon in a private mount namespace (unshare, mount).
+command -v unshare >/dev/null || need+=(util-linux)
+command -v mount >/dev/null || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

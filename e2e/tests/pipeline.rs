@@ -11,30 +11,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use e2e::{bin, profile_dir};
 use telem_collector::{Collector, Options, StoredRecord};
 use telemetry::record::HEADER_NAMES;
-
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-/// A binary of the workspace; the build must have happened (scripts/test.sh does it).
-fn bin(name: &str) -> PathBuf {
-    let p = profile_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        p.display()
-    );
-    p
 }
 
 /// The C example program, linked against libtelemetry.so.4 relinked from this build's archive.

@@ -16,7 +16,6 @@ pub mod cli;
 pub mod daemon;
 pub mod deliver;
 pub mod finish;
-pub mod logging;
 pub mod rate;
 pub mod readahead;
 pub mod resolve;

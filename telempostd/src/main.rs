@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telempostd::logging::init();
+    daemon_logging::init("telempostd");
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -6,13 +6,12 @@
 //! [`store`] is the group-commit spool writer with the quota; [`stock`] creates its temporary
 //! files ahead and [`workers`] are its sync threads; [`ratelimit`] the pure window
 //! logic; [`machineid`] the id substituted into records; [`stats`] counters and status file;
-//! [`shutdown`] the signals; [`cli`] and [`logging`] are used by the binary.
+//! [`shutdown`] the signals; [`cli`] is used by the binary (logging: the `daemon-logging` crate).
 
 pub mod cli;
 pub mod fast;
 pub mod handler;
 pub mod listener;
-pub mod logging;
 pub mod machineid;
 pub mod peer;
 pub mod ratelimit;

@@ -9,7 +9,7 @@ use clap::Parser;
 use telemetry::Config;
 use telemprobd::cli::Cli;
 use telemprobd::shutdown::{Event, Signals};
-use telemprobd::{listener, logging, server};
+use telemprobd::{listener, server};
 use tokio::sync::{oneshot, watch};
 
 fn main() -> ExitCode {
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    logging::init();
+    daemon_logging::init("telemprobd");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,65 @@
+//! Where the daemons (`telemprobd`, `telempostd`) log: the systemd journal, with structured
+//! fields and their own `SYSLOG_IDENTIFIER`, when systemd runs them; stderr otherwise. The
+//! level comes from `RUST_LOG` (default `info`; per-record events are at `debug`).
+//!
+//! One crate so that both daemons decide the same way. It is not part of `libtelemetry`: that
+//! crate is also the C library, which has no use for a subscriber. The crash probe sets up its
+//! own logging: the kernel, not systemd, starts it, and it logs to both places.
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Where [`init`] sent the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Journal,
+    Stderr,
+}
+
+/// True when systemd started us: it sets `INVOCATION_ID` for every service, and
+/// `JOURNAL_STREAM` when the service's output goes to the journal.
+pub fn under_systemd() -> bool {
+    ["JOURNAL_STREAM", "INVOCATION_ID"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// Installs the global subscriber for the program `ident`. Never fails: when the journal cannot
+/// be reached (its socket missing), says so on stderr and logs there.
+pub fn init(ident: &str) -> Destination {
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let journald = if under_systemd() {
+        match tracing_journald::layer() {
+            Ok(l) => Some(l.with_syslog_identifier(ident.to_owned())),
+            Err(e) => {
+                eprintln!("{ident}: journald not reachable ({e}); logging to stderr");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let registry = tracing_subscriber::registry();
+    let (result, destination) = match journald {
+        Some(j) => (
+            registry.with(j.with_filter(filter())).try_init(),
+            Destination::Journal,
+        ),
+        None => (
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_target(false)
+                        .with_filter(filter()),
+                )
+                .try_init(),
+            Destination::Stderr,
+        ),
+    };
+    if let Err(e) = result {
+        eprintln!("{ident}: logging not set up: {e}");
+    }
+    destination
+}
