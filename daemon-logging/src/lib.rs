@@ -6,6 +6,8 @@
 //! crate is also the C library, which has no use for a subscriber. The crash probe sets up its
 //! own logging: the kernel, not systemd, starts it, and it logs to both places.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -51,6 +53,8 @@ pub fn init(ident: &str) -> Destination {
                 .with(
                     tracing_subscriber::fmt::layer()
                         .with_writer(std::io::stderr)
+                        // Colours only for a person at a terminal, not in a log file or pipe.
+                        .with_ansi(std::io::stderr().is_terminal())
                         .with_target(false)
                         .with_filter(filter()),
                 )

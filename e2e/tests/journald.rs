@@ -267,5 +267,7 @@ fn without_a_journal_the_daemons_say_so_and_log_to_stderr() {
             err.contains(&format!("{name}: journald not reachable")),
             "{name}:\n{err}"
         );
+        // A file is not a terminal: no colour escapes in it.
+        assert!(!err.contains('\x1b'), "{name}: escape codes in\n{err}");
     }
 }

@@ -61,6 +61,38 @@ fn a_thousand_records_from_eight_clients_are_all_spooled_with_the_machine_id() {
         assert_eq!(std::fs::metadata(f).unwrap().mode() & 0o777, 0o600);
     }
     assert_eq!(stored, sent);
+
+    // Nothing per record at the default level: a thousand records leave the log as it was
+    // after start-up (a few lines), not a thousand lines longer.
+    let log = d.log();
+    assert!(
+        log.lines().count() < 20,
+        "per-record logging at info:\n{log}"
+    );
+}
+
+#[test]
+fn each_record_is_logged_with_its_senders_credentials_at_debug_level() {
+    let d = Daemon::start_env("", &[], true, &[("RUST_LOG", "debug")]);
+    let config = d.config();
+    let r = record("who sent this");
+    client::send(&r, &config).unwrap();
+    let event_id = r.get(Header::EventId).to_string();
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let pid = std::process::id();
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("record received") && l.contains(&event_id))
+        .unwrap_or_else(|| panic!("no debug line for the record:\n{log}"));
+    for field in [
+        format!("uid={uid}"),
+        format!("gid={gid}"),
+        format!("pid={pid}"),
+    ] {
+        assert!(line.contains(&field), "{field} missing: {line}");
+    }
 }
 
 #[test]

@@ -35,6 +35,17 @@ impl Daemon {
     }
 
     pub fn start_with(settings: &str, args: &[&str], opted_in: bool) -> Daemon {
+        Self::start_env(settings, args, opted_in, &[])
+    }
+
+    /// As [`Daemon::start_with`], with extra environment variables (`RUST_LOG` is otherwise
+    /// removed: the daemon logs at its default level).
+    pub fn start_env(
+        settings: &str,
+        args: &[&str],
+        opted_in: bool,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let root = tempfile::tempdir().unwrap();
         let config_file = root.path().join("telemetrics.conf");
         write_config(&config_file, settings);
@@ -53,6 +64,8 @@ impl Daemon {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .env_remove("INVOCATION_ID")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stderr(log)
             .spawn()
