@@ -9,7 +9,10 @@
 //!   send returning only once the record is on disk;
 //! - p50/p99 send latency, ratios to the baseline, and telemprobd's peak RSS (VmHWM);
 //! - write requests and cache flushes of the disk per record, and how busy the disk and the
-//!   CPUs were, for each of the three.
+//!   CPUs were, for each of the three;
+//! - CPU time per record with 8 senders (telemprobd's and the senders' own) and for the
+//!   reference's writers: on a machine with few CPUs, the one that tells whether the daemon's
+//!   rate is bound by the CPUs rather than the disk.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -81,8 +84,10 @@ fn baseline(dir: &Path) -> (f64, usize, Option<DeviceIo>) {
 
 /// The baseline's durable write, done by [`SENDERS`] threads at once for [`BASELINE_TIME`],
 /// each one sequentially on its own files in `dir` (no shared directory sync): records/s.
-fn parallel_writers(dir: &Path, round: usize) -> f64 {
+/// Records/s of the 8 writers, and the CPU time they took per record.
+fn parallel_writers(dir: &Path, round: usize) -> (f64, Option<Duration>) {
     let bytes = spool::encode(&record(0), None);
+    let cpu_before = cpu_of(std::process::id());
     let start = Instant::now();
     let counts: Vec<usize> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..SENDERS)
@@ -102,7 +107,23 @@ fn parallel_writers(dir: &Path, round: usize) -> f64 {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    counts.iter().sum::<usize>() as f64 / start.elapsed().as_secs_f64()
+    let n: usize = counts.iter().sum();
+    let cpu = per_record(cpu_before, cpu_of(std::process::id()), n);
+    (n as f64 / start.elapsed().as_secs_f64(), cpu)
+}
+
+/// User + system CPU time of process `pid` so far (`/proc/<pid>/stat`, clock ticks of 10 ms).
+fn cpu_of(pid: u32) -> Option<Duration> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time per record between two readings of [`cpu_of`].
+fn per_record(before: Option<Duration>, after: Option<Duration>, n: usize) -> Option<Duration> {
+    Some(after?.saturating_sub(before?) / u32::try_from(n.max(1)).ok()?)
 }
 
 /// What the machine did during a measurement: write requests and cache flushes the block
@@ -228,13 +249,9 @@ impl Daemon {
         Daemon { child, config }
     }
 
-    /// User + system CPU time of the daemon so far (clock ticks of 10 ms).
+    /// User + system CPU time of the daemon so far.
     fn cpu_time(&self) -> Option<Duration> {
-        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        let after = s.rsplit_once(')')?.1;
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        Some(Duration::from_millis(ticks * 10))
+        cpu_of(self.child.id())
     }
 
     fn peak_rss_kib(&self) -> Option<u64> {
@@ -253,6 +270,9 @@ impl Drop for Daemon {
 
 struct Run {
     io: Option<DeviceIo>,
+    /// CPU time per record of telemprobd, and of the senders (this process).
+    cpu_daemon: Option<Duration>,
+    cpu_senders: Option<Duration>,
     rate: f64,
     p50: Duration,
     p99: Duration,
@@ -260,7 +280,8 @@ struct Run {
 }
 
 /// `senders` threads send for [`RUN_TIME`] (after a warm-up); every send must succeed.
-fn ingest(config: &Config, senders: usize) -> Run {
+fn ingest(d: &Daemon, senders: usize) -> Run {
+    let config = &d.config;
     let go = |time: Duration| {
         let start = Instant::now();
         let lat: Vec<Vec<Duration>> = std::thread::scope(|s| {
@@ -288,6 +309,8 @@ fn ingest(config: &Config, senders: usize) -> Run {
         let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
         Run {
             io: None,
+            cpu_daemon: None,
+            cpu_senders: None,
             rate: all.len() as f64 / elapsed.as_secs_f64(),
             p50: pct(0.50),
             p99: pct(0.99),
@@ -296,7 +319,10 @@ fn ingest(config: &Config, senders: usize) -> Run {
     };
     go(WARMUP);
     let before = Sample::take(&config.spool_dir);
+    let (daemon_before, senders_before) = (d.cpu_time(), cpu_of(std::process::id()));
     let mut run = go(RUN_TIME);
+    run.cpu_daemon = per_record(daemon_before, d.cpu_time(), run.records);
+    run.cpu_senders = per_record(senders_before, cpu_of(std::process::id()), run.records);
     run.io = DeviceIo::between(before, Sample::take(&config.spool_dir), run.records);
     run
 }
@@ -374,8 +400,8 @@ fn main() {
         size = s;
         bases.push(b);
         base_ios.push(io);
-        ones.push(ingest(&d.config, 1));
-        eights.push(ingest(&d.config, SENDERS));
+        ones.push(ingest(&d, 1));
+        eights.push(ingest(&d, SENDERS));
         writers.push(parallel_writers(&d.config.spool_dir, round));
     }
     let rss = d.peak_rss_kib();
@@ -404,6 +430,7 @@ fn main() {
     };
     line("telemprobd, 1 sender", &one, &ones);
     line("telemprobd, 8 senders", &eight, &eights);
+    let (writers, writers_cpu): (Vec<f64>, Vec<Option<Duration>>) = writers.into_iter().unzip();
     let par = median(writers.clone());
     let of_writers = median(
         eights
@@ -436,6 +463,26 @@ fn main() {
             None => println!("device I/O per record, {name}: counters not readable"),
         }
     }
+    // CPU time per record: where the machine's CPUs went, per record, in each way of writing.
+    let per_rec = |v: Vec<Option<Duration>>| {
+        let v: Vec<Duration> = v.into_iter().flatten().collect();
+        if v.is_empty() {
+            "?".to_string()
+        } else {
+            format!("{:.0} µs", median_dur(v).as_secs_f64() * 1e6)
+        }
+    };
+    for (name, runs) in [("1 sender", &ones), ("8 senders", &eights)] {
+        println!(
+            "CPU per record, {name:<10} telemprobd {}, senders {}",
+            per_rec(runs.iter().map(|r| r.cpu_daemon).collect()),
+            per_rec(runs.iter().map(|r| r.cpu_senders).collect()),
+        );
+    }
+    println!(
+        "CPU per record, reference  {} (the {SENDERS} writers; no daemon, no socket)",
+        per_rec(writers_cpu)
+    );
     match rss {
         Some(k) => println!(
             "telemprobd peak RSS (VmHWM): {k} KiB ({:.2} MiB)",
