@@ -87,6 +87,7 @@ fn start(s: &Setup, extra: &[&str]) -> Daemon {
         .env("TELEM_ROOT", &s.root)
         .env("RUST_LOG", "warn")
         .env_remove("JOURNAL_STREAM")
+        .env_remove("INVOCATION_ID")
         .env_remove("http_proxy")
         .env_remove("HTTP_PROXY")
         .stdin(Stdio::null())

@@ -236,6 +236,8 @@ impl Daemon {
             .arg(&conf)
             .env("TELEM_ROOT", root)
             .env("RUST_LOG", "warn")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("INVOCATION_ID")
             .env_remove("LISTEN_FDS")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())

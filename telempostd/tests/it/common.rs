@@ -125,6 +125,7 @@ impl Env {
             .env("RUST_LOG", "telempostd=debug,info")
             .env_remove("TELEM_CONFIG")
             .env_remove("JOURNAL_STREAM")
+            .env_remove("INVOCATION_ID")
             .env_remove("http_proxy")
             .env_remove("HTTP_PROXY")
             .env_remove("https_proxy")
