@@ -12,16 +12,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Where [`init`] sent the logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Destination {
-    Journal,
-    Stderr,
-}
-
 /// True when systemd started us: it sets `INVOCATION_ID` for every service, and
 /// `JOURNAL_STREAM` when the service's output goes to the journal.
-pub fn under_systemd() -> bool {
+fn under_systemd() -> bool {
     ["JOURNAL_STREAM", "INVOCATION_ID"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
@@ -29,7 +22,7 @@ pub fn under_systemd() -> bool {
 
 /// Installs the global subscriber for the program `ident`. Never fails: when the journal cannot
 /// be reached (its socket missing), says so on stderr and logs there.
-pub fn init(ident: &str) -> Destination {
+pub fn init(ident: &str) {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let journald = if under_systemd() {
         match tracing_journald::layer() {
@@ -43,27 +36,20 @@ pub fn init(ident: &str) -> Destination {
         None
     };
     let registry = tracing_subscriber::registry();
-    let (result, destination) = match journald {
-        Some(j) => (
-            registry.with(j.with_filter(filter())).try_init(),
-            Destination::Journal,
-        ),
-        None => (
-            registry
-                .with(
-                    tracing_subscriber::fmt::layer()
-                        .with_writer(std::io::stderr)
-                        // Colours only for a person at a terminal, not in a log file or pipe.
-                        .with_ansi(std::io::stderr().is_terminal())
-                        .with_target(false)
-                        .with_filter(filter()),
-                )
-                .try_init(),
-            Destination::Stderr,
-        ),
+    let result = match journald {
+        Some(j) => registry.with(j.with_filter(filter())).try_init(),
+        None => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    // Colours only for a person at a terminal, not in a log file or pipe.
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_target(false)
+                    .with_filter(filter()),
+            )
+            .try_init(),
     };
     if let Err(e) = result {
         eprintln!("{ident}: logging not set up: {e}");
     }
-    destination
 }
