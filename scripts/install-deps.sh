@@ -13,6 +13,8 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 # The journald logging tests run each daemon in a private mount namespace (unshare, mount).
 command -v unshare >/dev/null || need+=(util-linux)
 command -v mount >/dev/null || need+=(mount)
+# crashprobe's test of xz-compressed cores compresses a real core with liblzma's CLI.
+command -v xz >/dev/null || need+=(xz-utils)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

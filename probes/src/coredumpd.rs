@@ -1,7 +1,7 @@
 //! `crashprobe --journal`: crashes that systemd-coredump recorded in the journal, for systems
 //! where systemd-coredump owns `core_pattern`. Each entry (`MESSAGE_ID` [`MESSAGE_ID`]) names
 //! the executable, signal and the core: a file in `/var/lib/systemd/coredump/` (usually
-//! zstd-compressed) or the core itself inline in the `COREDUMP` field. Entries are read with
+//! zstd-, lz4- or xz-compressed) or the core itself inline in the `COREDUMP` field. Entries are read with
 //! `journalctl -o json` (no libsystemd), after a cursor stored in `state_dir`, as journalprobe
 //! does; each becomes the same record as the pipe mode's. See docs/crashprobe.md.
 
@@ -295,7 +295,9 @@ pub enum CoreError {
     #[error("core file {0} is not a regular file")]
     NotAFile(PathBuf),
     /// A compression we do not decode.
-    #[error("core file {0}: {1} compression is not supported (only zstd, lz4 and uncompressed)")]
+    #[error(
+        "core file {0}: {1} compression is not supported (only zstd, lz4, xz and uncompressed)"
+    )]
     Unsupported(PathBuf, String),
     /// Not a valid zstd frame.
     #[error("core file {0}: not a zstd stream: {1}")]
@@ -336,11 +338,11 @@ pub fn read_core(
         ));
     }
     let compression = Compression::of(path);
-    let unsupported = |what: &str| Err(CoreError::Unsupported(path.clone(), what.to_string()));
-    match &compression {
-        Compression::Xz => return unsupported("xz"),
-        Compression::Unknown(ext) => return unsupported(&format!("unknown (.{ext})")),
-        Compression::None | Compression::Zstd | Compression::Lz4 => {}
+    if let Compression::Unknown(ext) = &compression {
+        return Err(CoreError::Unsupported(
+            path.clone(),
+            format!("unknown (.{ext})"),
+        ));
     }
     let file = open_regular(path)?;
     let compressed = |kind| move |e| CoreError::Compressed(path.clone(), kind, e);
@@ -354,6 +356,12 @@ pub fn read_core(
         Compression::Lz4 => {
             let decoder = lz4_flex::frame::FrameDecoder::new(BufReader::new(file));
             coredump::Core::from_reader(decoder, limits).map_err(compressed("lz4"))
+        }
+        // systemd's default before v246: one xz stream (CRC64); concatenated streams are
+        // read as one, as `xz -d` does.
+        Compression::Xz => {
+            let decoder = lzma_rust2::XzReader::new(BufReader::new(file), true);
+            coredump::Core::from_reader(decoder, limits).map_err(compressed("xz"))
         }
         _ => Ok(coredump::Core::from_file(file, limits)?),
     }
@@ -679,7 +687,13 @@ mod tests {
         std::fs::write(dir.path().join("core.l.1.b.2.3.lz4"), b"not lz4").unwrap();
         let e = err(&crash(dir.path().join("core.l.1.b.2.3.lz4")));
         assert!(e.contains(".lz4 (lz4): "), "{e}");
+        std::fs::write(dir.path().join("core.x.1.b.2.3.xz"), b"not xz").unwrap();
         let e = err(&crash(dir.path().join("core.x.1.b.2.3.xz")));
-        assert!(e.contains("xz compression is not supported"), "{e}");
+        assert!(e.contains(".xz (xz): "), "{e}");
+        let e = err(&crash(dir.path().join("core.q.1.b.2.3.gz")));
+        assert!(
+            e.contains("unknown (.gz) compression is not supported"),
+            "{e}"
+        );
     }
 }

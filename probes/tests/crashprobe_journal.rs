@@ -234,6 +234,37 @@ fn lz4_core_file_is_read() {
 }
 
 #[test]
+fn xz_core_files_are_read() {
+    // Compressed by the xz CLI (liblzma, as systemd-coredump before v246 and with
+    // `Compress=xz` builds): CRC64 as systemd writes, and SHA-256 for another check type.
+    let (p, core) = core();
+    let env = Env::unfiltered();
+    let mut lines = Vec::new();
+    for (i, check) in ["crc64", "sha256"].into_iter().enumerate() {
+        let path = env
+            .coredump_dir()
+            .join(format!("core.crash.1000.b00t.{i}.1700000000000000.xz"));
+        let mut child = Command::new("xz")
+            .args(["-q", "-c", "-T1", &format!("--check={check}")])
+            .stdin(Stdio::piped())
+            .stdout(fs::File::create(&path).unwrap())
+            .spawn()
+            .expect("the xz CLI (apt-get install xz-utils)");
+        child.stdin.take().unwrap().write_all(&core).unwrap();
+        assert!(child.wait().unwrap().success());
+        lines.push(entry(
+            &format!("c{i}"),
+            &p.bin,
+            1_700_000_000 + i as u64 * 100,
+            &file_field(&path),
+        ));
+    }
+    let journal = env.journal(&lines);
+    let text = ok(&env.run_input(&journal, &["-n"]));
+    assert_eq!(text.matches(&crashed_frames(&p.bin)).count(), 2, "{text}");
+}
+
+#[test]
 fn uncompressed_core_file_is_read() {
     let (p, core) = core();
     let env = Env::unfiltered();
@@ -252,7 +283,7 @@ fn missing_unsupported_and_outside_cores_are_error_records() {
     let lz4 = dir.join("core.crash.1000.b00t.2.1700000000000000.lz4");
     fs::write(&lz4, b"\x04\x22\x4d\x18whatever").unwrap();
     let xz = dir.join("core.crash.1000.b00t.7.1700000000000000.xz");
-    fs::write(&xz, b"x").unwrap();
+    fs::write(&xz, b"\xfd7zXZ\0 not really").unwrap();
     let gz = dir.join("core.crash.1000.b00t.3.1700000000000000.gz");
     fs::write(&gz, b"x").unwrap();
     let journal = env.journal(&[
@@ -285,10 +316,7 @@ fn missing_unsupported_and_outside_cores_are_error_records() {
     for msg in [
         format!("Error: cannot open core file {}: ", missing.display()),
         format!("Error: core file {} (lz4): ", lz4.display()),
-        format!(
-            "Error: core file {}: xz compression is not supported",
-            xz.display()
-        ),
+        format!("Error: core file {} (xz): ", xz.display()),
         format!(
             "Error: core file {}: unknown (.gz) compression is not supported",
             gz.display()
