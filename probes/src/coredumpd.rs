@@ -1,9 +1,9 @@
 //! `crashprobe --journal`: crashes that systemd-coredump recorded in the journal, for systems
 //! where systemd-coredump owns `core_pattern`. Each entry (`MESSAGE_ID` [`MESSAGE_ID`]) names
-//! the executable, signal and the core: a file in `/var/lib/systemd/coredump/` (usually
-//! zstd-, lz4- or xz-compressed) or the core itself inline in the `COREDUMP` field. Entries are read with
-//! `journalctl -o json` (no libsystemd), after a cursor stored in `state_dir`, as journalprobe
-//! does; each becomes the same record as the pipe mode's. See docs/crashprobe.md.
+//! the executable, signal and the core: a file in `/var/lib/systemd/coredump/` (zstd-, lz4- or
+//! xz-compressed, or not) or the core itself inline in the `COREDUMP` field. Entries are read
+//! with `journalctl -o json` (no libsystemd), after a cursor stored in `state_dir`, as
+//! journalprobe does; each becomes the same record as the pipe mode's. See docs/crashprobe.md.
 
 use std::ffi::OsString;
 use std::fmt;
