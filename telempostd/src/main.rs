@@ -16,8 +16,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            // Once, where the logs go (stderr, or the journal under systemd), as telemprobd.
             tracing::error!("{e:#}");
-            eprintln!("telempostd: error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,4 +1,5 @@
-//! kill -9 in the middle of a delivery: after a restart every record arrives (at least once).
+//! kill -9 in the middle of a delivery: after a restart every record arrives (at least once); SIGTERM,
+//! SIGHUP, and a configuration that does not load.
 
 use std::time::Duration;
 
@@ -84,4 +85,15 @@ fn sighup_reloads_the_configuration() {
     assert_eq!(b.records()[0].format, "json");
     assert_eq!(a.records().len(), 1);
     assert!(d.stop().success());
+}
+
+#[test]
+fn a_bad_configuration_is_reported_once_with_its_line_and_exits_1() {
+    let env = Env::new("http://127.0.0.1:9/v2/collector", "spool_max_size=abc");
+    let mut d = env.start(&[]);
+    let status = d.wait(Duration::from_secs(20)).expect("still running");
+    assert_eq!(status.code(), Some(1));
+    let log = d.log_text();
+    let line = "telempostd-test.conf:5: spool_max_size: \"abc\" is not an integer";
+    assert_eq!(log.matches(line).count(), 1, "{log}");
 }
