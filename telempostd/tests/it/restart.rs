@@ -1,5 +1,5 @@
-//! kill -9 in the middle of a delivery: after a restart every record arrives (at least once); SIGTERM,
-//! SIGHUP, and a configuration that does not load.
+//! kill -9 in the middle of a delivery: after a restart every record arrives (at least once).
+//! Also SIGTERM, SIGHUP, and a configuration that does not load.
 
 use std::time::Duration;
 
