@@ -2,7 +2,8 @@
 # The whole test suite: formatting, lints, and every test of the workspace (unit, property,
 # integration with real daemons and sockets, gcc-compiled C programs against the C library).
 # Needs: the Rust toolchain with clippy and rustfmt, gcc, binutils (readelf), gdb (gcore, for
-# the crash-probe tests), systemd (systemd-analyze, for the unit tests). scripts/install-deps.sh
+# the crash-probe tests), systemd (systemd-analyze, for the unit tests), xz-utils (xz cores),
+# util-linux and mount (unshare, for the journal logging tests). scripts/install-deps.sh
 # installs the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
