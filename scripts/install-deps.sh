@@ -15,6 +15,8 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v mount >/dev/null || need+=(mount)
 # crashprobe's test of xz-compressed cores compresses a real core with liblzma's CLI.
 command -v xz >/dev/null || need+=(xz-utils)
+# scripts/check-under-systemd.sh boots this OS under systemd-nspawn to run the real units.
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Runs the installed units under a real systemd: boots this machine's own OS in a container
+# (systemd-nspawn, systemd as PID 1, a private network) on a throwaway overlay of the root file
+# system, installs the release build there with scripts/install.sh as a package would, opts in,
+# and checks what only a real service manager shows: socket activation, Type=notify readiness,
+# the telemetry user and the whole sandbox (PrivateUsers=, SystemCallFilter=, ...) working,
+# native journal logging, the path unit starting telempostd, ExecReload=, delivery to a local
+# collector, a C program linked against the installed libtelemetry.so.4, and a clean stop.
+#
+#   sudo scripts/check-under-systemd.sh [--profile-dir DIR]
+#
+# Needs root, systemd-nspawn (systemd-container) and overlayfs. Installs the binaries of DIR
+# (default target/release, built if missing); scripts/test.sh passes target/debug.
+#
+# Nothing is written to the real system: every change inside the container lands in a tmpfs
+# that is discarded at the end. Not part of scripts/test.sh: it boots a whole OS (about 20 s,
+# and every service the host has enabled starts inside the container). What it checks and found
+# is in docs/systemd.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=$(pwd)
+profile_dir=target/release
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile-dir) profile_dir=$2; shift ;;
+    *) echo "check-under-systemd: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+fail() { echo "check-under-systemd: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || fail "needs root (systemd-nspawn, overlayfs mounts)"
+command -v systemd-nspawn >/dev/null || fail "needs systemd-nspawn (apt-get install systemd-container)"
+command -v nsenter >/dev/null || fail "needs nsenter (util-linux)"
+for b in telemprobd telempostd telemctl telem-record-gen telem-collector telem-docgen; do
+  if [ ! -x "$profile_dir/$b" ]; then
+    [ "$profile_dir" = target/release ] || fail "$profile_dir/$b is missing: build first"
+    cargo build --release --workspace
+    break
+  fi
+done
+
+work=$(mktemp -d /tmp/telem-systemd.XXXXXX)
+log="$work.console"
+machine="telemcheck$$"
+nspawn=""
+cleanup() {
+  if [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null; then
+    init=$(pgrep -P "$nspawn" | head -n 1 || true)
+    [ -n "$init" ] && nsenter -t "$init" -a systemctl poweroff >/dev/null 2>&1 || true
+    for _ in $(seq 1 100); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.1; done
+    kill "$nspawn" 2>/dev/null || true
+    wait "$nspawn" 2>/dev/null || true
+  fi
+  umount "$work/root" 2>/dev/null || true
+  umount "$work" 2>/dev/null || true
+  rmdir "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# The container's root: this root file system, read-only below, a tmpfs on top.
+mount -t tmpfs -o size=2G tmpfs "$work"
+mkdir -p "$work/upper" "$work/work" "$work/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$work/upper,workdir=$work/work" "$work/root"
+
+echo "== booting this OS under systemd-nspawn (console: $log)"
+systemd-nspawn -D "$work/root" --machine="$machine" --register=no --keep-unit \
+  --private-network --boot --console=read-only --bind-ro="$src:/telemetrics-src" \
+  >"$log" 2>&1 &
+nspawn=$!
+init=""
+for _ in $(seq 1 600); do
+  kill -0 "$nspawn" 2>/dev/null || fail "the container did not boot; see $log"
+  init=$(pgrep -P "$nspawn" | head -n 1 || true)
+  if [ -n "$init" ]; then
+    state=$(nsenter -t "$init" -a systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) break ;; esac
+  fi
+  sleep 0.1
+done
+case "${state:-}" in running|degraded) ;; *) fail "the container's systemd is '${state:-?}'" ;; esac
+echo "   systemd $(nsenter -t "$init" -a systemctl --version | head -n 1 | cut -d' ' -f2) is PID 1 in the container ($state)"
+
+# Everything below runs inside the container.
+nsenter -t "$init" -a /usr/bin/env PROFILE_DIR="$profile_dir" /bin/bash -s <<'INSIDE'
+set -euo pipefail
+fail() { echo "FAIL: $*" >&2; exit 1; }
+trap 'echo "FAIL: in the container, line $LINENO: $BASH_COMMAND" >&2' ERR
+cd /telemetrics-src
+
+echo "== installing as a package would (PREFIX=/usr), users, directories"
+PREFIX=/usr scripts/install.sh --no-build --profile-dir "$PROFILE_DIR" >/dev/null
+systemd-sysusers
+systemd-tmpfiles --create >/dev/null 2>&1 || true
+systemctl daemon-reload
+uid=$(id -u telemetry) || fail "sysusers did not create the telemetry user"
+
+echo "== a local collector, and the configuration pointing at it"
+systemd-run --quiet --unit=telem-collector "/telemetrics-src/$PROFILE_DIR/telem-collector" \
+  --listen 127.0.0.1:18181 --store /root/collected.jsonl
+mkdir -p /etc/telemetrics
+printf '[settings]\nserver=http://127.0.0.1:18181/v2/collector\n' > /etc/telemetrics/telemetrics.conf
+
+echo "== telemctl opt-in (enables and starts the units)"
+telemctl opt-in
+systemctl is-active --quiet telemprobd.socket || fail "telemprobd.socket is not listening"
+systemctl is-active --quiet telempostd.path || fail "telempostd.path is not active"
+
+echo "== records: telem-record-gen, and a C program linked against the installed library"
+telem-record-gen -c org.test/systemd/cli -s 1 -p "from telem-record-gen, under systemd"
+gcc -o /root/send_record examples/send_record.c -ltelemetry
+/root/send_record >/dev/null
+systemctl is-active --quiet telemprobd.service || fail "socket activation did not start telemprobd"
+[ "$(systemctl show -p Type --value telemprobd.service)" = notify ] || fail "telemprobd is not Type=notify"
+pid=$(systemctl show -p MainPID --value telemprobd.service)
+[ "$(stat -c %u /proc/"$pid")" = "$uid" ] || fail "telemprobd does not run as the telemetry user"
+
+echo "== delivery (the path unit starts telempostd)"
+for _ in $(seq 1 300); do
+  [ -f /root/collected.jsonl ] && [ "$(wc -l < /root/collected.jsonl)" -ge 2 ] && break
+  sleep 0.1
+done
+[ "$(wc -l < /root/collected.jsonl 2>/dev/null || echo 0)" -eq 2 ] \
+  || fail "the collector did not get both records: $(cat /root/collected.jsonl 2>/dev/null)"
+grep -q '"classification":"org.test/systemd/cli"' /root/collected.jsonl || fail "the CLI record is missing"
+[ -z "$(find /var/spool/telemetry -maxdepth 1 -type f ! -name '.*')" ] || fail "records left in the spool"
+
+echo "== reload (ExecReload= sends SIGHUP) and the native journal"
+systemctl reload telempostd.service
+journalctl --sync
+ready=$(journalctl -o verbose --no-pager -t telemprobd MESSAGE=ready)
+echo "$ready" | grep -q "PRIORITY=5" || fail "telemprobd's 'ready' is not in the journal at notice level"
+echo "$ready" | grep -q "_UID=$uid" || fail "telemprobd's journal entries are not from the telemetry user"
+echo "$ready" | grep -q "CODE_FILE=telemprobd/src/server.rs" || fail "no structured fields in the journal"
+for _ in $(seq 1 50); do
+  journalctl --no-pager -t telempostd | grep -q "configuration reloaded" && break
+  sleep 0.1
+done
+journalctl --no-pager -t telempostd | grep -q "configuration reloaded" || fail "telempostd did not reload"
+
+echo "== the units' exposure as systemd rates it"
+systemd-analyze security --no-pager telemprobd.service telempostd.service journal-probe-tail.service \
+  | sed -n '/^UNIT/,$p'
+
+echo "== telemctl status / journal"
+telemctl status
+telemctl journal
+
+echo "== a clean stop"
+systemctl stop telemprobd.socket telemprobd.service telempostd.path telempostd.service
+for u in telemprobd.service telempostd.service; do
+  [ "$(systemctl show -p Result --value "$u")" = success ] || fail "$u did not stop cleanly"
+done
+if journalctl --no-pager -p err -t telemprobd -t telempostd | grep -v -- '-- No entries --' | grep -q .; then
+  journalctl --no-pager -p err -t telemprobd -t telempostd
+  fail "errors in the daemons' journal"
+fi
+echo "PASS: the units work under systemd $(systemctl --version | head -n 1 | cut -d' ' -f2)"
+INSIDE
