@@ -44,6 +44,7 @@ work=$(mktemp -d /tmp/telem-systemd.XXXXXX)
 log="$work.console"
 machine="telemcheck$$"
 nspawn=""
+passed=0
 cleanup() {
   if [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null; then
     init=$(pgrep -P "$nspawn" | head -n 1 || true)
@@ -55,6 +56,7 @@ cleanup() {
   umount "$work/root" 2>/dev/null || true
   umount "$work" 2>/dev/null || true
   rmdir "$work" 2>/dev/null || true
+  if [ "$passed" = 1 ]; then rm -f "$log"; else echo "container console: $log" >&2; fi
 }
 trap cleanup EXIT
 
@@ -157,3 +159,4 @@ if journalctl --no-pager -p err -t telemprobd -t telempostd | grep -v -- '-- No 
 fi
 echo "PASS: the units work under systemd $(systemctl --version | head -n 1 | cut -d' ' -f2)"
 INSIDE
+passed=1
