@@ -9,6 +9,7 @@
 //! updated=1700000100
 //! last_delivery=1700000090
 //! last_error=collector answered 503
+//! last_error_at=1700000095
 //! counter.received=10
 //! counter.rejected=1
 //! ```
@@ -35,6 +36,9 @@ pub struct DaemonStatus {
     pub last_delivery: Option<u64>,
     /// The last error, in words.
     pub last_error: Option<String>,
+    /// When the last error happened, seconds since the epoch (absent in files of older
+    /// daemons: the report's time is the best guess then).
+    pub last_error_at: Option<u64>,
     /// Named counters (received, rejected, stored, delivered, retried, expired, dropped, ...).
     pub counters: BTreeMap<String, u64>,
 }
@@ -60,6 +64,9 @@ impl DaemonStatus {
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();
             s.push_str(&format!("last_error={one_line}\n"));
+        }
+        if let Some(t) = self.last_error_at {
+            s.push_str(&format!("last_error_at={t}\n"));
         }
         for (k, v) in &self.counters {
             s.push_str(&format!("counter.{k}={v}\n"));
@@ -91,6 +98,7 @@ impl DaemonStatus {
                 "updated" => st.updated = num()?,
                 "last_delivery" => st.last_delivery = Some(num()?),
                 "last_error" => st.last_error = Some(v.to_string()),
+                "last_error_at" => st.last_error_at = Some(num()?),
                 _ => {
                     if let Some(name) = k.strip_prefix("counter.") {
                         st.counters.insert(name.to_string(), num()?);
@@ -150,6 +158,7 @@ mod tests {
             updated: 2,
             last_delivery: Some(3),
             last_error: Some("bad\nthing".into()),
+            last_error_at: Some(4),
             ..Default::default()
         };
         st.counters.insert("received".into(), 10);
@@ -157,6 +166,8 @@ mod tests {
         write(&f, &st).unwrap();
         let back = read(&f).unwrap().unwrap();
         assert_eq!(back.last_error.as_deref(), Some("bad thing"));
+        assert_eq!(back.last_error_at, Some(4));
+        assert_eq!(back.last_delivery, Some(3));
         assert_eq!(back.counters["received"], 10);
         assert_eq!(back.pid, 7);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);

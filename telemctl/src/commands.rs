@@ -205,8 +205,10 @@ pub fn status(config: &Config) -> Result<ExitCode> {
                 }
                 last_delivery = last_delivery.max(st.last_delivery);
                 if let Some(e) = st.last_error {
-                    if last_error.as_ref().is_none_or(|(t, _)| st.updated > *t) {
-                        last_error = Some((st.updated, format!("{daemon}: {e}")));
+                    // When it happened; a file from an older daemon only has its report time.
+                    let at = st.last_error_at.unwrap_or(st.updated);
+                    if last_error.as_ref().is_none_or(|(t, _)| at > *t) {
+                        last_error = Some((at, format!("{daemon}: {e}")));
                     }
                 }
             }
@@ -243,9 +245,14 @@ pub fn status(config: &Config) -> Result<ExitCode> {
             ago(now(), t)
         ))
     ));
+    // With its time, so an error from before the last delivery reads as past.
     out.push_str(&format!(
         "last error:  {}\n",
-        last_error.map_or("none".to_string(), |(_, e)| e)
+        last_error.map_or("none".to_string(), |(t, e)| format!(
+            "{e} ({}, {})",
+            utc(t),
+            ago(now(), t)
+        ))
     ));
     write_out(&out)
 }

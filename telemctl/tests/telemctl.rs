@@ -356,7 +356,7 @@ fn status_reports_daemons_spool_and_counters() {
     );
     env.write(
         "/var/lib/telemetry/telempostd.status",
-        "pid=999999999\nstarted=1700000000\nupdated=1700000200\nlast_delivery=1700000150\nlast_error=collector answered 503\ncounter.delivered=9\n",
+        "pid=999999999\nstarted=1700000000\nupdated=1700000200\nlast_delivery=1700000150\nlast_error=collector answered 503\nlast_error_at=1700000100\ncounter.delivered=9\n",
     );
     env.write("/var/spool/telemetry/00000000000000000001-00000001", "abc");
     env.write(
@@ -375,7 +375,9 @@ fn status_reports_daemons_spool_and_counters() {
         .stdout(contains("delivered 9"))
         .stdout(contains("spool:       2 records, 8 bytes, oldest"))
         .stdout(contains("last delivery: 2023-11-14 22:15:50 UTC"))
-        .stdout(contains("last error:  telempostd: collector answered 503"));
+        .stdout(contains(
+            "last error:  telempostd: collector answered 503 (2023-11-14 22:15:00 UTC, ",
+        ));
 }
 
 #[test]

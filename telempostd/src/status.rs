@@ -76,11 +76,12 @@ impl Reporter {
         self.dirty = true;
     }
 
-    /// Notes the last error.
+    /// Notes an error now.
     pub fn error(&mut self, e: &str) {
         if self.status.last_error.as_deref() != Some(e) {
             self.status.last_error = Some(e.to_string());
         }
+        self.status.last_error_at = Some(now_secs());
         self.dirty = true;
     }
 

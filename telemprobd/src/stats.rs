@@ -122,6 +122,7 @@ impl StatusWriter {
             updated: now_secs(),
             last_delivery: None,
             last_error: None,
+            last_error_at: None,
             counters: stats
                 .snapshot()
                 .into_iter()
