@@ -5,7 +5,8 @@
 # and checks what only a real service manager shows: socket activation, Type=notify readiness,
 # the telemetry user and the whole sandbox (PrivateUsers=, SystemCallFilter=, ...) working,
 # native journal logging, the path unit starting telempostd, ExecReload=, delivery to a local
-# collector, a C program linked against the installed libtelemetry.so.4, and a clean stop.
+# collector, a C program linked against the installed libtelemetry.so.4, the heartbeat probe's
+# unit, and a clean stop.
 #
 #   sudo scripts/check-under-systemd.sh [--profile-dir DIR]
 #
@@ -126,6 +127,18 @@ done
   || fail "the collector did not get both records: $(cat /root/collected.jsonl 2>/dev/null)"
 grep -q '"classification":"org.test/systemd/cli"' /root/collected.jsonl || fail "the CLI record is missing"
 [ -z "$(find /var/spool/telemetry -maxdepth 1 -type f ! -name '.*')" ] || fail "records left in the spool"
+
+echo "== the heartbeat probe's unit (what hprobe.timer starts daily)"
+systemctl start hprobe.service
+[ "$(systemctl show -p Result --value hprobe.service)" = success ] || fail "hprobe.service failed"
+for _ in $(seq 1 300); do
+  [ "$(wc -l < /root/collected.jsonl)" -ge 3 ] && break
+  sleep 0.1
+done
+if ! grep -q '"classification":"org.clearlinux/heartbeat/ping"' /root/collected.jsonl; then
+  journalctl --no-pager -u hprobe.service -u telempostd.service | tail -20
+  fail "the heartbeat did not reach the collector"
+fi
 
 echo "== reload (ExecReload= sends SIGHUP) and the native journal"
 systemctl reload telempostd.service
