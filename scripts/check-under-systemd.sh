@@ -6,7 +6,7 @@
 # the telemetry user and the whole sandbox (PrivateUsers=, SystemCallFilter=, ...) working,
 # native journal logging, the path unit starting telempostd, ExecReload=, delivery to a local
 # collector, a C program linked against the installed libtelemetry.so.4, the heartbeat probe's
-# unit, and a clean stop.
+# unit, a clean stop, and `telemctl opt-out` (units stopped, data deleted, sends refused).
 #
 #   sudo scripts/check-under-systemd.sh [--profile-dir DIR]
 #
@@ -170,6 +170,17 @@ if journalctl --no-pager -p err -t telemprobd -t telempostd | grep -v -- '-- No 
   journalctl --no-pager -p err -t telemprobd -t telempostd
   fail "errors in the daemons' journal"
 fi
+echo "== telemctl opt-out"
+telemctl opt-out
+[ ! -e /etc/telemetrics/opt-in ] || fail "the opt-in file is still there"
+for u in telemprobd.socket telempostd.path hprobe.timer; do
+  ! systemctl is-active --quiet "$u" || fail "$u is still active after opt-out"
+done
+[ ! -e /var/lib/telemetry/machine_id ] || fail "the machine id is still there after opt-out"
+if telem-record-gen -c org.test/systemd/late -s 1 -p "after opt-out" 2>/root/late.err; then
+  fail "a record was accepted after opt-out"
+fi
+grep -q "not opted in" /root/late.err || fail "no clear error after opt-out: $(cat /root/late.err)"
 echo "PASS: the units work under systemd $(systemctl --version | head -n 1 | cut -d' ' -f2)"
 INSIDE
 passed=1

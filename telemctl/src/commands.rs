@@ -91,15 +91,20 @@ pub fn opt_out(config: &Config) -> Result<ExitCode> {
         println!("systemd is not running here; stop telemprobd and telempostd yourself.");
     }
     // Queued and collected data goes; the journal stays, as a record of what was already sent.
+    // The records are counted apart from everything else that goes (temporaries, retained
+    // records, caches, the machine id), so the message does not call all of it records.
+    let records = spool::scan(&config.spool_dir).map_or(0, |e| e.len());
     let mut purged = Purged::default();
     purge::contents(&config.spool_dir, &mut purged);
     purge::contents(&config.retention_dir, &mut purged);
     purge::contents(&config.cache_dir, &mut purged);
     purge::file(&config.machine_id_file, &mut purged);
+    let others = purged.entries.saturating_sub(records);
     println!(
-        "Deleted {} queued records and other collected files (spool, retained records, caches, \
-         machine id).",
-        purged.entries
+        "Deleted {records} queued record{} and {others} other collected file{} (spool \
+         temporaries, retained records, caches, machine id).",
+        if records == 1 { "" } else { "s" },
+        if others == 1 { "" } else { "s" },
     );
     for p in &purged.problems {
         eprintln!("telemctl: could not delete {p}");

@@ -138,7 +138,9 @@ fn opt_out_stops_and_purges_only_our_files_without_following_symlinks() {
         .assert()
         .success()
         .stdout(contains("Opted out of telemetry"))
-        .stdout(contains("Deleted 7 queued records"));
+        .stdout(contains(
+            "Deleted 1 queued record and 6 other collected files",
+        ));
     assert!(!env.p("/etc/telemetrics/opt-in").exists());
     assert!(!spooled.exists());
     assert_eq!(
