@@ -140,6 +140,26 @@ if ! grep -q '"classification":"org.clearlinux/heartbeat/ping"' /root/collected.
   fail "the heartbeat did not reach the collector"
 fi
 
+echo "== a failed service, reported by journal-probe-tail.service from the journal"
+# The probe runs sandboxed (ProtectKernelTunables=), which in a container shows the host's boot
+# id: this also checks that it still reads the container's boot (docs/probes.md).
+systemctl is-active --quiet journal-probe-tail.service || fail "journal-probe-tail.service is not running"
+for _ in $(seq 1 100); do
+  [ -s /var/lib/telemetry/journalprobe.cursor ] && break
+  sleep 0.1
+done
+[ -s /var/lib/telemetry/journalprobe.cursor ] || fail "journalprobe -t stored no journal position"
+systemd-run --quiet --wait --unit=telemcheck-fails /bin/false || true
+for _ in $(seq 1 300); do
+  grep -q 'telemcheck-fails.service: Main process exited, code=exited' /root/collected.jsonl && break
+  sleep 0.1
+done
+if ! grep '"classification":"org.clearlinux/journal/error"' /root/collected.jsonl \
+    | grep -q 'telemcheck-fails.service: Main process exited, code=exited'; then
+  journalctl --no-pager -u journal-probe-tail.service | tail -20
+  fail "the failed service was not reported"
+fi
+
 echo "== reload (ExecReload= sends SIGHUP) and the native journal"
 systemctl reload telempostd.service
 journalctl --sync

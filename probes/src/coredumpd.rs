@@ -18,7 +18,7 @@ use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::crash::{self, Flood, Origin, Verdict};
-use crate::journal::{self, Position};
+use crate::journal::{self, Boot, Position};
 use crate::send::{Outcome, SendError, Sender};
 use crate::state;
 
@@ -37,18 +37,15 @@ const FIELDS: &str = "COREDUMP_EXE,COREDUMP_COMM,COREDUMP_PID,COREDUMP_SIGNAL,CO
                       COREDUMP_FILENAME,COREDUMP";
 
 /// Arguments for `journalctl`: JSON with all fields shown whole (`--all`: without it fields over
-/// 4096 bytes, such as an inline core, print as `null`), only the crash entries. `boot_only`
-/// (`-b`) limits a first run without a stored cursor to the current boot; with a cursor the
-/// entries after it are read across reboots, so a crash just before a reboot is not lost.
-pub fn journalctl_args(position: &Position<'_>, boot_only: bool) -> Vec<OsString> {
+/// 4096 bytes, such as an inline core, print as `null`), only the crash entries. `boot` limits
+/// a first run without a stored cursor to the current boot; with a cursor (`None`) the entries
+/// after it are read across reboots, so a crash just before a reboot is not lost.
+pub fn journalctl_args(position: &Position<'_>, boot: Option<&Boot>) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-o", "json", "--no-pager", "-q", "--all"]
         .iter()
         .map(OsString::from)
         .collect();
     args.push(format!("--output-fields={FIELDS}").into());
-    if boot_only {
-        args.push("-b".into());
-    }
     match position {
         Position::CursorFile(p) => {
             let mut a = OsString::from("--cursor-file=");
@@ -56,10 +53,14 @@ pub fn journalctl_args(position: &Position<'_>, boot_only: bool) -> Vec<OsString
             args.push(a);
         }
         Position::After(c) => args.push(format!("--after-cursor={c}").into()),
+        Position::From(c) => args.push(format!("--cursor={c}").into()),
         Position::Start => {}
         Position::Last => args.extend(["-n", "1"].iter().map(OsString::from)),
     }
     args.push(format!("MESSAGE_ID={MESSAGE_ID}").into());
+    if let Some(boot) = boot {
+        boot.add_to(&mut args);
+    }
     args
 }
 
@@ -412,6 +413,8 @@ pub struct JournalMode {
     cursor_file: PathBuf,
     /// The cursor of the last entry handled in this process (a dry run keeps it only here).
     cursor: Option<String>,
+    /// Which boot is "the current boot" for journalctl, found when first needed.
+    boot: Option<Boot>,
 }
 
 impl JournalMode {
@@ -423,6 +426,7 @@ impl JournalMode {
             sender,
             cursor_file,
             cursor: None,
+            boot: None,
         }
     }
 
@@ -455,6 +459,16 @@ impl JournalMode {
         let report = dry_run || self.sender.opted_in();
         let input = self.settings.input.clone();
         let program = self.settings.journalctl.clone();
+        // A first run reads only the current boot: which one that is, is found once.
+        let boot = match (&stored, &self.boot, &input) {
+            (Some(_), _, _) | (_, _, Some(_)) => None,
+            (None, Some(b), None) => Some(b.clone()),
+            (None, None, None) => {
+                let b = journal::find_boot(&program)?;
+                self.boot = Some(b.clone());
+                Some(b)
+            }
+        };
         let mut last_done: Option<String> = None;
         let mut skipped = 0usize;
         let mut failure: Option<SendError> = None;
@@ -487,7 +501,7 @@ impl JournalMode {
                 }
             }
             None => {
-                let args = journalctl_args(&position, stored.is_none());
+                let args = journalctl_args(&position, boot.as_ref());
                 journal::for_each_line(&program, &args, MAX_LINE, |line| {
                     parse_line(line).map_or(ControlFlow::Continue(()), &mut handle)
                 })?;
@@ -637,23 +651,27 @@ mod tests {
     #[test]
     fn command_line() {
         let p = Path::new("/s/crashprobe-journal.cursor");
-        let args = journalctl_args(&Position::CursorFile(p), true);
+        let args = journalctl_args(&Position::CursorFile(p), Some(&Boot::Current));
         let args: Vec<String> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(args[..5], ["-o", "json", "--no-pager", "-q", "--all"]);
-        assert!(args[5].starts_with("--output-fields=COREDUMP_EXE,"));
-        assert!(args[5].ends_with(",COREDUMP"));
+        assert_eq!(args[1..6], ["-o", "json", "--no-pager", "-q", "--all"]);
+        assert!(args[6].starts_with("--output-fields=COREDUMP_EXE,"));
+        assert!(args[6].ends_with(",COREDUMP"));
         assert_eq!(
-            args[6..],
+            args[7..],
             [
-                "-b",
                 "--cursor-file=/s/crashprobe-journal.cursor",
                 "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1"
             ]
         );
-        let args = journalctl_args(&Position::After("c1"), false);
+        assert_eq!(args[0], "-b");
+        let boot = Boot::Id("0123abcd".into());
+        let args = journalctl_args(&Position::Last, Some(&boot));
+        assert_eq!(args.last(), Some(&OsString::from("_BOOT_ID=0123abcd")));
+        assert!(!args.contains(&OsString::from("-b")));
+        let args = journalctl_args(&Position::After("c1"), None);
         assert!(!args.contains(&OsString::from("-b")));
         assert!(args.contains(&OsString::from("--after-cursor=c1")));
     }

@@ -87,6 +87,12 @@ pub enum Position<'a> {
     CursorFile(&'a Path),
     /// Continue after this cursor, store nothing (dry runs).
     After(&'a str),
+    /// From this cursor's entry on (`--cursor=`): the entry itself comes first when it matches
+    /// the filter, and the caller drops it ([`same_entry`]). journalctl before v255 skipped
+    /// the first *matching* entry after `--after-cursor=`/`--cursor-file=` when the cursor's
+    /// own entry did not match (systemd issue #30288); seeking *to* the cursor has no such
+    /// case.
+    From(&'a str),
     /// From the start of the boot, store nothing (dry run without a stored cursor).
     Start,
     /// Only the last entry of the boot, to learn where the journal ends (`--tail` on a first
@@ -94,11 +100,87 @@ pub enum Position<'a> {
     Last,
 }
 
-/// Arguments for `journalctl`: the current boot (`-b`), JSON, no pager, no informational
-/// messages; with the privacy filters on, only `EXIT_CODE=exited` entries (with them lifted,
-/// everything is read and filtered here, since the match is an OR across two fields).
-pub fn journalctl_args(position: &Position<'_>, privacy_filters_lifted: bool) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["-b", "-o", "json", "--no-pager", "-q"]
+/// Which boot's entries are read ("the current boot").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// The boot `/proc/sys/kernel/random/boot_id` names: `journalctl -b`.
+    Current,
+    /// A boot named by the journal itself: the match `_BOOT_ID=<id>` (see [`find_boot`]).
+    Id(String),
+}
+
+impl Boot {
+    /// Adds the journalctl argument selecting this boot: `-b` in front, a match at the end
+    /// (after the options, whatever the environment says about argument order).
+    pub fn add_to(&self, args: &mut Vec<OsString>) {
+        match self {
+            Boot::Current => args.insert(0, "-b".into()),
+            Boot::Id(id) => args.push(format!("_BOOT_ID={id}").into()),
+        }
+    }
+}
+
+/// Finds which boot "the current boot" is for `journalctl`, run once per process.
+///
+/// Normally `journalctl -b`, the boot id in `/proc`. But in a service sandboxed with
+/// `ProtectKernelTunables=`/`ProtectControlGroups=` inside a container (`systemd-nspawn`), the
+/// service's `/proc` loses the container's boot id that nspawn mounts over the kernel's, and
+/// shows the host's (systemd issues #28059, #40135): `-b` then matches nothing, ever, and a
+/// probe would report nothing and say nothing. So when `-b` finds no entry at all, the boot
+/// of the journal's newest entry is used instead (journald writes in the running boot all the
+/// time, so that is the container's) and a warning says so. When the journal shows nothing at
+/// all, the user most likely cannot read it: warned too, and `-b` is kept.
+pub fn find_boot(program: &Path) -> anyhow::Result<Boot> {
+    let newest = |boot_only: bool| -> anyhow::Result<Option<Value>> {
+        let mut args: Vec<OsString> = ["-o", "json", "--no-pager", "-q", "-n", "1"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        if boot_only {
+            Boot::Current.add_to(&mut args);
+        }
+        let mut found = None;
+        for_each_line(program, &args, 1 << 20, |line| {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                found = Some(v);
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(found)
+    };
+    if newest(true)?.is_some() {
+        return Ok(Boot::Current);
+    }
+    let id = newest(false)?.and_then(|v| v.get("_BOOT_ID").and_then(field_text));
+    match id {
+        Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            tracing::warn!(
+                "the journal has no entry of this boot as /proc names it (a sandboxed service \
+                 in a container sees the host's boot id); reading the boot of its newest \
+                 entry, {id}"
+            );
+            Ok(Boot::Id(id))
+        }
+        _ => {
+            tracing::warn!(
+                "{} shows no journal entry at all: the journal is empty or this user cannot \
+                 read it (members of the systemd-journal group can)",
+                program.display()
+            );
+            Ok(Boot::Current)
+        }
+    }
+}
+
+/// Arguments for `journalctl`: the given boot, JSON, no pager, no informational messages; with
+/// the privacy filters on, only `EXIT_CODE=exited` entries (with them lifted, everything is
+/// read and filtered here, since the match is an OR across two fields).
+pub fn journalctl_args(
+    position: &Position<'_>,
+    boot: &Boot,
+    privacy_filters_lifted: bool,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["-o", "json", "--no-pager", "-q"]
         .iter()
         .map(OsString::from)
         .collect();
@@ -109,13 +191,35 @@ pub fn journalctl_args(position: &Position<'_>, privacy_filters_lifted: bool) ->
             args.push(a);
         }
         Position::After(c) => args.push(format!("--after-cursor={c}").into()),
+        Position::From(c) => args.push(format!("--cursor={c}").into()),
         Position::Start => {}
         Position::Last => args.extend(["-n", "1"].iter().map(OsString::from)),
     }
     if !privacy_filters_lifted && !matches!(position, Position::Last) {
         args.push("EXIT_CODE=exited".into());
     }
+    boot.add_to(&mut args);
     args
+}
+
+/// Whether two cursors name the same entry. The same string does; otherwise the entry's boot,
+/// monotonic time and hash (`b=`, `m=`, `x=`) must all be there and agree: an entry copied
+/// into another file (the runtime journal flushed to `/var`) keeps those and gets a new
+/// sequence number (`s=`, `i=`).
+pub fn same_entry(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let field = |c: &str, key: &str| -> Option<String> {
+        c.split(';')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+    };
+    ["b", "m", "x"]
+        .iter()
+        .all(|k| match (field(a, k), field(b, k)) {
+            (Some(x), Some(y)) => !x.is_empty() && x == y,
+            _ => false,
+        })
 }
 
 /// Entries of `lines` that come after `cursor` (all of them when the cursor is `None` or not
@@ -272,7 +376,7 @@ mod tests {
     #[test]
     fn command_lines() {
         let p = Path::new("/s/journalprobe.cursor");
-        let args = journalctl_args(&Position::CursorFile(p), false);
+        let args = journalctl_args(&Position::CursorFile(p), &Boot::Current, false);
         assert_eq!(
             args,
             [
@@ -286,10 +390,16 @@ mod tests {
             ]
             .map(OsString::from)
         );
-        let args = journalctl_args(&Position::After("c1"), true);
+        let args = journalctl_args(&Position::After("c1"), &Boot::Current, true);
         assert_eq!(args.last(), Some(&OsString::from("--after-cursor=c1")));
-        let args = journalctl_args(&Position::Last, false);
+        let args = journalctl_args(&Position::From("c1"), &Boot::Current, false);
+        assert!(args.contains(&OsString::from("--cursor=c1")));
+        let args = journalctl_args(&Position::Last, &Boot::Current, false);
         assert!(args.ends_with(&["-n".into(), "1".into()]));
+        let boot = Boot::Id("0123abcd".into());
+        let args = journalctl_args(&Position::Last, &boot, false);
+        assert_eq!(args.last(), Some(&OsString::from("_BOOT_ID=0123abcd")));
+        assert!(!args.contains(&OsString::from("-b")));
     }
 
     #[test]
@@ -320,6 +430,17 @@ mod tests {
         assert_eq!(lines, ["a", "b"]);
         let args = ["-c", "exit 3"].map(OsString::from);
         assert!(for_each_line(Path::new("sh"), &args, 100, |_| ControlFlow::Continue(())).is_err());
+    }
+
+    #[test]
+    fn same_entries() {
+        let a = "s=1a;i=46;b=bb;m=72ed;t=661a;x=dd1f";
+        assert!(same_entry(a, a));
+        assert!(same_entry(a, "s=2c;i=9;b=bb;m=72ed;t=661a;x=dd1f"));
+        assert!(!same_entry(a, "s=1a;i=47;b=bb;m=72ee;t=661b;x=3e51"));
+        assert!(!same_entry(a, "s=1a;i=46;b=bb;m=72ed;t=661a"));
+        assert!(!same_entry("c1", "c2"));
+        assert!(!same_entry("s=1;b=;m=;x=", "s=2;b=;m=;x="));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use probes::args::JournalprobeArgs as Args;
-use probes::journal::{self, Entry, Position};
+use probes::journal::{self, Boot, Entry, Position};
 use probes::send::{load_config, SendError, Sender};
 use probes::{cli, state};
 
@@ -29,8 +29,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         source: Source {
             journalctl: &args.journalctl,
             input: args.input.as_deref(),
+            boot: None,
         },
         tail: args.tail,
+        tail_start_done: false,
         dry_run: args.dry_run,
         cursor: None,
     };
@@ -56,6 +58,9 @@ struct Probe<'a> {
     cursor_file: PathBuf,
     source: Source<'a>,
     tail: bool,
+    /// Whether this process has learned where the journal ended (`--tail`). When the journal
+    /// had no entry then, everything found later is new: no second "learning" pass.
+    tail_start_done: bool,
     dry_run: bool,
     /// The cursor of the last entry handled in this process (a dry run keeps it only here).
     cursor: Option<String>,
@@ -73,7 +78,7 @@ impl Probe<'_> {
                 .filter(|c| !c.is_empty()),
         };
 
-        if self.tail && stored.is_none() {
+        if self.tail && stored.is_none() && !self.tail_start_done {
             // First run with --tail: remember where the journal ends now, report nothing.
             let mut last = None;
             self.source.entries(&Position::Last, None, lifted, |e| {
@@ -84,19 +89,13 @@ impl Probe<'_> {
                 self.store(c)?;
             }
             self.cursor = last;
+            self.tail_start_done = true;
             return Ok(());
         }
 
-        if !self.dry_run {
-            // journalctl writes the cursor file itself; make sure it can.
-            if let Some(dir) = self.cursor_file.parent() {
-                fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
-        }
-        let position = match (&stored, self.dry_run) {
-            (_, false) => Position::CursorFile(&self.cursor_file),
-            (Some(c), true) => Position::After(c),
-            (None, true) => Position::Start,
+        let position = match &stored {
+            Some(c) => Position::From(c),
+            None => Position::Start,
         };
         // While opted out, entries are read (so the cursor moves past them) but not reported:
         // nothing from an opt-out period is ever sent later.
@@ -124,13 +123,10 @@ impl Probe<'_> {
                 ControlFlow::Continue(())
             })?;
 
-        // Written after journalctl has exited, so this wins over what it stored: after a
-        // failed send the cursor must stay before the entry that was not delivered.
-        match last_done.as_ref().or(stored.as_ref()) {
-            Some(c) => self.store(c)?,
-            None if !self.dry_run => state::remove(&self.cursor_file)
-                .with_context(|| format!("writing {}", self.cursor_file.display()))?,
-            None => {}
+        // Only when it moved (a pass every few seconds must not write the disk each time);
+        // after a failed send it stays before the entry that was not delivered.
+        if let Some(c) = &last_done {
+            self.store(c)?;
         }
         self.cursor = last_done.or(stored);
         if !report {
@@ -163,12 +159,14 @@ impl Probe<'_> {
 struct Source<'a> {
     journalctl: &'a Path,
     input: Option<&'a Path>,
+    /// Which boot journalctl reads, found on the first run of it (a process lives in one boot).
+    boot: Option<Boot>,
 }
 
 impl Source<'_> {
     /// Calls `each` for every entry after the position, in journal order, until it breaks.
     fn entries(
-        &self,
+        &mut self,
         position: &Position<'_>,
         stored: Option<&str>,
         lifted: bool,
@@ -195,14 +193,36 @@ impl Source<'_> {
     }
 
     fn run_journalctl(
-        &self,
+        &mut self,
         position: &Position<'_>,
         lifted: bool,
         mut each: impl FnMut(Entry) -> ControlFlow<()>,
     ) -> anyhow::Result<()> {
-        let args = journal::journalctl_args(position, lifted);
+        let boot = match &self.boot {
+            Some(b) => b.clone(),
+            None => {
+                let b = journal::find_boot(self.journalctl)?;
+                self.boot = Some(b.clone());
+                b
+            }
+        };
+        let args = journal::journalctl_args(position, &boot, lifted);
+        // `--cursor=` shows the cursor's own entry first when it matches: it was handled.
+        let handled = match position {
+            Position::From(c) => Some(*c),
+            _ => None,
+        };
         journal::for_each_line(self.journalctl, &args, MAX_LINE, |line| {
             match parse_line(line) {
+                Some(e)
+                    if handled.is_some_and(|h| {
+                        e.cursor
+                            .as_deref()
+                            .is_some_and(|c| journal::same_entry(c, h))
+                    }) =>
+                {
+                    ControlFlow::Continue(())
+                }
                 Some(e) => each(e),
                 None => ControlFlow::Continue(()),
             }

@@ -209,8 +209,11 @@ fn dry_run_moves_no_cursor() {
     assert_eq!(cursor(&env), None);
 }
 
-/// A stand-in journalctl: records its arguments, prints the canned JSON after the cursor in
-/// `--cursor-file` (as journalctl does), or only the last entry with `-n 1`.
+/// A stand-in journalctl: records its arguments and prints the canned JSON lines: only the
+/// last with `-n 1`; only those with `"EXIT_CODE":"exited"` given the match `EXIT_CODE=exited`;
+/// from the entry of `--cursor=C` on. `--after-cursor=`/`--cursor-file=` are refused: with a
+/// match, journalctl before v255 skips a wanted entry after a cursor that does not match
+/// (systemd #30288), so journalprobe must not use them.
 fn fake_journalctl(env: &TestEnv, json: &str) -> PathBuf {
     let data = env.path("canned.json");
     std::fs::write(&data, json).unwrap();
@@ -220,15 +223,19 @@ fn fake_journalctl(env: &TestEnv, json: &str) -> PathBuf {
         format!(
             r#"#!/bin/sh
 printf '%s\n' "$@" > '{args}'
-cf=""
-for a in "$@"; do case "$a" in --cursor-file=*) cf="${{a#--cursor-file=}}";; esac; done
+c=""; m=""
+for a in "$@"; do
+  case "$a" in
+    --cursor=*) c="${{a#--cursor=}}";;
+    --after-cursor=*|--cursor-file=*) echo "journalctl stand-in: $a is not safe" >&2; exit 2;;
+    EXIT_CODE=exited) m='"EXIT_CODE":"exited"';;
+  esac
+done
 case "$*" in *"-n 1"*) tail -n 1 '{data}'; exit 0;; esac
-if [ -n "$cf" ] && [ -s "$cf" ]; then
-  c=$(cat "$cf")
-  awk -v c="\"__CURSOR\":\"$c\"" 'found {{ print }} index($0, c) {{ found = 1 }}' '{data}'
-else
-  cat '{data}'
-fi
+awk -v c="$c" -v m="$m" '
+  BEGIN {{ on = (c == "") }}
+  !on && index($0, "\"__CURSOR\":\"" c "\"") {{ on = 1 }}
+  on && (m == "" || index($0, m) || !index($0, "__CURSOR")) {{ print }}' '{data}'
 "#,
             args = env.path("args").display(),
             data = data.display()
@@ -293,12 +300,106 @@ fn tail_follows_the_journal() {
     assert!(!payloads.iter().any(|p| p.contains("old.service")));
 }
 
+/// The stand-in journalctl as a sandboxed service inside a container runs it: `/proc` there
+/// shows the host's boot id, so `-b` matches nothing; the canned entries' boot (`_BOOT_ID=`)
+/// matches them.
+fn journalctl_in_a_container(env: &TestEnv, json: &str) -> PathBuf {
+    let inner = fake_journalctl(env, json);
+    let script = env.path("journalctl-in-container");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+for a in "$@"; do
+  case "$a" in
+    -b) exit 0;;
+    _BOOT_ID=*) [ "$a" = _BOOT_ID=0123456789abcdef0123456789abcdef ] || exit 0;;
+  esac
+done
+exec '{inner}' "$@"
+"#,
+            inner = inner.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// Starts `journalprobe -t` on `script`, its stderr in a file.
+fn tail(env: &TestEnv, script: &Path) -> std::process::Child {
+    let log = std::fs::File::create(env.path("tail.err")).unwrap();
+    env.cmd(EXE)
+        .args(["-t", "--interval", "0.05", "--journalctl"])
+        .arg(script)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 #[test]
-fn runs_journalctl_with_the_cursor_file() {
+fn tail_in_a_container_reads_the_journals_own_boot() {
     let env = TestEnv::new();
     env.opt_in();
     let daemon = env.daemon();
-    let json = [
+    let mut json = [failed("c1", "old.service"), entry("c2", "x", None, 6)].concat();
+    let script = journalctl_in_a_container(&env, &json);
+    let mut child = tail(&env, &script);
+    wait_for("the tail position", || {
+        cursor(&env).as_deref() == Some("c2")
+    });
+    json.push_str(&failed("c3", "new.service"));
+    replace(&env.path("canned.json"), &json);
+    wait_for("the new entry", || !daemon.records().is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let payloads = daemon.payloads();
+    assert_eq!(payloads.len(), 1, "{payloads:?}");
+    assert!(payloads[0].contains("new.service"), "{payloads:?}");
+    let args = std::fs::read_to_string(env.path("args")).unwrap();
+    assert!(
+        args.lines()
+            .any(|l| l == "_BOOT_ID=0123456789abcdef0123456789abcdef"),
+        "{args}"
+    );
+    assert!(!args.lines().any(|l| l == "-b"), "{args}");
+    let err = std::fs::read_to_string(env.path("tail.err")).unwrap();
+    assert!(err.contains("no entry of this boot"), "{err}");
+    assert_eq!(err.matches("WARN").count(), 1, "said once: {err}");
+}
+
+#[test]
+fn tail_on_an_empty_journal_reports_what_comes_later() {
+    let env = TestEnv::new();
+    env.opt_in();
+    let daemon = env.daemon();
+    let script = fake_journalctl(&env, "");
+    let mut child = tail(&env, &script);
+    // Several passes over the empty journal (each writes the stand-in's "args"), then the
+    // first entries.
+    wait_for("a pass", || env.path("args").exists());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let json = [entry("c1", "x", None, 6), failed("c2", "first.service")].concat();
+    replace(&env.path("canned.json"), &json);
+    wait_for("the entry", || !daemon.records().is_empty());
+    wait_for("the cursor", || cursor(&env).as_deref() == Some("c2"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let payloads = daemon.payloads();
+    assert_eq!(payloads.len(), 1, "{payloads:?}");
+    assert!(payloads[0].contains("first.service"), "{payloads:?}");
+    let err = std::fs::read_to_string(env.path("tail.err")).unwrap();
+    assert!(err.contains("no journal entry at all"), "{err}");
+}
+
+#[test]
+fn runs_journalctl_from_the_stored_cursor() {
+    let env = TestEnv::new();
+    env.opt_in();
+    let daemon = env.daemon();
+    let mut json = [
         failed("c1", "a.service"),
         "garbage line\n".to_string(),
         failed("c2", "b.service"),
@@ -309,29 +410,33 @@ fn runs_journalctl_with_the_cursor_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(daemon.payloads().len(), 2);
     let args = std::fs::read_to_string(env.path("args")).unwrap();
-    let cursor_arg = format!(
-        "--cursor-file={}",
-        env.state_dir().join("journalprobe.cursor").display()
-    );
     assert_eq!(
         args.lines().collect::<Vec<_>>(),
-        [
-            "-b",
-            "-o",
-            "json",
-            "--no-pager",
-            "-q",
-            cursor_arg.as_str(),
-            "EXIT_CODE=exited"
-        ]
+        ["-b", "-o", "json", "--no-pager", "-q", "EXIT_CODE=exited"]
     );
     assert_eq!(cursor(&env).as_deref(), Some("c2"));
 
-    // A dry run continues after the stored cursor without storing one.
+    // The next run starts at the stored entry, which is not reported again.
+    json.push_str(&entry("c3", "x", None, 6));
+    replace(&env.path("canned.json"), &json);
+    let out = run(env.cmd(EXE).arg("--journalctl").arg(&script));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(daemon.payloads().len(), 2);
+    let args = std::fs::read_to_string(env.path("args")).unwrap();
+    assert!(args.lines().any(|l| l == "--cursor=c2"), "{args}");
+    assert_eq!(cursor(&env).as_deref(), Some("c2"), "nothing new matched");
+
+    // A dry run continues from the stored cursor without storing one.
+    json.push_str(&failed("c4", "c.service"));
+    replace(&env.path("canned.json"), &json);
     let out = run(env.cmd(EXE).arg("--journalctl").arg(&script).arg("-n"));
     assert!(out.status.success(), "{}", stderr(&out));
+    let recs = dry_run_records(&stdout(&out));
+    assert_eq!(recs.len(), 1, "{}", stdout(&out));
+    assert!(recs[0].1.contains("c.service"));
     let args = std::fs::read_to_string(env.path("args")).unwrap();
-    assert!(args.lines().any(|l| l == "--after-cursor=c2"), "{args}");
+    assert!(args.lines().any(|l| l == "--cursor=c2"), "{args}");
+    assert_eq!(cursor(&env).as_deref(), Some("c2"));
 }
 
 #[test]

@@ -329,3 +329,50 @@ fn real_journal_privacy_filters_lifted() {
     assert_eq!(daemon.payloads().len(), 3);
     assert_eq!(daemon.payloads()[2], "MESSAGE=out of memory\n");
 }
+
+/// `--tail` stores the cursor of the journal's last entry, whatever it is; the next failure
+/// after it must be reported. journalctl before v255 (Debian 12 has 252) skipped the first
+/// matching entry after `--cursor-file=` when the cursor's entry did not match the filter
+/// (systemd #30288): this test fails with `--cursor-file=` there.
+#[test]
+fn real_journal_tail_reports_the_first_failure_after_the_end() {
+    let Some(tools) = tools("real_journal_tail_reports_the_first_failure_after_the_end") else {
+        return;
+    };
+    let env = TestEnv::new();
+    env.opt_in();
+    let daemon = env.daemon();
+    let boot = boot_id();
+    let mut journal = Journal::new(&tools, &env);
+    journal.add(&[
+        failed(&boot, "before.service"),
+        other(&boot, "Stopped something.", 6, None),
+    ]);
+    let wrapper = journal.wrapper(&env);
+    let mut child = env
+        .cmd(EXE)
+        .args(["-t", "--interval", "0.05", "--journalctl"])
+        .arg(&wrapper)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cursor(&env).is_none() {
+        assert!(std::time::Instant::now() < deadline, "no tail position");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let end = cursor(&env).unwrap();
+    journal.add(&[failed(&boot, "after.service")]);
+    // The record is sent first, the cursor stored when the pass ends.
+    while (daemon.records().is_empty() || cursor(&env).as_deref() == Some(end.as_str()))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Our own child, which would follow forever.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(daemon.payloads(), [failure_payload("after.service")]);
+    assert_ne!(cursor(&env).unwrap(), end);
+}
