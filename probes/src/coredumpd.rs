@@ -47,12 +47,6 @@ pub fn journalctl_args(position: &Position<'_>, boot: Option<&Boot>) -> Vec<OsSt
         .collect();
     args.push(format!("--output-fields={FIELDS}").into());
     match position {
-        Position::CursorFile(p) => {
-            let mut a = OsString::from("--cursor-file=");
-            a.push(p.as_os_str());
-            args.push(a);
-        }
-        Position::After(c) => args.push(format!("--after-cursor={c}").into()),
         Position::From(c) => args.push(format!("--cursor={c}").into()),
         Position::Start => {}
         Position::Last => args.extend(["-n", "1"].iter().map(OsString::from)),
@@ -443,18 +437,11 @@ impl JournalMode {
                 .map(|c| c.trim().to_string())
                 .filter(|c| !c.is_empty()),
         };
-        if !dry_run {
-            // journalctl writes the cursor file itself; make sure it can.
-            if let Some(dir) = self.cursor_file.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
-        }
-        let cursor_file = self.cursor_file.clone();
-        let position = match (&stored, dry_run) {
-            (_, false) => Position::CursorFile(&cursor_file),
-            (Some(c), true) => Position::After(c),
-            (None, true) => Position::Start,
+        // From the stored entry on (`--cursor=`, that entry dropped below), as journalprobe
+        // does: see `journal::Position::From`.
+        let position = match &stored {
+            Some(c) => Position::From(c),
+            None => Position::Start,
         };
         let report = dry_run || self.sender.opted_in();
         let input = self.settings.input.clone();
@@ -502,20 +489,25 @@ impl JournalMode {
             }
             None => {
                 let args = journalctl_args(&position, boot.as_ref());
-                journal::for_each_line(&program, &args, MAX_LINE, |line| {
-                    parse_line(line).map_or(ControlFlow::Continue(()), &mut handle)
+                journal::for_each_line(&program, &args, MAX_LINE, |line| match parse_line(line) {
+                    // The stored entry itself, which `--cursor=` shows first: handled before.
+                    Some(c)
+                        if c.cursor.as_deref().is_some_and(|c| {
+                            stored.as_deref().is_some_and(|s| journal::same_entry(c, s))
+                        }) =>
+                    {
+                        ControlFlow::Continue(())
+                    }
+                    Some(crash) => handle(crash),
+                    None => ControlFlow::Continue(()),
                 })?;
             }
         }
 
-        // Written after journalctl has exited, so this wins over what it stored: after a
-        // failed send the cursor must stay before the entry that was not delivered.
-        match last_done.as_ref().or(stored.as_ref()) {
-            Some(c) if !dry_run => state::write(&self.cursor_file, &format!("{c}\n"))
-                .with_context(|| format!("writing {}", self.cursor_file.display()))?,
-            None if !dry_run => state::remove(&self.cursor_file)
-                .with_context(|| format!("writing {}", self.cursor_file.display()))?,
-            _ => {}
+        // Only when it moved; after a failed send it stays before the entry not delivered.
+        if let (Some(c), false) = (&last_done, dry_run) {
+            state::write(&self.cursor_file, &format!("{c}\n"))
+                .with_context(|| format!("writing {}", self.cursor_file.display()))?;
         }
         self.cursor = last_done.or(stored);
         if !report {
@@ -650,8 +642,7 @@ mod tests {
 
     #[test]
     fn command_line() {
-        let p = Path::new("/s/crashprobe-journal.cursor");
-        let args = journalctl_args(&Position::CursorFile(p), Some(&Boot::Current));
+        let args = journalctl_args(&Position::From("s=1;i=2"), Some(&Boot::Current));
         let args: Vec<String> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -662,7 +653,7 @@ mod tests {
         assert_eq!(
             args[7..],
             [
-                "--cursor-file=/s/crashprobe-journal.cursor",
+                "--cursor=s=1;i=2",
                 "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1"
             ]
         );
@@ -671,9 +662,9 @@ mod tests {
         let args = journalctl_args(&Position::Last, Some(&boot));
         assert_eq!(args.last(), Some(&OsString::from("_BOOT_ID=0123abcd")));
         assert!(!args.contains(&OsString::from("-b")));
-        let args = journalctl_args(&Position::After("c1"), None);
+        let args = journalctl_args(&Position::From("c1"), None);
         assert!(!args.contains(&OsString::from("-b")));
-        assert!(args.contains(&OsString::from("--after-cursor=c1")));
+        assert!(args.contains(&OsString::from("--cursor=c1")));
     }
 
     #[test]

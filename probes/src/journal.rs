@@ -82,18 +82,13 @@ impl Entry {
 /// How `journalctl` is asked for entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position<'a> {
-    /// Continue after the cursor stored in this file and store the last one back
-    /// (`--cursor-file`).
-    CursorFile(&'a Path),
-    /// Continue after this cursor, store nothing (dry runs).
-    After(&'a str),
     /// From this cursor's entry on (`--cursor=`): the entry itself comes first when it matches
-    /// the filter, and the caller drops it ([`same_entry`]). journalctl before v255 skipped
-    /// the first *matching* entry after `--after-cursor=`/`--cursor-file=` when the cursor's
-    /// own entry did not match (systemd issue #30288); seeking *to* the cursor has no such
-    /// case.
+    /// the filter, and the caller drops it ([`same_entry`]); the caller stores the new cursor.
+    /// Not `--after-cursor=` or `--cursor-file=`: journalctl before v255 skips the first
+    /// *matching* entry after them when the cursor's own entry does not match the filter
+    /// (systemd issue #30288), and with `--cursor-file=` exits 1 when nothing matches at all.
     From(&'a str),
-    /// From the start of the boot, store nothing (dry run without a stored cursor).
+    /// From the start of the boot (no stored cursor).
     Start,
     /// Only the last entry of the boot, to learn where the journal ends (`--tail` on a first
     /// run).
@@ -185,12 +180,6 @@ pub fn journalctl_args(
         .map(OsString::from)
         .collect();
     match position {
-        Position::CursorFile(p) => {
-            let mut a = OsString::from("--cursor-file=");
-            a.push(p.as_os_str());
-            args.push(a);
-        }
-        Position::After(c) => args.push(format!("--after-cursor={c}").into()),
         Position::From(c) => args.push(format!("--cursor={c}").into()),
         Position::Start => {}
         Position::Last => args.extend(["-n", "1"].iter().map(OsString::from)),
@@ -375,8 +364,7 @@ mod tests {
 
     #[test]
     fn command_lines() {
-        let p = Path::new("/s/journalprobe.cursor");
-        let args = journalctl_args(&Position::CursorFile(p), &Boot::Current, false);
+        let args = journalctl_args(&Position::From("s=1;i=2"), &Boot::Current, false);
         assert_eq!(
             args,
             [
@@ -385,15 +373,13 @@ mod tests {
                 "json",
                 "--no-pager",
                 "-q",
-                "--cursor-file=/s/journalprobe.cursor",
+                "--cursor=s=1;i=2",
                 "EXIT_CODE=exited"
             ]
             .map(OsString::from)
         );
-        let args = journalctl_args(&Position::After("c1"), &Boot::Current, true);
-        assert_eq!(args.last(), Some(&OsString::from("--after-cursor=c1")));
-        let args = journalctl_args(&Position::From("c1"), &Boot::Current, false);
-        assert!(args.contains(&OsString::from("--cursor=c1")));
+        let args = journalctl_args(&Position::From("c1"), &Boot::Current, true);
+        assert_eq!(args.last(), Some(&OsString::from("--cursor=c1")));
         let args = journalctl_args(&Position::Last, &Boot::Current, false);
         assert!(args.ends_with(&["-n".into(), "1".into()]));
         let boot = Boot::Id("0123abcd".into());

@@ -388,7 +388,7 @@ fn opted_out_entries_are_skipped_for_good() {
 }
 
 #[test]
-fn journalctl_is_run_with_the_cursor_file() {
+fn journalctl_is_run_from_the_stored_cursor() {
     // A fake journalctl: logs its arguments, prints one entry.
     let env = Env::new();
     // Opted out: the entry is read and skipped, so no daemon is needed.
@@ -399,34 +399,46 @@ fn journalctl_is_run_with_the_cursor_file() {
     fs::write(
         &script,
         format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\ncat <<'EOF'\n{line}\nEOF\n",
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\ncat <<'EOF'\n{line}\nEOF\n",
             log.display()
         ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let text = ok(&env.run(&["--journalctl", script.to_str().unwrap()]));
-    assert!(text.is_empty(), "{text}");
-    let args = fs::read_to_string(&log).unwrap();
-    let cursor = env.cursor_file();
-    assert!(args.contains("\n--all\n"), "{args}");
-    assert!(args.contains("\n-b\n"), "{args}");
+    let out = env.run(&["--journalctl", script.to_str().unwrap()]);
     assert!(
-        args.contains(&format!("\n--cursor-file={}\n", cursor.display())),
-        "{args}"
+        String::from_utf8_lossy(&out.stderr).contains("1 crash of the opt-out period"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let args = fs::read_to_string(&log).unwrap();
+    assert!(args.contains("\n--all\n"), "{args}");
+    assert!(args.starts_with("-b\n"), "{args}");
+    assert!(!args.contains("--cursor"), "{args}");
     assert!(
         args.ends_with(&format!("\nMESSAGE_ID={MESSAGE_ID}\n")),
         "{args}"
     );
+    let cursor = env.cursor_file();
     assert_eq!(fs::read_to_string(&cursor).unwrap(), "c9\n");
-    // With a cursor stored: no -b (entries after it, across reboots).
-    fs::remove_file(&log).unwrap();
-    ok(&env.run(&["--journalctl", script.to_str().unwrap(), "-n"]));
-    let args = fs::read_to_string(&log).unwrap();
-    assert!(!args.contains("\n-b\n"), "{args}");
-    assert!(args.contains("\n--after-cursor=c9\n"), "{args}");
+    // With a cursor stored: from that entry on (`--cursor=`, the entry itself is dropped), no
+    // -b (entries after it, across reboots). The stand-in shows the stored entry again.
+    for dry_run in [false, true] {
+        let mut args = vec!["--journalctl", script.to_str().unwrap()];
+        if dry_run {
+            args.push("-n");
+        }
+        let out = env.run(&args);
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("opt-out period will"), "handled again: {err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+        let args = fs::read_to_string(&log).unwrap();
+        assert!(!args.contains("\n-b\n"), "{args}");
+        assert!(args.contains("\n--cursor=c9\n"), "{args}");
+        assert_eq!(fs::read_to_string(&cursor).unwrap(), "c9\n");
+    }
 }
 
 #[test]

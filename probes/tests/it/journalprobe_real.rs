@@ -376,3 +376,52 @@ fn real_journal_tail_reports_the_first_failure_after_the_end() {
     assert_eq!(daemon.payloads(), [failure_payload("after.service")]);
     assert_ne!(cursor(&env).unwrap(), end);
 }
+
+/// crashprobe `--journal` on a real journal with no crash in it (most machines): the pass
+/// succeeds. journalctl 252 exits 1 when `--cursor-file=` is given and nothing matches, which
+/// made every pass an error until crashprobe seeks with `--cursor=` like journalprobe. Then a
+/// crash entry (its core gone) is reported once.
+#[test]
+fn real_journal_crashprobe_without_crashes_is_not_an_error() {
+    let Some(tools) = tools("real_journal_crashprobe_without_crashes_is_not_an_error") else {
+        return;
+    };
+    const CRASHPROBE: &str = env!("CARGO_BIN_EXE_crashprobe");
+    let env = TestEnv::new();
+    env.opt_in();
+    let daemon = env.daemon();
+    let boot = boot_id();
+    let mut journal = Journal::new(&tools, &env);
+    journal.add(&[other(&boot, "Started something.", 6, None)]);
+    let wrapper = journal.wrapper(&env);
+    let crashprobe = || {
+        let out = run(env
+            .cmd(CRASHPROBE)
+            .args(["--journal", "--journalctl"])
+            .arg(&wrapper));
+        assert!(out.status.success(), "crashprobe: {}", stderr(&out));
+        assert!(!stderr(&out).contains("failed"), "{}", stderr(&out));
+    };
+    crashprobe();
+    crashprobe();
+    assert!(daemon.records().is_empty());
+    let crash = Entry {
+        boot: &boot,
+        fields: vec![
+            ("MESSAGE_ID", "fc2e22bc6ee647b6b90729ab34a250b1".into()),
+            ("MESSAGE", "Process 42 (gone) of user 0 dumped core.".into()),
+            ("COREDUMP_EXE", "/usr/bin/gone".into()),
+            ("COREDUMP_COMM", "gone".into()),
+            ("COREDUMP_PID", "42".into()),
+            ("COREDUMP_SIGNAL", "11".into()),
+            (
+                "COREDUMP_FILENAME",
+                "/var/lib/systemd/coredump/core.gone.0.x.42.1.zst".into(),
+            ),
+        ],
+    };
+    journal.add(&[crash]);
+    crashprobe();
+    crashprobe();
+    assert_eq!(daemon.records().len(), 1, "{:?}", daemon.payloads());
+}
