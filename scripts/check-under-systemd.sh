@@ -160,6 +160,24 @@ if ! grep '"classification":"org.clearlinux/journal/error"' /root/collected.json
   fail "the failed service was not reported"
 fi
 
+echo "== the other probes' units start under their sandboxes"
+systemctl start journal-probe.service
+[ "$(systemctl show -p Result --value journal-probe.service)" = success ] || fail "journal-probe.service failed"
+systemctl start crashprobe-journal.service
+sleep 1
+if ! systemctl is-active --quiet crashprobe-journal.service; then
+  journalctl --no-pager -u crashprobe-journal.service | tail -20
+  fail "crashprobe-journal.service is not running"
+fi
+systemctl stop crashprobe-journal.service
+# Its stderr is the journal already: each message once, not also through the native protocol.
+[ "$(journalctl --no-pager -o cat -u crashprobe-journal.service | grep -c 'no entry of this boot')" = 1 ] \
+  || fail "crashprobe-journal.service logs its warning $(journalctl -o cat -u crashprobe-journal.service | grep -c 'no entry of this boot') times, not once"
+if journalctl --no-pager -o cat -u journal-probe.service -u crashprobe-journal.service \
+    | grep -E "error|ERROR"; then
+  fail "errors from the probes"
+fi
+
 echo "== reload (ExecReload= sends SIGHUP) and the native journal"
 systemctl reload telempostd.service
 journalctl --sync

@@ -66,18 +66,22 @@ fn harden() {
     }
 }
 
-/// stderr, plus the journal when it is reachable (under the kernel stderr goes nowhere).
+/// stderr, plus the journal when it is reachable (under the kernel stderr goes nowhere). As a
+/// systemd service (`--journal`) stderr already goes to the journal: the journal only, or
+/// every message would be there twice.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
     let journald = Path::new("/run/systemd/journal/socket")
         .exists()
         .then(|| tracing_journald::layer().ok())
         .flatten();
+    let stderr = (journald.is_none() || !daemon_logging::started_by_systemd()).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+    });
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(stderr)
