@@ -191,12 +191,58 @@ for _ in $(seq 1 50); do
 done
 journalctl --no-pager -t telempostd | grep -q "configuration reloaded" || fail "telempostd did not reload"
 
+echo "== idle exit (daemon recycling) and activation again"
+# Both daemons exit after --idle-exit-secs without work (300 s by default; 2 s here). Nothing
+# may be left that keeps the path unit starting telempostd again, and the next record must
+# start telemprobd again from its socket.
+for u in telemprobd telempostd; do
+  mkdir -p /etc/systemd/system/$u.service.d
+  printf '[Service]\nExecStart=\nExecStart=/usr/bin/%s --idle-exit-secs 2\n' "$u" \
+    > /etc/systemd/system/$u.service.d/idle.conf
+done
+systemctl daemon-reload
+systemctl stop telemprobd.service telempostd.service
+before=$(wc -l < /root/collected.jsonl)
+telem-record-gen -c org.test/systemd/idle -s 1 -p "before the idle exit"
+for _ in $(seq 1 300); do
+  [ "$(wc -l < /root/collected.jsonl)" -gt "$before" ] && break
+  sleep 0.1
+done
+grep -q '"classification":"org.test/systemd/idle"' /root/collected.jsonl || fail "the record was not delivered"
+for _ in $(seq 1 150); do
+  ! systemctl is-active --quiet telemprobd.service && ! systemctl is-active --quiet telempostd.service && break
+  sleep 0.1
+done
+for u in telemprobd.service telempostd.service; do
+  ! systemctl is-active --quiet "$u" || fail "$u did not exit when idle"
+  [ "$(systemctl show -p Result --value "$u")" = success ] || fail "$u did not exit cleanly when idle"
+done
+sleep 3
+for u in telemprobd.service telempostd.service; do
+  if systemctl is-active --quiet "$u"; then
+    ls -la /var/spool/telemetry
+    fail "$u was started again with nothing to do"
+  fi
+done
+systemctl is-active --quiet telemprobd.socket || fail "telemprobd.socket stopped listening"
+before=$(wc -l < /root/collected.jsonl)
+telem-record-gen -c org.test/systemd/after-idle -s 1 -p "after the idle exit"
+for _ in $(seq 1 300); do
+  [ "$(wc -l < /root/collected.jsonl)" -gt "$before" ] && break
+  sleep 0.1
+done
+grep -q '"classification":"org.test/systemd/after-idle"' /root/collected.jsonl \
+  || fail "the record after the idle exit was not delivered"
+rm -r /etc/systemd/system/telemprobd.service.d /etc/systemd/system/telempostd.service.d
+systemctl daemon-reload
+
 echo "== the units' exposure as systemd rates it"
 systemd-analyze security --no-pager telemprobd.service telempostd.service journal-probe-tail.service \
   | sed -n '/^UNIT/,$p'
 
 echo "== telemctl status / journal"
-telemctl status
+telemctl status | tee /root/status.txt
+! grep -q "last delivery: never" /root/status.txt || fail "telemctl status forgot the deliveries"
 telemctl journal
 
 echo "== a clean stop"

@@ -32,20 +32,27 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A reporter for `config`'s state directory, all counters at zero.
+    /// A reporter for `config`'s state directory, all counters at zero. The last delivery and
+    /// the last error of the previous run are kept: telempostd exits when idle and the path
+    /// unit starts it again, and `telemctl status` must not then say "last delivery: never".
     pub fn new(config: &Config) -> Reporter {
         let now = now_secs();
+        let path = status::path(config, "telempostd");
+        let previous = status::read(&path).ok().flatten().unwrap_or_default();
         let mut st = DaemonStatus {
             pid: std::process::id(),
             started: now,
             updated: now,
+            last_delivery: previous.last_delivery,
+            last_error: previous.last_error,
+            last_error_at: previous.last_error_at,
             ..Default::default()
         };
         for c in COUNTERS {
             st.counters.insert(c.to_string(), 0);
         }
         Reporter {
-            path: status::path(config, "telempostd"),
+            path,
             status: st,
             dirty: true,
             last_write: None,

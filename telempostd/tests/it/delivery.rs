@@ -67,7 +67,17 @@ fn headers_format_delivers_every_value_whole_and_oldest_first() {
     }
     // The status file was written at exit.
     assert_eq!(env.counter("delivered"), 3);
-    assert!(env.status().unwrap().last_delivery.is_some());
+    let last = env.status().unwrap().last_delivery;
+    assert!(last.is_some());
+    // Started again with nothing to do (as the path unit does after an idle exit): the
+    // counters start over, the last delivery is still known.
+    let d = env.start(&[]);
+    let pid = d.pid() as u32;
+    assert!(wait_until(T, || env.status().is_some_and(|s| s.pid == pid)));
+    let st = env.status().unwrap();
+    assert_eq!(st.last_delivery, last);
+    assert_eq!(st.counters["delivered"], 0);
+    assert!(d.stop().success());
 }
 
 #[test]
