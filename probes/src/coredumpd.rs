@@ -491,11 +491,7 @@ impl JournalMode {
                 let args = journalctl_args(&position, boot.as_ref());
                 journal::for_each_line(&program, &args, MAX_LINE, |line| match parse_line(line) {
                     // The stored entry itself, which `--cursor=` shows first: handled before.
-                    Some(c)
-                        if c.cursor.as_deref().is_some_and(|c| {
-                            stored.as_deref().is_some_and(|s| journal::same_entry(c, s))
-                        }) =>
-                    {
+                    Some(c) if journal::is_stored(c.cursor.as_deref(), stored.as_deref()) => {
                         ControlFlow::Continue(())
                     }
                     Some(crash) => handle(crash),

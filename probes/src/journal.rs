@@ -211,6 +211,12 @@ pub fn same_entry(a: &str, b: &str) -> bool {
         })
 }
 
+/// Whether an entry (its cursor) is the stored one, which a pass from [`Position::From`] is
+/// shown again first and has handled before.
+pub fn is_stored(entry: Option<&str>, stored: Option<&str>) -> bool {
+    matches!((entry, stored), (Some(e), Some(s)) if same_entry(e, s))
+}
+
 /// Entries of `lines` that come after `cursor` (all of them when the cursor is `None` or not
 /// among them). Used for `--input`, where no `journalctl` does the seeking.
 pub fn after_cursor(entries: Vec<Entry>, cursor: Option<&str>) -> Vec<Entry> {

@@ -208,19 +208,13 @@ impl Source<'_> {
         };
         let args = journal::journalctl_args(position, &boot, lifted);
         // `--cursor=` shows the cursor's own entry first when it matches: it was handled.
-        let handled = match position {
+        let stored = match position {
             Position::From(c) => Some(*c),
             _ => None,
         };
         journal::for_each_line(self.journalctl, &args, MAX_LINE, |line| {
             match parse_line(line) {
-                Some(e)
-                    if handled.is_some_and(|h| {
-                        e.cursor
-                            .as_deref()
-                            .is_some_and(|c| journal::same_entry(c, h))
-                    }) =>
-                {
+                Some(e) if journal::is_stored(e.cursor.as_deref(), stored) => {
                     ControlFlow::Continue(())
                 }
                 Some(e) => each(e),
