@@ -245,6 +245,25 @@ telemctl status | tee /root/status.txt
 ! grep -q "last delivery: never" /root/status.txt || fail "telemctl status forgot the deliveries"
 telemctl journal
 
+echo "== telemctl stop / start / restart / is-active / config"
+telemctl stop >/dev/null
+for u in telemprobd.socket telempostd.path hprobe.timer journal-probe-tail.service telemprobd.service telempostd.service; do
+  ! systemctl is-active --quiet "$u" || fail "$u is still active after telemctl stop"
+done
+# As the original: it prints systemctl's word for the socket and the path unit, and exits 0.
+[ "$(telemctl is-active)" = "$(printf 'telemprobd : inactive\ntelempostd : inactive')" ] \
+  || fail "telemctl is-active after stop: $(telemctl is-active)"
+telemctl start >/dev/null
+for u in telemprobd.socket telempostd.path hprobe.timer journal-probe-tail.service; do
+  systemctl is-active --quiet "$u" || fail "$u is not active after telemctl start"
+done
+telemctl restart >/dev/null
+systemctl is-active --quiet telemprobd.socket || fail "telemprobd.socket is not active after telemctl restart"
+telem-record-gen -c org.test/systemd/restart -s 1 -p "after telemctl restart"
+[ "$(telemctl is-active)" = "$(printf 'telemprobd : active\ntelempostd : active')" ] \
+  || fail "telemctl is-active after restart: $(telemctl is-active)"
+telemctl config | grep -q "127.0.0.1:18181" || fail "telemctl config does not show the configured server"
+
 echo "== a clean stop"
 systemctl stop telemprobd.socket telemprobd.service telempostd.path telempostd.service
 for u in telemprobd.service telempostd.service; do
