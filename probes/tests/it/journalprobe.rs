@@ -273,14 +273,7 @@ fn tail_follows_the_journal() {
     let daemon = env.daemon();
     let mut json = [failed("c1", "old.service"), entry("c2", "x", None, 6)].concat();
     let script = fake_journalctl(&env, &json);
-    let mut child = env
-        .cmd(EXE)
-        .args(["-t", "--interval", "0.05", "--journalctl"])
-        .arg(&script)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = tail(&env, &script);
     wait_for("the tail position", || {
         cursor(&env).as_deref() == Some("c2")
     });
