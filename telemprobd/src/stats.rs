@@ -23,8 +23,11 @@ pub struct Stats {
     pub spool_full: AtomicU64,
     /// Clients dropped for sending too slowly or nothing at all.
     pub timed_out: AtomicU64,
-    /// Bytes in the spool as the writer last counted them (a gauge, not a counter).
-    spool_bytes: AtomicU64,
+    /// Bytes counted against the quota (a gauge, not a counter): the spool's size at the last
+    /// scan plus what was stored since. Files telempostd removed show at the next scan, which
+    /// happens when the count says full; hence the name, so that `telemctl status` does not
+    /// show it as the spool's size beside the real one.
+    quota_used_bytes: AtomicU64,
     /// Bumped on every change, so the status writer knows whether to rewrite.
     generation: AtomicU64,
 }
@@ -47,9 +50,9 @@ impl Stats {
         }
     }
 
-    /// Records the spool size the writer measured.
-    pub fn set_spool_bytes(&self, n: u64) {
-        if self.spool_bytes.swap(n, Ordering::Relaxed) != n {
+    /// Records what the writer counts against the quota.
+    pub fn set_quota_used_bytes(&self, n: u64) {
+        if self.quota_used_bytes.swap(n, Ordering::Relaxed) != n {
             self.generation.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -69,7 +72,7 @@ impl Stats {
             ("rate_limited", g(&self.rate_limited)),
             ("spool_full", g(&self.spool_full)),
             ("timed_out", g(&self.timed_out)),
-            ("spool_bytes", g(&self.spool_bytes)),
+            ("quota_used_bytes", g(&self.quota_used_bytes)),
         ]
     }
 }

@@ -267,7 +267,7 @@ impl StoreHandle {
             return Err(job);
         };
         spool.commit_here(&mut vec![job]);
-        self.shared.stats.set_spool_bytes(spool.used());
+        self.shared.stats.set_quota_used_bytes(spool.used());
         Ok(())
     }
 
@@ -303,7 +303,7 @@ impl StoreDone {
 /// The spool directory cannot be created or opened, or the thread cannot be started.
 pub fn start(config: StoreConfig, stats: Arc<Stats>) -> io::Result<(StoreHandle, StoreDone)> {
     let spool = Spool::open(config)?;
-    stats.set_spool_bytes(spool.used);
+    stats.set_quota_used_bytes(spool.used);
     let shared = Arc::new(Shared {
         spool: Mutex::new(spool),
         in_flight: Arc::new(AtomicUsize::new(0)),
@@ -361,7 +361,7 @@ fn writer_loop(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
         } else {
             spool.dispatch(&mut batch, &workers, &syncer);
         }
-        shared.stats.set_spool_bytes(spool.used());
+        shared.stats.set_quota_used_bytes(spool.used());
     }
     // Every record handed over is synced, renamed, its directory synced and answered before
     // the writer reports done (the workers hand over to the syncer, so they finish first).

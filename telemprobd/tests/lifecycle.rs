@@ -45,6 +45,9 @@ fn sigterm_exits_zero_and_removes_the_socket() {
         .unwrap();
     assert_eq!(status.counters["received"], 1);
     assert_eq!(status.counters["stored"], 1);
+    // The quota's count is the stored file's size.
+    let size = std::fs::metadata(&d.spool_files()[0]).unwrap().len();
+    assert_eq!(status.counters["quota_used_bytes"], size);
 }
 
 #[test]
