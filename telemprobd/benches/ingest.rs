@@ -112,6 +112,27 @@ fn parallel_writers(dir: &Path, round: usize) -> (f64, Option<Duration>) {
     (n as f64 / start.elapsed().as_secs_f64(), cpu)
 }
 
+/// Time to create one empty file in a new directory below `root`, the median of 300.
+///
+/// On ext4 without a journal (this host's disk) the inode allocator skips every inode freed in
+/// the last 60 to 360 seconds, testing each in turn: right after a run has removed its
+/// ~100,000-file spool, a creation takes 0.5–0.8 ms of CPU instead of ~20 µs (measured in
+/// session 10), which slows the stock thread, the baseline and the reference alike and makes
+/// the run's figures incomparable. `docs/telemprobd.md` said so, but a reused `TMPDIR` still
+/// slipped through; now the run says it. The files stay; they go with the temporary directory.
+fn creation_cost(root: &Path) -> Duration {
+    let dir = root.join("creation-probe");
+    std::fs::create_dir(&dir).unwrap();
+    let times = (0..300)
+        .map(|i| {
+            let t = Instant::now();
+            std::fs::File::create(dir.join(format!("f{i}"))).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    median_dur(times)
+}
+
 /// User + system CPU time of process `pid` so far (`/proc/<pid>/stat`, clock ticks of 10 ms).
 fn cpu_of(pid: u32) -> Option<Duration> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -392,6 +413,7 @@ fn main() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let root: PathBuf = tmp.path().to_path_buf();
+    let creation = creation_cost(&root);
     let d = Daemon::start(&root);
     let (mut bases, mut ones, mut eights) = (Vec::new(), Vec::new(), Vec::new());
     let mut writers = Vec::new();
@@ -417,6 +439,18 @@ fn main() {
         "telemprobd ingest benchmark: spool file of {size} bytes in {}, {ROUNDS} interleaved rounds, medians",
         root.display()
     );
+    println!(
+        "creating an empty file before the runs: {:.0} µs (median of 300)",
+        creation.as_secs_f64() * 1e6
+    );
+    if creation > Duration::from_micros(100) {
+        println!(
+            "WARNING: creating a file is slow here; on ext4 without a journal that follows a large \
+             deletion nearby (an earlier run's spool) for up to 6 minutes. These figures do not \
+             compare with other runs: run again with TMPDIR on a new top-level directory, or \
+             after 6 minutes."
+        );
+    }
     println!("baseline (write+fdatasync+rename+dir fsync, sequential): {base:7.0} records/s  (rounds: {:?})",
         bases.iter().map(|b| b.round() as u64).collect::<Vec<_>>());
     let line = |name: &str, r: &Summary, all: &[Run]| {
