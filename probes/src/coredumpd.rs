@@ -430,13 +430,7 @@ impl JournalMode {
     /// a failure of the pass.
     pub fn pass(&mut self) -> anyhow::Result<()> {
         let dry_run = self.sender.dry_run();
-        let stored = match &self.cursor {
-            Some(c) => Some(c.clone()),
-            None => state::read(&self.cursor_file)
-                .with_context(|| format!("reading {}", self.cursor_file.display()))?
-                .map(|c| c.trim().to_string())
-                .filter(|c| !c.is_empty()),
-        };
+        let stored = journal::stored_cursor(self.cursor.as_deref(), &self.cursor_file)?;
         // From the stored entry on (`--cursor=`, that entry dropped below), as journalprobe
         // does: see `journal::Position::From`.
         let position = match &stored {

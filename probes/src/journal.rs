@@ -211,6 +211,21 @@ pub fn same_entry(a: &str, b: &str) -> bool {
         })
 }
 
+/// The cursor a pass starts from: the one this process last handled (`in_memory`; a dry run
+/// keeps it only there), else the one in `file`, trimmed; `None` when neither has one.
+///
+/// # Errors
+/// The file exists and cannot be read.
+pub fn stored_cursor(in_memory: Option<&str>, file: &Path) -> anyhow::Result<Option<String>> {
+    if let Some(c) = in_memory {
+        return Ok(Some(c.to_string()));
+    }
+    Ok(crate::state::read(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty()))
+}
+
 /// Whether an entry (its cursor) is the stored one, which a pass from [`Position::From`] is
 /// shown again first and has handled before.
 pub fn is_stored(entry: Option<&str>, stored: Option<&str>) -> bool {

@@ -70,13 +70,7 @@ impl Probe<'_> {
     /// Reads the entries after the cursor, reports them, moves the cursor.
     fn pass(&mut self) -> anyhow::Result<()> {
         let lifted = self.sender.privacy_filters_lifted();
-        let stored = match &self.cursor {
-            Some(c) => Some(c.clone()),
-            None => state::read(&self.cursor_file)
-                .with_context(|| format!("reading {}", self.cursor_file.display()))?
-                .map(|c| c.trim().to_string())
-                .filter(|c| !c.is_empty()),
-        };
+        let stored = journal::stored_cursor(self.cursor.as_deref(), &self.cursor_file)?;
 
         if self.tail && stored.is_none() && !self.tail_start_done {
             // First run with --tail: remember where the journal ends now, report nothing.
