@@ -141,11 +141,7 @@ impl FakeDaemon {
             let deadline = Instant::now() + Duration::from_secs(120);
             while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
                 match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Some(rec) = serve(stream) {
-                            r.lock().expect("lock").push(rec);
-                        }
-                    }
+                    Ok((stream, _)) => serve(stream, &r),
                     // Polling the non-blocking listener until the test is done.
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -187,16 +183,23 @@ impl Drop for FakeDaemon {
     }
 }
 
-fn serve(mut stream: UnixStream) -> Option<Record> {
-    stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let frame = telemetry::frame::read_from(&mut stream).ok()?;
+/// Reads one frame, keeps its record, then answers 0. Kept first: a test that looks right
+/// after the sender returned must find it (answering first lost that race under load).
+fn serve(mut stream: UnixStream, records: &Mutex<Vec<Record>>) {
+    if stream.set_nonblocking(false).is_err()
+        || stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .is_err()
+    {
+        return;
+    }
+    let Ok(frame) = telemetry::frame::read_from(&mut stream) else {
+        return;
+    };
     let decoded = telemetry::frame::decode(&frame).expect("valid frame");
     decoded.record.validate().expect("valid record");
-    stream.write_all(&0i32.to_le_bytes()).ok()?;
-    Some(decoded.record)
+    records.lock().expect("lock").push(decoded.record);
+    let _ = stream.write_all(&0i32.to_le_bytes());
 }
 
 /// Records printed by `--dry-run`: each is 15 header lines, the payload, one empty line.
