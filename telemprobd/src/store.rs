@@ -74,7 +74,8 @@ const RESCAN_WHEN_FULL: Duration = Duration::from_secs(1);
 pub struct StoreConfig {
     /// The spool directory.
     pub spool_dir: PathBuf,
-    /// Quota in bytes (sum of the sizes of the final files); `None` = unlimited.
+    /// Admission limit in bytes, counted by [`spool::quota_cost`] over the final files
+    /// ([`spool::Quota::admission_limit`]); `None` = unlimited.
     pub quota: Option<u64>,
 }
 
@@ -83,7 +84,7 @@ impl StoreConfig {
     pub fn from_config(c: &telemetry::Config) -> StoreConfig {
         StoreConfig {
             spool_dir: c.spool_dir.clone(),
-            quota: c.spool_max_size.map(|k| k.saturating_mul(1024)),
+            quota: spool::Quota::from_kib(c.spool_max_size).map(spool::Quota::admission_limit),
         }
     }
 }
@@ -482,8 +483,8 @@ struct Spool {
     /// The directory, opened once: every file is created and renamed relative to it, so a
     /// directory swapped for a symlink later cannot redirect writes. Shared with the syncer.
     dir: Arc<OwnedFd>,
-    /// Sum of the sizes of the final (non-dot) regular files, kept up to date incrementally
-    /// (less [`Spool::released`]).
+    /// The final (non-dot) regular files' total by [`spool::quota_cost`], kept up to date
+    /// incrementally (less [`Spool::released`]).
     used: u64,
     /// Bytes reserved for records that then failed on a sync worker, not yet taken off `used`.
     /// Each spool directory has its own: a worker finishing a record of the previous directory
@@ -564,7 +565,7 @@ impl Spool {
     /// Checks the quota for the record and writes it to its temporary file; answers it if
     /// either fails.
     fn prepare(&mut self, job: Job) -> Option<Handed> {
-        let len = job.data.len() as u64;
+        let len = spool::quota_cost(job.data.len() as u64);
         if !self.reserve(len) {
             tracing::debug!(len, "spool full");
             job.answer(-libc_errno::ENOSPC);
@@ -720,7 +721,7 @@ impl Handed {
             Err(e) => {
                 tracing::error!(error = %e, file = %tmp, "cannot commit a spool file");
                 let _ = rustix::fs::unlinkat(&*dir, tmp.as_str(), rustix::fs::AtFlags::empty());
-                released.fetch_add(job.data.len() as u64, Ordering::AcqRel);
+                released.fetch_add(spool::quota_cost(job.data.len() as u64), Ordering::AcqRel);
                 job.answer(-e.raw_os_error());
                 None
             }
@@ -762,13 +763,10 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     })
 }
 
-/// Sum of the sizes of the final regular files (dot-files are being written, or were left by a
-/// crash, and are not records), as the shared spool scanner lists them.
+/// The quota total of the final regular files (dot-files are being written, or were left by a
+/// crash, and are not records), as the shared spool scanner lists and measures them.
 pub fn scan_size(dir: &Path) -> io::Result<u64> {
-    Ok(spool::scan(dir)?
-        .iter()
-        .map(|e| e.size)
-        .fold(0, u64::saturating_add))
+    Ok(spool::quota_used(&spool::scan(dir)?))
 }
 
 /// Removes `.<name>.tmp` files a crash left behind: no sender was ever told they were stored.
@@ -864,7 +862,7 @@ mod tests {
         use std::io::Read;
         let d = tempfile::tempdir().unwrap();
         let spool = d.path().join("spool");
-        let (h, done, _) = handle(&spool, Some(600));
+        let (h, done, _) = handle(&spool, Some(spool::QUOTA_BLOCK));
         let pair = || {
             let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
             (OwnedFd::from(ours), theirs)
@@ -879,11 +877,17 @@ mod tests {
         assert_eq!(files(&spool).len(), 1);
         // Refused (quota): the sender gets the negative errno the same way.
         let (fd, mut sender) = pair();
-        let s = h.store_answering(vec![b'x'; 1000], Some(fd)).await;
+        let s = h.store_answering(vec![b'x'; 10], Some(fd)).await;
         assert_eq!((s.status, s.answered), (-libc_errno::ENOSPC, true));
         sender.read_exact(&mut word).unwrap();
         assert_eq!(i32::from_le_bytes(word), -libc_errno::ENOSPC);
         // A sender that is gone: not answered, the handler is told so (and the record is kept).
+        h.reconfigure(StoreConfig {
+            spool_dir: spool.clone(),
+            quota: None,
+        })
+        .await
+        .unwrap();
         let (fd, sender) = pair();
         drop(sender);
         let s = h.store_answering(b"kept\n".to_vec(), Some(fd)).await;
@@ -926,7 +930,7 @@ mod tests {
         assert!(h.commit_if_alone(job, || false).is_ok());
         assert_eq!(answer_of(&mut sender), Some(0));
         assert_eq!(files(&spool).len(), 1);
-        assert_eq!(h.shared.lock().used(), 5);
+        assert_eq!(h.shared.lock().used(), spool::QUOTA_BLOCK);
         assert_eq!(h.shared.in_flight.load(Ordering::Acquire), 0);
 
         // Another client waiting to be accepted: given back, untouched.
@@ -1000,7 +1004,7 @@ mod tests {
             assert_eq!(t.await.unwrap(), 0);
         }
         assert_eq!(files(d.path()).len(), 100);
-        assert_eq!(scan_size(d.path()).unwrap(), (1..=100).sum::<u64>());
+        assert_eq!(scan_size(d.path()).unwrap(), 100 * spool::QUOTA_BLOCK);
         drop(h);
         done.wait().await;
         no_temporaries_left(d.path());
@@ -1035,8 +1039,8 @@ mod tests {
         }
         assert_eq!(files(&a).len(), 32);
         assert_eq!(files(&b).len(), 32);
-        assert_eq!(scan_size(&a).unwrap(), (100..132).sum::<u64>());
-        assert_eq!(scan_size(&b).unwrap(), (132..164).sum::<u64>());
+        assert_eq!(scan_size(&a).unwrap(), 32 * spool::QUOTA_BLOCK);
+        assert_eq!(scan_size(&b).unwrap(), 32 * spool::QUOTA_BLOCK);
         drop(h);
         done.wait().await;
         no_temporaries_left(&a);
@@ -1048,10 +1052,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("old"), vec![b'o'; 600]).unwrap();
         std::fs::write(d.path().join(".old.tmp"), vec![b'o'; 5000]).unwrap();
-        let (h, done, _) = handle(d.path(), Some(1024));
-        assert_eq!(h.store(vec![b'a'; 400]).await, 0);
-        assert_eq!(h.store(vec![b'b'; 100]).await, -libc_errno::ENOSPC);
-        assert_eq!(h.store(vec![b'c'; 24]).await, 0, "exactly full is allowed");
+        // Each file counts as whole 4 KiB blocks: the 600-byte one takes one of the three.
+        let (h, done, _) = handle(d.path(), Some(3 * 4096));
+        assert_eq!(h.store(vec![b'a'; 4000]).await, 0);
+        assert_eq!(h.store(vec![b'b'; 4097]).await, -libc_errno::ENOSPC);
+        assert_eq!(h.store(vec![b'c'; 10]).await, 0, "exactly full is allowed");
+        assert_eq!(h.store(vec![b'x'; 1]).await, -libc_errno::ENOSPC);
         // Stale temporary removed at start, refused records left nothing.
         assert!(!d.path().join(".old.tmp").exists());
         assert_eq!(files(d.path()).len(), 3);
@@ -1117,7 +1123,7 @@ mod tests {
             flight: None,
         }];
         let h = spool.prepare(batch.pop().unwrap()).unwrap();
-        assert_eq!(spool.used(), 8);
+        assert_eq!(spool.used(), spool::QUOTA_BLOCK);
         // Someone took the final name meanwhile: the rename must not replace their file.
         let (tmp, name) = (h.tmp.clone(), h.name.clone());
         std::fs::write(d.path().join(&name), b"theirs").unwrap();
