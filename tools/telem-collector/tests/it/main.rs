@@ -4,4 +4,5 @@
 mod binary;
 mod common;
 mod faults;
+mod machine_facts;
 mod protocol;
