@@ -44,6 +44,24 @@ pub enum Fault {
     Delay(Duration),
     /// Close the connection without writing any response.
     Reset,
+    /// Handle the request normally (a 201 without `Connection: close`), then close the
+    /// connection `linger` after the answer left, reading nothing more from it (uWSGI's
+    /// http-socket closes after every answer). A client that reuses the connection meanwhile
+    /// gets a reset or end-of-file before any byte of an answer. Queue it with `usize::MAX`
+    /// uses for a server that does this to every request.
+    CloseAfterAnswer {
+        /// Time between the answer and the close (zero: at once).
+        linger: Duration,
+    },
+    /// Store the record as usual, then answer this status instead of 201 (a backend that
+    /// commits, then fails: the upstream one under Python >= 3.10 answers 500 so).
+    StoreThenStatus(u16),
+    /// Handle the request normally (the record is stored), write only the first `bytes` bytes
+    /// of the answer, then close the connection.
+    ResetMidAnswer {
+        /// How much of the status line and headers gets out.
+        bytes: usize,
+    },
 }
 
 /// One accepted record, as written to the store file.
