@@ -428,6 +428,7 @@ fn control(state: &State, method: &Method, path: &str, body: &[u8]) -> Resp {
     match (method, path) {
         (&Method::GET, "/_/records") => list(serde_json::to_vec(&state.records())),
         (&Method::GET, "/_/requests") => list(serde_json::to_vec(&state.requests())),
+        (&Method::GET, "/_/state") => list(serde_json::to_vec(&state.summary())),
         (&Method::POST, "/_/fault") => {
             let spec = serde_json::from_slice::<FaultSpec>(body).map_err(|e| e.to_string());
             match spec.and_then(FaultSpec::into_fault) {
