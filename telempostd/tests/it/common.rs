@@ -2,7 +2,6 @@
 //! telemprobd writes them; the real binary started with `-f` and `TELEM_ROOT`.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
