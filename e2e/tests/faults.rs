@@ -382,3 +382,301 @@ fn a_full_spool_never_loses_an_acknowledged_record_to_the_quota() {
         .collect();
     assert_eq!(arrived, acked);
 }
+
+/// The collector's records by event id (each stored once: it de-duplicates).
+fn arrived(s: &System) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in s.collector().records() {
+        if let Some(id) = r.headers.get("event-id") {
+            *m.entry(id.clone()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// The end state every scenario must reach: every acknowledged record at the collector (0
+/// lost), stored once, duplicates within `max_duplicates`, the spool empty, and telemctl's
+/// status and journal agreeing with the collector.
+fn check_end_state(s: &System, sent: &Sent, max_duplicates: u64) {
+    let n = sent.acked.len();
+    let all_there = wait_until(Duration::from_secs(90), || {
+        let a = arrived(s);
+        sent.acked.iter().all(|id| a.contains_key(id))
+    });
+    let a = arrived(s);
+    let lost: Vec<_> = sent
+        .acked
+        .iter()
+        .filter(|id| !a.contains_key(*id))
+        .collect();
+    assert!(
+        all_there,
+        "{} of {n} acknowledged records lost, e.g. {:?}\n{}",
+        lost.len(),
+        lost.first(),
+        s.logs()
+    );
+    assert!(
+        a.values().all(|&c| c == 1),
+        "the collector stored a record twice"
+    );
+    let dups = s.collector().duplicates();
+    assert!(
+        dups <= max_duplicates,
+        "{dups} duplicates, more than the bound {max_duplicates}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || s.spool_files().is_empty()),
+        "records left in the spool: {:?}\n{}",
+        s.spool_files(),
+        s.logs()
+    );
+    // Nothing acknowledged left the spool any other way than by delivery.
+    let journal = s.journal();
+    for e in &journal {
+        assert_eq!(
+            e.outcome,
+            Some(Outcome::Delivered),
+            "{} {}",
+            e.event_id,
+            e.detail
+        );
+        assert!(
+            a.contains_key(&e.event_id),
+            "journaled, not at the collector"
+        );
+    }
+    // telemctl shows the same: an empty spool, and the journal's newest entries, all delivered.
+    let status = s.telemctl(&["status"]);
+    assert!(status.contains("spool:       0 records"), "{status}");
+    let shown = s.telemctl(&["journal"]);
+    let want = journal.len().min(telemetry::journal::RECORD_LIMIT);
+    assert_eq!(shown.lines().count(), want, "{shown}");
+    for line in shown.lines() {
+        assert!(line.contains(" delivered"), "{line}");
+        assert!(
+            line.split_whitespace().any(|w| a.contains_key(w)),
+            "{line}: event id not at the collector"
+        );
+    }
+    eprintln!(
+        "{} acknowledged, {} sends failed, {} at the collector, {} duplicates removed there",
+        n,
+        sent.failed,
+        a.len(),
+        dups
+    );
+}
+
+/// telempostd's `delivered` counter as telemctl status shows it.
+fn delivered_counter(s: &System) -> Option<u64> {
+    let status = s.telemctl(&["status"]);
+    let at = status.find("delivered ")?;
+    status[at + "delivered ".len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn collector_down_then_up_with_many_senders() {
+    let mut s = System::new("");
+    s.start_probd();
+    s.start_postd();
+    let sent = send_many(&s, "down", 8, 25, 3);
+    assert_eq!(sent.failed, 0);
+    // Down: the records wait in the spool.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!s.spool_files().is_empty());
+    s.start_collector();
+    check_end_state(&s, &sent, 0);
+    // Nothing was delivered twice: the counter equals what the collector holds.
+    let stored = s.collector().records().len() as u64;
+    assert!(
+        wait_until(Duration::from_secs(10), || delivered_counter(&s)
+            == Some(stored)),
+        "{:?} != {stored}",
+        delivered_counter(&s)
+    );
+}
+
+#[test]
+fn error_answers_retry_after_slow_answers_and_resets() {
+    let mut rng = Rng::seeded("error_answers");
+    let mut s = System::new("");
+    s.start_collector();
+    let status = |code, retry_after| Fault::Status {
+        code,
+        retry_after,
+        message: None,
+    };
+    let mut faults = vec![
+        (status(500, None), 3),
+        (status(503, Some(1)), 2),
+        (status(429, Some(1)), 2),
+        (status(408, None), 2),
+        (Fault::Delay(Duration::from_millis(1500)), 2),
+        (Fault::Reset, 3),
+        (status(502, None), 2),
+    ];
+    // Seeded order, so each run tries another sequence (the seed is printed).
+    for i in (1..faults.len()).rev() {
+        faults.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for (f, n) in faults {
+        s.collector().push_fault(f, n);
+    }
+    s.start_probd();
+    s.start_postd();
+    let sent = send_many(&s, "errors", 6, 20, 3);
+    assert_eq!(sent.failed, 0);
+    // None of these faults stores a record, so none may give a duplicate.
+    check_end_state(&s, &sent, 0);
+}
+
+#[test]
+fn close_after_answer_store_then_500_and_reset_mid_answer() {
+    let mut s = System::new("");
+    s.start_collector();
+    s.collector().push_fault(Fault::StoreThenStatus(500), 4);
+    s.collector()
+        .push_fault(Fault::ResetMidAnswer { bytes: 12 }, 3);
+    s.collector().push_fault(Fault::StoreThenStatus(503), 2);
+    // Then, for good: every answer followed by a close, without `Connection: close`.
+    s.collector().push_fault(
+        Fault::CloseAfterAnswer {
+            linger: Duration::from_millis(5),
+        },
+        usize::MAX,
+    );
+    s.start_probd();
+    s.start_postd();
+    let sent = send_many(&s, "closes", 6, 20, 3);
+    assert_eq!(sent.failed, 0);
+    // Each fault that stores and then fails the answer causes one resend at most.
+    check_end_state(&s, &sent, 4 + 3 + 2);
+}
+
+#[test]
+fn kill_9_of_telemprobd_at_random_moments() {
+    let mut rng = Rng::seeded("kill_probd");
+    let mut s = System::new("");
+    s.start_collector();
+    s.start_probd();
+    s.start_postd();
+    const KILLS: usize = 22;
+    const SENDERS: usize = 4;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let sent = Arc::new(Mutex::new(Sent::default()));
+    let sys = SysInfo::gather(&s.sysroot());
+    let mut config = s.config();
+    // A send waits at most this long for telemprobd's answer before the sender retries.
+    config.send_timeout_ms = 2000;
+    std::thread::scope(|scope| {
+        for t in 0..SENDERS {
+            let (sent, sys, config, done) = (sent.clone(), sys.clone(), config.clone(), &done);
+            scope.spawn(move || {
+                let mut i = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = record(&sys, &format!("probd-{t}-{i}"), 300);
+                    i += 1;
+                    // Retried (the same record) until acknowledged or the test's end.
+                    let mut ok = false;
+                    for _ in 0..200 {
+                        if telemetry::client::send(&r, &config).is_ok() {
+                            ok = true;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(25));
+                    }
+                    let mut g = sent.lock().unwrap();
+                    if ok {
+                        g.acked
+                            .insert(r.get(telemetry::record::Header::EventId).to_string());
+                    } else {
+                        g.failed += 1;
+                    }
+                }
+            });
+        }
+        for _ in 0..KILLS {
+            std::thread::sleep(Duration::from_millis(30 + rng.below(250)));
+            System::kill9(&mut s.probd);
+            std::thread::sleep(Duration::from_millis(rng.below(100)));
+            s.start_probd();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let sent = Arc::try_unwrap(sent).ok().unwrap().into_inner().unwrap();
+    assert!(
+        sent.acked.len() > 50,
+        "only {} acknowledged",
+        sent.acked.len()
+    );
+    // A kill between a record's commit and its answer makes its sender send it again, and a
+    // restarted daemon does not remember it: at most one duplicate per sender and kill.
+    check_end_state(&s, &sent, (KILLS * SENDERS) as u64);
+}
+
+#[test]
+fn kill_9_of_telempostd_at_random_moments() {
+    let mut rng = Rng::seeded("kill_postd");
+    let mut s = System::new("");
+    s.start_collector();
+    s.start_probd();
+    // A backlog first, then telempostd killed again and again while it delivers it.
+    let sent = send_many(&s, "postd", 4, 100, 0);
+    assert_eq!(sent.failed, 0);
+    const KILLS: usize = 22;
+    for _ in 0..KILLS {
+        s.start_postd();
+        std::thread::sleep(Duration::from_millis(40 + rng.below(300)));
+        System::kill9(&mut s.postd);
+    }
+    s.start_postd();
+    // delivery.md §6: a kill resends the record in flight and those delivered in the last
+    // moments and not yet finished, at most a batch of 32.
+    check_end_state(&s, &sent, (KILLS * 33) as u64);
+}
+
+/// Unmounts the tmpfs when the test ends, however it ends.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn spool_on_a_full_small_tmpfs() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED spool_on_a_full_small_tmpfs: mounting a tmpfs needs root");
+        return;
+    }
+    let mut s = System::new("spool_max_size=-1");
+    let spool = s.spool_dir();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0750", "tmpfs"])
+        .arg(&spool)
+        .status()
+        .is_ok_and(|st| st.success());
+    if !mounted {
+        eprintln!("SKIPPED spool_on_a_full_small_tmpfs: mount -t tmpfs failed here");
+        return;
+    }
+    let _umount = Mount(spool.clone());
+    s.start_probd();
+    // Far more than fits: the later sends fail (no space), the acknowledged ones must arrive.
+    let sent = send_many(&s, "tmpfs", 4, 40, 0);
+    assert!(sent.failed > 0, "the tmpfs never filled");
+    assert!(!sent.acked.is_empty());
+    s.start_collector();
+    s.start_postd();
+    check_end_state(&s, &sent, 0);
+    // With room again, records are accepted again.
+    let again = send_many(&s, "tmpfs-again", 1, 5, 0);
+    assert_eq!(again.failed, 0);
+}
