@@ -9,3 +9,4 @@ mod journalprobe_real;
 mod klogscanner;
 mod oops_golden;
 mod pstore;
+mod rasprobe_parse;
