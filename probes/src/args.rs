@@ -187,8 +187,7 @@ pub struct PstorecleanArgs {
     pub dry_run: bool,
 }
 
-/// Report machine checks, memory controller (EDAC) and PCIe AER errors from the kernel's RAS
-/// tracepoints, and CPU thermal throttling, to telemetry.
+/// Report machine checks, memory (EDAC) and PCIe AER errors and CPU thermal throttling to telemetry.
 #[derive(Debug, Parser)]
 #[command(name = "rasprobe", version)]
 pub struct RasprobeArgs {
