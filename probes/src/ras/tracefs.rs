@@ -83,7 +83,17 @@ impl Instance {
     /// Creates the instance below `tracefs` (removing a stale one a crashed run left), sets it
     /// up and enables `events` ((system, event) pairs) in it.
     pub fn create(tracefs: &Path, events: &[(&str, &str)]) -> Result<Instance, RasError> {
-        let dir = tracefs.join("instances").join(INSTANCE);
+        Instance::create_named(tracefs, INSTANCE, events)
+    }
+
+    /// As [`Instance::create`], with another instance name (tests that must not meet a running
+    /// rasprobe).
+    pub fn create_named(
+        tracefs: &Path,
+        name: &str,
+        events: &[(&str, &str)],
+    ) -> Result<Instance, RasError> {
+        let dir = tracefs.join("instances").join(name);
         match fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {
                 tracing::warn!(

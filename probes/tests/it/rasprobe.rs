@@ -369,3 +369,64 @@ fn live_instance_is_created_and_removed_cleanly() {
         );
     }
 }
+
+/// The decoder against this machine's kernel, as root: an instance set up as rasprobe sets up
+/// its own, with `sched/sched_process_exec` enabled (any event does: decoding goes by the
+/// format file), and a program run from a path with spaces and `=` in it. The line the kernel
+/// prints must decode to exactly that path and the child's pid.
+#[test]
+fn real_kernel_lines_decode_by_their_format() {
+    use probes::ras::format::Format;
+    use probes::ras::text::{parse_line, Line};
+    use probes::ras::tracefs::Instance;
+    let Some(tfs) = Tracefs::mount() else {
+        return;
+    };
+    let root = tfs.mnt.clone();
+    let format_file = root.join("events/sched/sched_process_exec/format");
+    if !format_file.exists() || !root.join("options/fields").exists() {
+        eprintln!("SKIPPED: no sched_process_exec event or no options/fields in this kernel");
+        return;
+    }
+    let format = Format::read(&format_file).unwrap();
+    let instance = Instance::create_named(
+        &root,
+        "telemetrics-rasprobe-selftest",
+        &[("sched", "sched_process_exec")],
+    )
+    .unwrap();
+    let mut pipe = instance.pipe().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("a b=c x=0x1 (2)");
+    std::fs::create_dir(&odd).unwrap();
+    let exe = odd.join("true prog");
+    std::fs::copy("/bin/true", &exe).unwrap();
+    let child = Command::new(&exe).spawn().unwrap();
+    let pid = child.id();
+    let mut child = child;
+    child.wait().unwrap();
+    let want = exe.to_str().unwrap().to_string();
+    let end = Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        assert!(Instant::now() < end, "the exec event did not arrive");
+        let lines = pipe.read_lines(Duration::from_millis(200)).unwrap();
+        let hit = lines
+            .iter()
+            .find_map(|l| match parse_line(l, std::slice::from_ref(&format)) {
+                Ok(Line::Event(e)) if e.str("filename") == Some(want.as_str()) => Some(e),
+                Ok(_) => None,
+                Err(err) => panic!("{l}: {err}"),
+            });
+        if let Some(e) = hit {
+            break e;
+        }
+    };
+    assert_eq!(found.i64("pid"), Some(i64::from(pid)));
+    assert_eq!(found.i64("old_pid"), Some(i64::from(pid)));
+    assert!(found.timestamp_ns > 0);
+    drop(pipe);
+    instance.remove().unwrap();
+    assert!(!root
+        .join("instances/telemetrics-rasprobe-selftest")
+        .exists());
+}
