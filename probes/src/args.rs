@@ -215,6 +215,10 @@ pub struct RasprobeArgs {
     #[arg(long, value_name = "N", default_value_t = crate::ras::DEFAULT_UNCORRECTED_LIMIT,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub uncorrected_limit: u32,
+    /// Read the binary per-CPU trace_pipe_raw pages even where the kernel can print events
+    /// field by field (kernels before 6.8 always use them).
+    #[arg(long, conflicts_with = "replay")]
+    pub raw: bool,
     /// Where the CPUs' thermal_throttle counters are (cpu<N>/thermal_throttle/).
     #[arg(long, value_name = "DIR", default_value = crate::ras::thermal::CPU_DIR)]
     pub cpu_dir: PathBuf,

@@ -1,7 +1,8 @@
 //! rasprobe: reports machine checks (`mce/mce_record`), memory controller errors
 //! (`ras/mc_event`) and PCIe AER errors (`ras/aer_event`) from the kernel's RAS tracepoints,
-//! read through a tracing instance of its own, plus CPU thermal throttling. `--replay` reads a
-//! recorded `trace_pipe` instead. See docs/probes.md.
+//! read through a tracing instance of its own (its `trace_pipe` text field by field, or the
+//! binary `trace_pipe_raw` pages on kernels before 6.8), plus CPU thermal throttling.
+//! `--replay` reads a recorded `trace_pipe` instead. See docs/probes.md.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -14,6 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use probes::args::RasprobeArgs as Args;
 use probes::cli;
+use probes::ras::raw::{self, PageLayout};
 use probes::ras::storm::{Limits, Outgoing, Storm};
 use probes::ras::text::{parse_line, Line};
 use probes::ras::{self, format::Format, thermal, tracefs, RasError};
@@ -63,14 +65,53 @@ impl Decoder {
             }
             Ok(Line::Other) => Vec::new(),
             Err(e) => {
-                self.bad += 1;
-                if self.bad <= LOGGED_BAD_LINES {
-                    tracing::warn!("{}: cannot decode: {e}", place());
-                }
+                self.undecodable(|| format!("{}: cannot decode: {e}", place()));
                 Vec::new()
             }
         }
     }
+
+    /// One binary page of `cpu`'s ring buffer.
+    fn page(&mut self, cpu: u32, page: &[u8], layout: &PageLayout) -> Vec<Outgoing> {
+        let decoded = match raw::decode_page(page, layout, &self.formats, cpu) {
+            Ok(d) => d,
+            Err(e) => {
+                self.undecodable(|| format!("CPU {cpu}: cannot decode a page: {e}"));
+                return Vec::new();
+            }
+        };
+        if decoded.missed {
+            self.lost = self.lost.saturating_add(1);
+            tracing::warn!("events lost on CPU {cpu} (ring buffer full)");
+        }
+        for e in &decoded.errors {
+            self.undecodable(|| format!("CPU {cpu}: cannot decode: {e}"));
+        }
+        let mut out = Vec::new();
+        for e in &decoded.events {
+            if let Some(r) = ras::report(e) {
+                out.extend(self.storm.push(r, e.timestamp_ns));
+            }
+        }
+        out
+    }
+
+    fn undecodable(&mut self, what: impl FnOnce() -> String) {
+        self.bad += 1;
+        if self.bad <= LOGGED_BAD_LINES {
+            tracing::warn!("{}", what());
+        }
+    }
+}
+
+/// Where live events come from.
+enum Source {
+    /// `trace_pipe` text, field by field.
+    Text(tracefs::Pipe),
+    /// Every CPU's `trace_pipe_raw`, pages laid out as `events/header_page` says.
+    Raw(tracefs::RawPipes, PageLayout),
+    /// No tracepoints: thermal counters only.
+    None,
 }
 
 /// `--replay FILE`: every event of a recording, windows measured in the events' timestamps.
@@ -160,25 +201,33 @@ fn live(sender: &mut Sender, args: &Args, limits: Limits) -> anyhow::Result<Exit
     let instance = if events.is_empty() {
         None
     } else {
-        match tracefs::Instance::create(&root, &events) {
-            Ok(i) => Some(i),
-            Err(RasError::NoFieldsOption) => {
-                eprintln!("rasprobe: {}. Nothing to do.", RasError::NoFieldsOption);
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(e) => return Err(e).context("setting up the tracing instance"),
-        }
+        Some(tracefs::Instance::create(&root, &events).context("setting up the tracing instance")?)
     };
     // Declared after the instance so it is closed first: the kernel refuses to remove an
-    // instance whose trace_pipe is open.
-    let mut pipe = instance.as_ref().map(|i| i.pipe()).transpose()?;
+    // instance whose pipes are open.
+    let mut source = match &instance {
+        None => Source::None,
+        Some(i) if i.has_fields() && !args.raw => Source::Text(i.pipe()?),
+        Some(i) => {
+            let path = root.join("events/header_page");
+            let text = tracefs::read_file(&path)?;
+            let layout = raw::PageLayout::parse(&text)
+                .map_err(|e| RasError::HeaderPage { path, source: e })?;
+            Source::Raw(i.raw_pipes(layout.page_size)?, layout)
+        }
+    };
     let names: Vec<String> = events.iter().map(|(s, e)| format!("{s}/{e}")).collect();
     tracing::info!(
-        "reading {} in {}; thermal counters of {} sources",
+        "reading {} in {} ({}); thermal counters of {} sources",
         names.join(", "),
         instance
             .as_ref()
             .map_or_else(|| "no instance".into(), |i| i.dir().display().to_string()),
+        match source {
+            Source::Text(_) => "trace_pipe, field by field",
+            Source::Raw(..) => "trace_pipe_raw pages",
+            Source::None => "nothing",
+        },
         counters.len()
     );
     let mut decoder = Decoder {
@@ -189,16 +238,19 @@ fn live(sender: &mut Sender, args: &Args, limits: Limits) -> anyhow::Result<Exit
     };
     let mut next_thermal = monotonic_ns().saturating_add(limits.window_ns);
     while !stop.load(Ordering::SeqCst) {
-        let lines = match &mut pipe {
-            Some(p) => p.read_lines(Duration::from_secs(1))?,
-            None => {
-                std::thread::sleep(Duration::from_secs(1));
-                Vec::new()
-            }
-        };
         let mut out = Vec::new();
-        for line in &lines {
-            out.extend(decoder.line(line, || "trace_pipe".to_string()));
+        match &mut source {
+            Source::Text(p) => {
+                for line in p.read_lines(Duration::from_secs(1))? {
+                    out.extend(decoder.line(&line, || "trace_pipe".to_string()));
+                }
+            }
+            Source::Raw(p, layout) => {
+                for (cpu, page) in p.read_pages(Duration::from_secs(1))? {
+                    out.extend(decoder.page(cpu, &page, layout));
+                }
+            }
+            Source::None => std::thread::sleep(Duration::from_secs(1)),
         }
         let now = monotonic_ns();
         if now >= next_thermal {
@@ -217,7 +269,7 @@ fn live(sender: &mut Sender, args: &Args, limits: Limits) -> anyhow::Result<Exit
     for o in decoder.storm.flush() {
         report_live(sender, &o);
     }
-    drop(pipe);
+    drop(source);
     if let Some(i) = instance {
         i.remove().context("removing the tracing instance")?;
     }

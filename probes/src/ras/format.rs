@@ -106,10 +106,7 @@ impl Format {
 
     /// Reads and parses a `format` file.
     pub fn read(path: &Path) -> Result<Format, crate::ras::RasError> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::ras::RasError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let text = crate::ras::tracefs::read_file(path)?;
         Format::parse(&text).map_err(|e| crate::ras::RasError::Format {
             path: path.to_path_buf(),
             source: e,
@@ -128,7 +125,7 @@ impl Format {
 }
 
 /// `field:TYPE NAME;\toffset:N;\tsize:N;\tsigned:N;`
-fn parse_field(line: &str) -> Result<Field, String> {
+pub(crate) fn parse_field(line: &str) -> Result<Field, String> {
     let mut decl = None;
     let (mut offset, mut size, mut signed) = (None, None, None);
     for part in line.split(';').map(str::trim).filter(|p| !p.is_empty()) {

@@ -1,7 +1,8 @@
 //! rasprobe's logic: machine checks, memory controller (EDAC) and PCIe AER errors from the
 //! kernel's RAS tracepoints, and CPU thermal throttling, turned into records.
 //!
-//! - [`format`]: a tracepoint's `format` file; [`text`]: one `trace_pipe` line decoded by it.
+//! - [`format`]: a tracepoint's `format` file; [`text`]: one `trace_pipe` line decoded by it;
+//!   [`raw`]: the binary `trace_pipe_raw` pages decoded by it (kernels before 6.8).
 //! - [`mce`]: machine check classes from MCi_STATUS and the mcelog-style report.
 //! - [`memory`]: EDAC memory errors and PCIe AER errors.
 //! - [`thermal`]: the CPU throttling counters.
@@ -11,6 +12,7 @@
 pub mod format;
 pub mod mce;
 pub mod memory;
+pub mod raw;
 pub mod storm;
 pub mod text;
 pub mod thermal;
@@ -51,12 +53,13 @@ pub enum RasError {
         #[source]
         source: format::FormatError,
     },
-    /// The kernel cannot print events field by field (`options/fields`, Linux 6.8 and later).
-    #[error(
-        "this kernel's tracefs has no options/fields (Linux 6.8 and later print every field of \
-         an event by its format; rasprobe needs that)"
-    )]
-    NoFieldsOption,
+    /// `events/header_page` does not describe a page rasprobe can read.
+    #[error("{}: {source}", path.display())]
+    HeaderPage {
+        path: PathBuf,
+        #[source]
+        source: raw::RawError,
+    },
     /// Something other than our directory is in the instance's place.
     #[error("{}: exists and is not a directory; not touching it", .0.display())]
     NotOurs(PathBuf),

@@ -2,8 +2,9 @@
 //!
 //! The instance (`instances/telemetrics-rasprobe`) has its own ring buffer and event switches,
 //! so enabling the RAS events there never changes what other tracing users (perf, trace-cmd,
-//! rasdaemon) see. It is set to print events field by field (`options/fields`) and to stamp
-//! them with `CLOCK_MONOTONIC` (`trace_clock` `mono`), the clock flood control measures with.
+//! rasdaemon) see. It is set to print events field by field (`options/fields`, where the
+//! kernel has it; else the binary `trace_pipe_raw` pages are read) and to stamp them with
+//! `CLOCK_MONOTONIC` (`trace_clock` `mono`), the clock flood control measures with.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -61,6 +62,30 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads a tracefs file whole. One large read: some of these files (`events/header_page`)
+/// answer a read at a non-zero offset with end-of-file, so the small probing first read of
+/// `fs::read_to_string` would cut them after 32 bytes.
+pub fn read_file(path: &Path) -> Result<String, RasError> {
+    let mut file = File::open(path).map_err(|e| RasError::io(path, e))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len == buf.len() {
+                    buf.resize(buf.len() * 2, 0);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(RasError::io(path, e)),
+        }
+    }
+    buf.truncate(len);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// Writes a value to a tracefs control file (never creates one).
 fn write_control(path: &Path, value: &str) -> Result<(), RasError> {
     OpenOptions::new()
@@ -111,10 +136,10 @@ impl Instance {
             enabled: Vec::new(),
             removed: false,
         };
-        if !inst.dir.join("options/fields").exists() {
-            return Err(RasError::NoFieldsOption);
+        // Text field by field where the kernel can (6.8 and later); else the binary pages.
+        if inst.has_fields() {
+            write_control(&inst.dir.join("options/fields"), "1")?;
         }
-        write_control(&inst.dir.join("options/fields"), "1")?;
         write_control(&inst.dir.join("trace_clock"), "mono")?;
         // Wake readers on every event, not when the buffer is half full.
         if inst.dir.join("buffer_percent").exists() {
@@ -130,6 +155,33 @@ impl Instance {
     /// The instance directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// True when the kernel prints events field by field (`options/fields`).
+    pub fn has_fields(&self) -> bool {
+        self.dir.join("options/fields").exists()
+    }
+
+    /// Opens every CPU's `per_cpu/cpu<N>/trace_pipe_raw` of the instance.
+    pub fn raw_pipes(&self, page_size: usize) -> Result<RawPipes, RasError> {
+        let per_cpu = self.dir.join("per_cpu");
+        let entries = fs::read_dir(&per_cpu).map_err(|e| RasError::io(&per_cpu, e))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| RasError::io(&per_cpu, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(cpu) = name.strip_prefix("cpu").and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let path = entry.path().join("trace_pipe_raw");
+            files.push((cpu, open_nonblocking(&path)?));
+        }
+        files.sort_by_key(|(cpu, _)| *cpu);
+        Ok(RawPipes {
+            files,
+            page_size,
+            path: per_cpu,
+        })
     }
 
     /// Opens the instance's `trace_pipe` for reading.
@@ -183,6 +235,64 @@ fn remove_dir(dir: &Path, enabled: &[PathBuf]) -> Result<(), RasError> {
     }
 }
 
+fn open_nonblocking(path: &Path) -> Result<File, RasError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| RasError::io(path, e))
+}
+
+fn poll_timeout(timeout: Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    }
+}
+
+/// Non-blocking readers of every CPU's `trace_pipe_raw`.
+#[derive(Debug)]
+pub struct RawPipes {
+    files: Vec<(u32, File)>,
+    page_size: usize,
+    path: PathBuf,
+}
+
+impl RawPipes {
+    /// Waits up to `timeout` for events, then returns the pages read, with their CPU.
+    pub fn read_pages(&mut self, timeout: Duration) -> Result<Vec<(u32, Vec<u8>)>, RasError> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let mut fds: Vec<PollFd<'_>> = self
+            .files
+            .iter()
+            .map(|(_, f)| PollFd::new(f, PollFlags::IN))
+            .collect();
+        match poll(&mut fds, Some(&poll_timeout(timeout))) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(RasError::io(&self.path, e.into())),
+        }
+        drop(fds);
+        let mut out = Vec::new();
+        for (cpu, file) in &mut self.files {
+            // A bounded number of pages per CPU and call, so a storm cannot starve the clock.
+            for _ in 0..64 {
+                let mut page = vec![0u8; self.page_size];
+                match file.read(&mut page) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        page.truncate(n);
+                        out.push((*cpu, page));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(RasError::io(&self.path, e)),
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Longest line kept waiting for its newline.
 const MAX_LINE: usize = 1 << 20;
 
@@ -196,11 +306,7 @@ pub struct Pipe {
 
 impl Pipe {
     fn open(path: &Path) -> Result<Pipe, RasError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(path)
-            .map_err(|e| RasError::io(path, e))?;
+        let file = open_nonblocking(path)?;
         Ok(Pipe {
             file,
             path: path.to_path_buf(),
@@ -210,13 +316,9 @@ impl Pipe {
 
     /// Waits up to `timeout` for events, then returns the complete lines read.
     pub fn read_lines(&mut self, timeout: Duration) -> Result<Vec<String>, RasError> {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let ts = Timespec {
-            tv_sec: timeout.as_secs() as i64,
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
+        use rustix::event::{poll, PollFd, PollFlags};
         let mut fds = [PollFd::new(&self.file, PollFlags::IN)];
-        match poll(&mut fds, Some(&ts)) {
+        match poll(&mut fds, Some(&poll_timeout(timeout))) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(RasError::io(&self.path, e.into())),
         }

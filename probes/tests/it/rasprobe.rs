@@ -310,7 +310,8 @@ fn live_instance_is_created_and_removed_cleanly() {
         .map(|e| read(&root.join("events").join(e).join("enable")))
         .collect();
     let env = TestEnv::new();
-    for stale in [false, true] {
+    // Text field by field, after a crash, and the binary pages of older kernels.
+    for (stale, raw) in [(false, false), (true, false), (false, true)] {
         if stale {
             // What a crashed run leaves: the directory, with an event still enabled.
             std::fs::create_dir(&instance).unwrap();
@@ -319,6 +320,7 @@ fn live_instance_is_created_and_removed_cleanly() {
         let mut child = env
             .cmd(EXE)
             .args(["-n", "--tracefs", root.to_str().unwrap()])
+            .args(if raw { &["--raw"][..] } else { &[] })
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -360,6 +362,12 @@ fn live_instance_is_created_and_removed_cleanly() {
             );
         }
         assert!(err.contains("stopped"), "{err}");
+        let how = if raw {
+            "(trace_pipe_raw pages)"
+        } else {
+            "(trace_pipe, field by field)"
+        };
+        assert!(err.contains(how), "{err}");
     }
     for (e, before) in present.iter().zip(&global_before) {
         assert_eq!(
@@ -429,4 +437,73 @@ fn real_kernel_lines_decode_by_their_format() {
     assert!(!root
         .join("instances/telemetrics-rasprobe-selftest")
         .exists());
+}
+
+/// The binary page decoder against this machine's kernel, as root: as above, read from every
+/// CPU's `trace_pipe_raw` and decoded by `events/header_page` and the event's format file.
+#[test]
+fn real_kernel_pages_decode_by_their_format() {
+    use probes::ras::format::Format;
+    use probes::ras::raw::{decode_page, PageLayout};
+    use probes::ras::tracefs::{self, Instance};
+    let Some(tfs) = Tracefs::mount() else {
+        return;
+    };
+    let root = tfs.mnt.clone();
+    let format_file = root.join("events/sched/sched_process_exec/format");
+    if !format_file.exists() {
+        eprintln!("SKIPPED: no sched_process_exec event in this kernel");
+        return;
+    }
+    let format = Format::read(&format_file).unwrap();
+    let layout =
+        PageLayout::parse(&tracefs::read_file(&root.join("events/header_page")).unwrap()).unwrap();
+    let instance = Instance::create_named(
+        &root,
+        "telemetrics-rasprobe-selftest-raw",
+        &[("sched", "sched_process_exec")],
+    )
+    .unwrap();
+    assert!(read(&instance.dir().join("trace_clock")).contains("[mono]"));
+    let mut pipes = instance.raw_pipes(layout.page_size).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("raw prog=1");
+    std::fs::copy("/bin/true", &exe).unwrap();
+    let mut child = Command::new(&exe).spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let want = exe.to_str().unwrap().to_string();
+    let mono_now = nix_now();
+    let end = Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        assert!(Instant::now() < end, "the exec event did not arrive");
+        let mut hit = None;
+        for (cpu, page) in pipes.read_pages(Duration::from_millis(200)).unwrap() {
+            let decoded = decode_page(&page, &layout, std::slice::from_ref(&format), cpu).unwrap();
+            assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+            hit = hit.or(decoded
+                .events
+                .into_iter()
+                .find(|e| e.str("filename") == Some(want.as_str())));
+        }
+        if let Some(e) = hit {
+            break e;
+        }
+    };
+    assert_eq!(found.i64("pid"), Some(i64::from(pid)));
+    // Stamped with CLOCK_MONOTONIC: before the moment we looked, and not long before.
+    assert!(
+        found.timestamp_ns <= mono_now,
+        "{} > {mono_now}",
+        found.timestamp_ns
+    );
+    assert!(mono_now - found.timestamp_ns < 60_000_000_000);
+    drop(pipes);
+    instance.remove().unwrap();
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (what `trace_clock` `mono` stamps).
+fn nix_now() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
