@@ -41,7 +41,7 @@ BASHCOMPLETIONDIR=${BASHCOMPLETIONDIR:-$DATADIR/bash-completion/completions}
 ZSHCOMPLETIONDIR=${ZSHCOMPLETIONDIR:-$DATADIR/zsh/site-functions}
 FISHCOMPLETIONDIR=${FISHCOMPLETIONDIR:-$DATADIR/fish/vendor_completions.d}
 
-bins="telemprobd telempostd telemctl telem-record-gen crashprobe klogscanner journalprobe pstoreprobe pstoreclean hprobe"
+bins="telemprobd telempostd telemctl telem-record-gen crashprobe klogscanner journalprobe pstoreprobe pstoreclean hprobe rasprobe"
 if [ "$build" = 1 ]; then
   cargo build --release --locked --workspace --exclude telem-collector
   profile_dir=target/release

@@ -186,3 +186,40 @@ pub struct PstorecleanArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 }
+
+/// Report machine checks, memory (EDAC) and PCIe AER errors and CPU thermal throttling to telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "rasprobe", version)]
+pub struct RasprobeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the records that would be sent (headers and payload) instead of sending them.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Read recorded events (the text of a tracing instance's trace_pipe with options/fields
+    /// set) from FILE instead of tracefs, then exit.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Directory with the events' format files (<system>/<event>/format) for --replay
+    /// [default: the events directory of the running kernel's tracefs].
+    #[arg(long, value_name = "DIR")]
+    pub format_dir: Option<PathBuf>,
+    /// The tracefs mount [default: /sys/kernel/tracing, else a tracefs mount in /proc/mounts].
+    #[arg(long, value_name = "DIR")]
+    pub tracefs: Option<PathBuf>,
+    /// Seconds in which errors of one kind on one source (bank, DIMM, device) become one record.
+    #[arg(long, value_name = "SECS", default_value_t = crate::ras::DEFAULT_STORM_WINDOW,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub storm_window: u64,
+    /// Uncorrected-error records sent at once per source and window; more are counted.
+    #[arg(long, value_name = "N", default_value_t = crate::ras::DEFAULT_UNCORRECTED_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub uncorrected_limit: u32,
+    /// Read the binary per-CPU trace_pipe_raw pages even where the kernel can print events
+    /// field by field (kernels before 6.8 always use them).
+    #[arg(long, conflicts_with = "replay")]
+    pub raw: bool,
+    /// Where the CPUs' thermal_throttle counters are (cpu<N>/thermal_throttle/).
+    #[arg(long, value_name = "DIR", default_value = crate::ras::thermal::CPU_DIR)]
+    pub cpu_dir: PathBuf,
+}

@@ -5,8 +5,8 @@
 //! - [`args`]: the command line of each probe binary (also read by `telem-docgen`).
 //! - [`cli`]: argument parsing and logging set-up common to the probe binaries.
 //! - [`coredumpd`]: crashprobe's `--journal` mode (systemd-coredump's journal entries).
-//! - [`kmsg`], [`pstore`], [`journal`], [`hello`]: the logic of each probe, testable without
-//!   its binary.
+//! - [`kmsg`], [`pstore`], [`journal`], [`hello`], [`ras`]: the logic of each probe, testable
+//!   without its binary.
 
 pub mod args;
 pub mod cli;
@@ -17,5 +17,6 @@ pub mod journal;
 pub mod kmsg;
 pub mod oops;
 pub mod pstore;
+pub mod ras;
 pub mod send;
 pub mod state;

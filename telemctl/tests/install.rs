@@ -58,7 +58,7 @@ fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-const BINARIES: [&str; 10] = [
+const BINARIES: [&str; 11] = [
     "telemprobd",
     "telempostd",
     "telemctl",
@@ -69,6 +69,7 @@ const BINARIES: [&str; 10] = [
     "pstoreprobe",
     "pstoreclean",
     "hprobe",
+    "rasprobe",
 ];
 
 #[test]
@@ -114,6 +115,7 @@ fn every_file_in_place_with_its_mode() {
         "journal-probe.service",
         "journal-probe-tail.service",
         "crashprobe-journal.service",
+        "rasprobe.service",
     ] {
         let p = d.join("usr/lib/systemd/system").join(u);
         assert_eq!(mode(&p), 0o644, "{u}");
@@ -178,8 +180,8 @@ fn man_pages_in_place_with_their_options() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     pages.sort();
-    // The ten binaries and telemctl's nine subcommands.
-    assert_eq!(pages.len(), 19, "{pages:?}");
+    // The eleven binaries and telemctl's nine subcommands.
+    assert_eq!(pages.len(), 20, "{pages:?}");
     for p in &pages {
         assert_eq!(mode(&man1.join(p)), 0o644, "{p}");
     }
@@ -224,7 +226,7 @@ fn shell_completions_in_place() {
         "zsh/site-functions",
         "fish/vendor_completions.d",
     ] {
-        assert_eq!(fs::read_dir(share.join(dir)).unwrap().count(), 10, "{dir}");
+        assert_eq!(fs::read_dir(share.join(dir)).unwrap().count(), 11, "{dir}");
     }
 }
 
@@ -310,7 +312,7 @@ fn units_verify_and_daemons_are_sandboxed() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 12);
+    assert_eq!(files.len(), 13);
     let o = Command::new("systemd-analyze")
         .arg("verify")
         .args(&files)
@@ -321,7 +323,11 @@ fn units_verify_and_daemons_are_sandboxed() {
         "systemd-analyze verify: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    for (unit, max) in [("telemprobd.service", 2.0), ("telempostd.service", 2.0)] {
+    for (unit, max) in [
+        ("telemprobd.service", 2.0),
+        ("telempostd.service", 2.0),
+        ("rasprobe.service", 1.5),
+    ] {
         let o = Command::new("systemd-analyze")
             .args(["security", "--offline=true", "--no-pager"])
             .arg(units.join(unit))

@@ -9,3 +9,5 @@ mod journalprobe_real;
 mod klogscanner;
 mod oops_golden;
 mod pstore;
+mod rasprobe;
+mod rasprobe_parse;

@@ -25,7 +25,7 @@ pub mod telemctl_cli;
 pub mod record_gen_cli;
 
 /// Every installed binary, in the order `scripts/install.sh` lists them.
-pub const BINARIES: [&str; 10] = [
+pub const BINARIES: [&str; 11] = [
     "telemprobd",
     "telempostd",
     "telemctl",
@@ -36,6 +36,7 @@ pub const BINARIES: [&str; 10] = [
     "pstoreprobe",
     "pstoreclean",
     "hprobe",
+    "rasprobe",
 ];
 
 /// The shells a completion script is generated for.
@@ -54,6 +55,7 @@ pub fn command(bin: &str) -> Option<Command> {
         "pstoreprobe" => probes::args::PstoreprobeArgs::command(),
         "pstoreclean" => probes::args::PstorecleanArgs::command(),
         "hprobe" => probes::args::HprobeArgs::command(),
+        "rasprobe" => probes::args::RasprobeArgs::command(),
         _ => return None,
     };
     Some(cmd)
@@ -298,8 +300,8 @@ mod tests {
         assert!(!pages
             .iter()
             .any(|p| p.path.to_string_lossy().contains("help")));
-        // Ten binaries, nine telemctl subcommands: nothing else.
-        assert_eq!(pages.len(), 19);
+        // Eleven binaries, nine telemctl subcommands: nothing else.
+        assert_eq!(pages.len(), 20);
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn man_writes_a_page_per_binary_into_man1() {
         assert!(page.contains("\\-\\-config\\-file"), "{bin}");
     }
     assert!(out.join("man1/telemctl-journal.1").is_file());
-    assert_eq!(fs::read_dir(out.join("man1")).unwrap().count(), 19);
+    assert_eq!(fs::read_dir(out.join("man1")).unwrap().count(), 20);
 }
 
 #[test]
