@@ -18,27 +18,22 @@
 #include <stddef.h>
 
 /**
- * A record as the original library laid it out. Probes may read `headers[i]` (each
- * `"name: value\n"`), `payload`, `header_size` and `payload_size`; nothing may write them.
+ * The record behind a `struct telem_ref`. Declared only, as in the original header, so a
+ * program may define it itself. Define TELEMETRY_RECORD_LAYOUT before including this header to
+ * get the layout the library uses (the original's): the 15 header lines `"name: value\n"`
+ * (NUL-terminated, in wire order), the payload (NUL-terminated, empty until tm_set_payload),
+ * the total length of the header lines and the payload length. Read only; nothing may write it.
  */
+struct telem_record;
+
+#ifdef TELEMETRY_RECORD_LAYOUT
 struct telem_record {
-  /**
-   * The 15 header lines, NUL-terminated, in wire order.
-   */
   char *headers[15];
-  /**
-   * The payload, NUL-terminated (empty until `tm_set_payload`).
-   */
   char *payload;
-  /**
-   * Total length of the 15 header lines.
-   */
   size_t header_size;
-  /**
-   * Length of the payload.
-   */
   size_t payload_size;
 };
+#endif /* TELEMETRY_RECORD_LAYOUT */
 
 /**
  * Handle returned by `tm_create_record`; free it with `tm_free_record`.

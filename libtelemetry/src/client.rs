@@ -54,15 +54,7 @@ pub fn send(record: &Record, config: &Config) -> Result<()> {
 /// daemon usually finds the whole frame there when it accepts (it serves such a connection
 /// without registering it, see telemprobd's `fast` module).
 fn connect(path: &Path, timeout: Duration) -> Result<UnixStream> {
-    let unreachable = |e: io::Error| {
-        Error::io(
-            format!(
-                "cannot reach telemprobd at {} (is it running?)",
-                path.display()
-            ),
-            e,
-        )
-    };
+    let unreachable = |e: io::Error| Error::io(unreachable_context(path, &e), e);
     let fd = socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
@@ -93,6 +85,21 @@ fn connect(path: &Path, timeout: Duration) -> Result<UnixStream> {
             }
             Err(e) => return Err(unreachable(e.into())),
         }
+    }
+}
+
+/// What a failed connect means to a person: no permission is not a daemon that is not running.
+fn unreachable_context(path: &Path, e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        format!(
+            "no permission to connect to telemprobd at {}",
+            path.display()
+        )
+    } else {
+        format!(
+            "cannot reach telemprobd at {} (is it running?)",
+            path.display()
+        )
     }
 }
 
@@ -194,6 +201,20 @@ mod tests {
         write_all_nosignal(&s, b"hello").unwrap();
         assert_eq!(read_status(&mut s).unwrap(), Some(-28));
         assert_eq!(&server.join().unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_permission_error_is_named_as_such() {
+        let p = Path::new("/run/telem-0");
+        let denied = io::Error::from_raw_os_error(crate::error::libc_errno::EACCES);
+        let m = Error::io(unreachable_context(p, &denied), denied).to_string();
+        assert!(
+            m.starts_with("no permission to connect to telemprobd at /run/telem-0: "),
+            "{m}"
+        );
+        assert!(!m.contains("is it running"), "{m}");
+        let missing = io::Error::from_raw_os_error(crate::error::libc_errno::ENOENT);
+        assert!(unreachable_context(p, &missing).contains("(is it running?)"));
     }
 
     #[test]

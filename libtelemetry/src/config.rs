@@ -7,11 +7,15 @@
 //! An explicit file (`-f`, `tm_set_config_file`, `TELEM_CONFIG`) is read on top of the defaults
 //! alone. All default paths sit below a root prefix (`TELEM_ROOT`, default `/`).
 //!
-//! A bad line is an error naming the file and line (and the key, for a bad value). Every key's
-//! value is checked by that key's own function in [`KEYS`] when the file is read, so a value that
-//! would make a daemon misbehave later (a header line the collector cannot match, a URL that is
-//! not one) stops the program at once with the place to fix. An unknown key is a warning, not an
-//! error. Messages quote at most [`EXCERPT_CHARS`] characters of what they found, escaped.
+//! Every key's value is read by that key's own function in [`KEYS`] when the file is read. A
+//! value the original client accepted starts every program with the value the original would
+//! have used (or the default, where that value would do harm: an expiry of 0 deletes every
+//! record) and a warning naming file, line, key and what was assumed. A line or value neither
+//! could use (a boolean that is not one, a URL or header line HTTP cannot carry, a line that is
+//! not `key = value`) is an error for that line only: [`Config::load_with_diagnostics`] keeps
+//! every other key and lists the problems; [`Config::load`] returns the first error, which the
+//! daemons and tools refuse to start with. Messages quote at most [`EXCERPT_CHARS`] characters of
+//! what they found, escaped.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +24,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::env;
+
+mod values;
 
 /// Default collector URL of the original client.
 pub const DEFAULT_SERVER: &str = "https://clr.telemetry.intel.com/v3/collector";
@@ -53,6 +59,75 @@ impl fmt::Display for ConfigError {
             write!(f, ": {k}")?;
         }
         write!(f, ": {}", self.message)
+    }
+}
+
+/// How bad a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The value was used as the original would have used it, or replaced by the default; the
+    /// message says which.
+    Warning,
+    /// The line or value could not be used at all; the key keeps its previous value.
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+/// One problem found while reading configuration files: where, which key, and what was done.
+/// Displayed as `file:line: key: message`, like [`ConfigError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Warning or error.
+    pub severity: Severity,
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when the problem is on a line.
+    pub line: Option<usize>,
+    /// The key whose value is questionable, when the problem is a value.
+    pub key: Option<&'static str>,
+    /// What is wrong, and for a warning what was assumed.
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// The same place and message as an error.
+    pub fn into_error(self) -> ConfigError {
+        ConfigError {
+            file: self.file,
+            line: self.line,
+            key: self.key,
+            message: self.message,
+        }
+    }
+
+    /// A file that could not be read: "does not exist" for a missing one, else the OS reason.
+    fn unreadable(file: &Path, e: &io::Error, severity: Severity) -> Diagnostic {
+        let message = if e.kind() == io::ErrorKind::NotFound {
+            "does not exist".to_string()
+        } else {
+            format!("cannot be read: {e}")
+        };
+        Diagnostic {
+            severity,
+            file: file.to_path_buf(),
+            line: None,
+            key: None,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.clone().into_error().fmt(f)
     }
 }
 
@@ -175,7 +250,8 @@ pub struct Config {
 
     /// Where each key's value came from.
     pub sources: BTreeMap<&'static str, Source>,
-    /// Non-fatal problems seen while reading (unknown keys, clamped values).
+    /// Warnings seen while reading (unknown keys, values read as the original read them, clamped
+    /// values), each `file:line: key: message`.
     pub warnings: Vec<String>,
     /// The explicit file this config was read from, if any (sent as `CFG:` by the library).
     pub explicit_file: Option<PathBuf>,
@@ -185,82 +261,104 @@ pub struct Config {
 
 type Setter = fn(&mut Config, &str) -> Result<Option<String>, String>;
 
-/// Every key: name and how to set it from a string. A setter returns an optional warning.
+/// Every key: name and how to set it from a string. A setter returns an optional warning (what
+/// it assumed), or an error when the value cannot be used at all.
 const KEYS: &[(&str, Setter)] = &[
     ("server", |c, v| {
-        c.server = collector_url(v)?;
+        c.server = values::collector_url(v)?;
         Ok(None)
     }),
     ("socket_path", |c, v| set_path(&mut c.socket_path, v)),
     ("spool_dir", |c, v| set_path(&mut c.spool_dir, v)),
     ("rate_limit_strategy", |c, v| {
-        c.rate_limit_strategy = match v.to_ascii_lowercase().as_str() {
-            "spool" => RateLimitStrategy::Spool,
-            "drop" => RateLimitStrategy::Drop,
-            _ => return Err(format!("{} is not 'spool' or 'drop'", excerpt(v))),
+        // The original used `spool` for anything but `drop`.
+        let (s, note) = match v.to_ascii_lowercase().as_str() {
+            "spool" => (RateLimitStrategy::Spool, None),
+            "drop" => (RateLimitStrategy::Drop, None),
+            _ => (
+                RateLimitStrategy::Spool,
+                Some(format!(
+                    "{} is not 'spool' or 'drop'; using 'spool', as the original did",
+                    excerpt(v)
+                )),
+            ),
         };
-        Ok(None)
+        c.rate_limit_strategy = s;
+        Ok(note)
     }),
     ("cainfo", |c, v| {
-        c.cainfo = if v.is_empty() {
-            None
-        } else {
-            Some(absolute(v)?)
-        };
-        Ok(None)
+        if v.is_empty() {
+            c.cainfo = None;
+            return Ok(None);
+        }
+        let (p, note) = values::path(v)?;
+        c.cainfo = Some(p);
+        Ok(note)
     }),
     ("tidheader", |c, v| {
-        c.tidheader = header_line(v)?;
+        c.tidheader = values::header_line(v)?;
         Ok(None)
     }),
     ("record_expiry", |c, v| {
-        c.record_expiry = non_negative(v)?;
-        Ok(None)
+        let (n, note) = values::int_or_default(
+            v,
+            1200,
+            |n| n > 0,
+            "an expiry that would delete every record at once",
+        )?;
+        c.record_expiry = u64::try_from(n).unwrap_or(1200);
+        Ok(note)
     }),
     ("spool_max_size", |c, v| {
-        c.spool_max_size = limit(v)?;
-        Ok(None)
+        let (n, note) = values::limit(v, Some(5120))?;
+        c.spool_max_size = n;
+        Ok(note)
     }),
     ("spool_process_time", |c, v| {
-        let n = non_negative(v)?;
-        c.spool_process_time = n.clamp(120, 300);
-        Ok((c.spool_process_time != n).then(|| {
-            format!(
-                "spool_process_time {n} is outside 120..300; using {}",
-                c.spool_process_time
-            )
-        }))
+        let (n, note) = values::int_in(v, i64::MIN..=i64::MAX, "a number of seconds")?;
+        let clamped = n.clamp(120, 300);
+        c.spool_process_time = u64::try_from(clamped).unwrap_or(120);
+        let clamp_note =
+            (clamped != n).then(|| format!("{n} is outside 120..300 seconds; using {clamped}"));
+        Ok(match (note, clamp_note) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        })
     }),
     ("record_window_length", |c, v| {
-        c.record_window_length = window(v)?;
-        Ok(None)
+        let (n, note) = window(v)?;
+        c.record_window_length = n;
+        Ok(note)
     }),
     ("byte_window_length", |c, v| {
-        c.byte_window_length = window(v)?;
-        Ok(None)
+        let (n, note) = window(v)?;
+        c.byte_window_length = n;
+        Ok(note)
     }),
     ("record_burst_limit", |c, v| {
-        c.record_burst_limit = limit(v)?;
-        Ok(None)
+        let (n, note) = values::limit(v, Some(1000))?;
+        c.record_burst_limit = n;
+        Ok(note)
     }),
     ("byte_burst_limit", |c, v| {
-        c.byte_burst_limit = limit(v)?;
-        Ok(None)
+        let (n, note) = values::limit(v, None)?;
+        c.byte_burst_limit = n;
+        Ok(note)
     }),
     ("rate_limit_enabled", |c, v| {
-        c.rate_limit_enabled = boolean(v)?;
+        c.rate_limit_enabled = values::boolean(v)?;
         Ok(None)
     }),
     ("daemon_recycling_enabled", |c, v| {
-        c.daemon_recycling_enabled = boolean(v)?;
+        c.daemon_recycling_enabled = values::boolean(v)?;
         Ok(None)
     }),
     ("record_retention_enabled", |c, v| {
-        c.record_retention_enabled = boolean(v)?;
+        c.record_retention_enabled = values::boolean(v)?;
         Ok(None)
     }),
     ("record_server_delivery_enabled", |c, v| {
-        c.record_server_delivery_enabled = boolean(v)?;
+        c.record_server_delivery_enabled = values::boolean(v)?;
         Ok(None)
     }),
     ("post_format", |c, v| {
@@ -273,8 +371,9 @@ const KEYS: &[(&str, Setter)] = &[
         Ok(None)
     }),
     ("send_timeout_ms", |c, v| {
-        c.send_timeout_ms = non_negative(v)?;
-        Ok(None)
+        let (n, note) = values::int_or_default(v, 1000, |n| n >= 0, "a wait cannot be negative")?;
+        c.send_timeout_ms = u64::try_from(n).unwrap_or(1000);
+        Ok(note)
     }),
     ("opt_in_file", |c, v| set_path(&mut c.opt_in_file, v)),
     ("static_machine_id_file", |c, v| {
@@ -292,120 +391,20 @@ const KEYS: &[(&str, Setter)] = &[
     ("cache_dir", |c, v| set_path(&mut c.cache_dir, v)),
 ];
 
+fn set_path(slot: &mut PathBuf, v: &str) -> Result<Option<String>, String> {
+    let (p, note) = values::path(v)?;
+    *slot = p;
+    Ok(note)
+}
+
+fn window(v: &str) -> values::Read<u32> {
+    let (n, note) = values::int_in(v, 0..=59, "a window length in minutes")?;
+    Ok((u32::try_from(n).unwrap_or(0), note))
+}
+
 /// Names of every key, in documentation order.
 pub fn key_names() -> impl Iterator<Item = &'static str> {
     KEYS.iter().map(|(k, _)| *k)
-}
-
-/// The collector URL: `http://` or `https://`, a host, and nothing a request line cannot carry.
-fn collector_url(v: &str) -> Result<String, String> {
-    let lower = v.to_ascii_lowercase();
-    let Some(rest) = ["http://", "https://"]
-        .iter()
-        .find_map(|scheme| lower.strip_prefix(scheme))
-    else {
-        return Err(format!("{} is not an http:// or https:// URL", excerpt(v)));
-    };
-    if let Some(c) = v.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(format!(
-            "{} holds {}, which a URL cannot",
-            excerpt(v),
-            excerpt(&c.to_string())
-        ));
-    }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    if host.is_empty() || host.starts_with(':') {
-        return Err(format!("{} has no host", excerpt(v)));
-    }
-    Ok(v.to_string())
-}
-
-/// The TID header line, `Name: value`, or empty for none. The name must be an HTTP token and the
-/// value non-empty visible ASCII (spaces and tabs inside allowed): anything else makes every POST
-/// carry a header the collector does not match, and every record be refused.
-fn header_line(v: &str) -> Result<String, String> {
-    if v.is_empty() {
-        return Ok(String::new());
-    }
-    let Some((name, value)) = v.split_once(':') else {
-        return Err(format!(
-            "{} is not an HTTP header line (name: value)",
-            excerpt(v)
-        ));
-    };
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
-        return Err(format!(
-            "header name {} is not an HTTP token (letters, digits, - and no spaces)",
-            excerpt(name)
-        ));
-    }
-    let value = value.trim_matches([' ', '\t']);
-    if value.is_empty() {
-        return Err(format!("header {} has an empty value", excerpt(name)));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_graphic() || *c == ' ' || *c == '\t'))
-    {
-        return Err(format!(
-            "header value {} holds {}, which an HTTP header cannot",
-            excerpt(value),
-            excerpt(&c.to_string())
-        ));
-    }
-    Ok(v.to_string())
-}
-
-fn absolute(v: &str) -> Result<PathBuf, String> {
-    if v.starts_with('/') {
-        Ok(PathBuf::from(v))
-    } else {
-        Err(format!("{} is not an absolute path", excerpt(v)))
-    }
-}
-
-fn set_path(slot: &mut PathBuf, v: &str) -> Result<Option<String>, String> {
-    *slot = absolute(v)?;
-    Ok(None)
-}
-
-fn integer(v: &str) -> Result<i64, String> {
-    v.parse::<i64>()
-        .map_err(|e| format!("{} is not an integer ({e})", excerpt(v)))
-}
-
-fn non_negative(v: &str) -> Result<u64, String> {
-    let n = integer(v)?;
-    u64::try_from(n).map_err(|_| format!("{} must not be negative", excerpt(v)))
-}
-
-/// A limit where any negative number means "no limit" (the original's `-1`).
-fn limit(v: &str) -> Result<Option<u64>, String> {
-    let n = integer(v)?;
-    Ok(u64::try_from(n).ok())
-}
-
-fn window(v: &str) -> Result<u32, String> {
-    match integer(v)? {
-        n @ 0..=59 => Ok(n as u32),
-        _ => Err(format!(
-            "{} is not a window length from 0 to 59 minutes",
-            excerpt(v)
-        )),
-    }
-}
-
-fn boolean(v: &str) -> Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(format!(
-            "{} is not a boolean (true, false, 1 or 0)",
-            excerpt(v)
-        )),
-    }
 }
 
 /// Joins an absolute path below a root prefix.
@@ -454,125 +453,198 @@ impl Config {
 
     /// Loads the effective configuration the way every program does: `explicit` if given, else
     /// `TELEM_CONFIG` if set (each on top of the defaults alone), else the layered files; all
-    /// default paths below `TELEM_ROOT`.
+    /// default paths below `TELEM_ROOT`. Any error (see [`Config::load_with_diagnostics`]) is
+    /// returned, the first one found; warnings are in [`Config::warnings`].
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         let root = env::root();
-        let from_env = std::env::var_os(env::CONFIG)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        Config::load_from(&root, explicit.or(from_env.as_deref()))
+        Config::load_from(&root, Config::explicit_or_env(explicit).as_deref())
+    }
+
+    /// Loads like [`Config::load`] but never fails: every key that could be read is set, a key
+    /// (or line) in error keeps its previous value, a file that cannot be read sets nothing, and
+    /// every problem is in the list, errors and warnings, in file order.
+    pub fn load_with_diagnostics(explicit: Option<&Path>) -> (Config, Vec<Diagnostic>) {
+        let root = env::root();
+        Config::load_from_with_diagnostics(&root, Config::explicit_or_env(explicit).as_deref())
+    }
+
+    fn explicit_or_env(explicit: Option<&Path>) -> Option<PathBuf> {
+        explicit.map(Path::to_path_buf).or_else(|| {
+            std::env::var_os(env::CONFIG)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
     }
 
     /// [`Config::load`] with the root and explicit file given.
     pub fn load_from(root: &Path, explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let (c, diagnostics) = Config::load_from_with_diagnostics(root, explicit);
+        match diagnostics
+            .into_iter()
+            .find(|d| d.severity == Severity::Error)
+        {
+            Some(d) => Err(d.into_error()),
+            None => Ok(c),
+        }
+    }
+
+    /// [`Config::load_with_diagnostics`] with the root and explicit file given.
+    pub fn load_from_with_diagnostics(
+        root: &Path,
+        explicit: Option<&Path>,
+    ) -> (Config, Vec<Diagnostic>) {
         let mut c = Config::defaults(root);
+        let mut diagnostics = Vec::new();
         match explicit {
             Some(f) => {
-                c.apply_file(f)?;
+                // The caller chose this file: records carry its path even when it cannot be read.
                 c.explicit_file = Some(f.to_path_buf());
+                match fs::read(f) {
+                    Ok(bytes) => diagnostics.extend(c.apply_bytes_lenient(&bytes, f)),
+                    Err(e) => diagnostics.push(Diagnostic::unreadable(f, &e, Severity::Error)),
+                }
             }
             None => {
                 for f in [under(root, VENDOR_CONFIG), under(root, ADMIN_CONFIG)] {
                     match fs::read(&f) {
-                        Ok(bytes) => c.apply_bytes(&bytes, &f)?,
+                        Ok(bytes) => diagnostics.extend(c.apply_bytes_lenient(&bytes, &f)),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => c.warnings.push(format!(
-                            "{}: not read ({e}); its settings are not applied",
-                            f.display()
-                        )),
+                        Err(e) => {
+                            let d = Diagnostic::unreadable(&f, &e, Severity::Warning);
+                            c.warnings
+                                .push(format!("{d}; its settings are not applied"));
+                            diagnostics.push(d);
+                        }
                     }
                 }
             }
         }
-        Ok(c)
+        (c, diagnostics)
     }
 
     /// Reads one file on top of the current values. The file must exist.
     pub fn apply_file(&mut self, file: &Path) -> Result<(), ConfigError> {
-        let bytes = fs::read(file).map_err(|e| ConfigError {
-            file: file.to_path_buf(),
-            line: None,
-            key: None,
-            message: format!("cannot read: {e}"),
-        })?;
+        let bytes = fs::read(file)
+            .map_err(|e| Diagnostic::unreadable(file, &e, Severity::Error).into_error())?;
         self.apply_bytes(&bytes, file)
     }
 
     /// Parses INI text on top of the current values. On error nothing is changed.
     pub fn apply_bytes(&mut self, bytes: &[u8], origin: &Path) -> Result<(), ConfigError> {
-        let err = |line: usize, message: String| ConfigError {
-            file: origin.to_path_buf(),
-            line: Some(line),
-            key: None,
-            message,
-        };
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count()
-                + 1;
-            err(line, "not valid UTF-8".to_string())
-        })?;
         let mut next = self.clone();
+        let diagnostics = next.apply_bytes_lenient(bytes, origin);
+        if let Some(d) = diagnostics
+            .into_iter()
+            .find(|d| d.severity == Severity::Error)
+        {
+            return Err(d.into_error());
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// Parses INI text on top of the current values, line by line: a line or value that cannot
+    /// be used is an error and changes nothing, every other line applies. Warnings are also
+    /// added to [`Config::warnings`].
+    pub fn apply_bytes_lenient(&mut self, bytes: &[u8], origin: &Path) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
         let mut section: Option<String> = None;
-        for (i, raw) in text.lines().enumerate() {
+        for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
             let n = i + 1;
+            let at = |severity, key, message| Diagnostic {
+                severity,
+                file: origin.to_path_buf(),
+                line: Some(n),
+                key,
+                message,
+            };
+            let Ok(raw) = std::str::from_utf8(raw) else {
+                out.push(at(
+                    Severity::Error,
+                    None,
+                    "not valid UTF-8; line ignored".into(),
+                ));
+                continue;
+            };
             let line = raw.trim_matches([' ', '\t', '\r']);
             if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
                 continue;
             }
             if let Some(rest) = line.strip_prefix('[') {
-                let name = rest.strip_suffix(']').ok_or_else(|| {
-                    err(
-                        n,
-                        format!("section header {} does not end with ']'", excerpt(line)),
-                    )
-                })?;
-                section = Some(name.trim().to_string());
+                match rest.strip_suffix(']') {
+                    Some(name) => section = Some(name.trim().to_string()),
+                    None => {
+                        // Keys below a broken header belong to no section we can name.
+                        section = None;
+                        out.push(at(
+                            Severity::Error,
+                            None,
+                            format!("section header {} does not end with ']'", excerpt(line)),
+                        ));
+                    }
+                }
                 continue;
             }
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| err(n, format!("{} is not 'key = value'", excerpt(line))))?;
+            let Some((key, value)) = line.split_once('=') else {
+                out.push(at(
+                    Severity::Error,
+                    None,
+                    format!("{} is not 'key = value'", excerpt(line)),
+                ));
+                continue;
+            };
             let key = key.trim_matches([' ', '\t']);
             let value = unescape(value.trim_matches([' ', '\t']));
             if key.is_empty() {
-                return Err(err(n, "empty key".to_string()));
+                out.push(at(Severity::Error, None, "empty key".to_string()));
+                continue;
             }
             let Some(sec) = &section else {
-                return Err(err(n, format!("key {} before any [section]", excerpt(key))));
+                out.push(at(
+                    Severity::Error,
+                    None,
+                    format!("key {} before any [section]", excerpt(key)),
+                ));
+                continue;
             };
             if sec != "settings" {
-                next.warnings.push(format!(
-                    "{}:{n}: section {} is not used; key {} ignored",
-                    origin.display(),
-                    excerpt(&format!("[{sec}]")),
-                    excerpt(key)
+                out.push(at(
+                    Severity::Warning,
+                    None,
+                    format!(
+                        "section {} is not used; key {} ignored",
+                        excerpt(&format!("[{sec}]")),
+                        excerpt(key)
+                    ),
                 ));
                 continue;
             }
-            match KEYS.iter().find(|(k, _)| *k == key) {
-                None => next.warnings.push(format!(
-                    "{}:{n}: unknown key {} ignored",
-                    origin.display(),
-                    excerpt(key)
-                )),
-                Some((k, set)) => {
-                    let warning = set(&mut next, &value).map_err(|message| ConfigError {
-                        key: Some(k),
-                        ..err(n, message)
-                    })?;
-                    if let Some(w) = warning {
-                        next.warnings.push(format!("{}:{n}: {w}", origin.display()));
-                    }
-                    next.sources
+            let Some((k, set)) = KEYS.iter().find(|(k, _)| *k == key) else {
+                out.push(at(
+                    Severity::Warning,
+                    None,
+                    format!("unknown key {} ignored", excerpt(key)),
+                ));
+                continue;
+            };
+            // A setter changes nothing when it fails, so the key keeps its previous value.
+            match set(self, &value) {
+                Ok(note) => {
+                    self.sources
                         .insert(k, Source::File(origin.to_path_buf(), n));
+                    if let Some(w) = note {
+                        out.push(at(Severity::Warning, Some(k), w));
+                    }
                 }
+                Err(message) => out.push(at(Severity::Error, Some(k), message)),
             }
         }
-        *self = next;
-        Ok(())
+        self.warnings.extend(
+            out.iter()
+                .filter(|d| d.severity == Severity::Warning)
+                .map(Diagnostic::to_string),
+        );
+        out
     }
 
     /// The post format actually used for `server`.

@@ -148,7 +148,9 @@ impl SysInfo {
             },
             board_name: format!("{}|{}", dmi("board_name", "bn"), dmi("board_vendor", "bv")),
             cpu_model: cpu_model(root),
-            bios_version: dmi("bios_version", "bios"),
+            // The original's key for a missing bios_version file is `bv` (the board vendor's
+            // too): `no_bv_file` is what backends and dashboards have seen for years.
+            bios_version: dmi("bios_version", "bv"),
         }
         .backend_safe()
     }
@@ -417,7 +419,7 @@ mod tests {
         let s = SysInfo::gather(d.path());
         assert_eq!(s.host_type, "no_sv_file|no_pn_file|no_pvr_file");
         assert_eq!(s.board_name, "no_bn_file|no_bv_file");
-        assert_eq!(s.bios_version, "no_bios_file");
+        assert_eq!(s.bios_version, "no_bv_file");
         assert_eq!(s.cpu_model, "blank");
         assert_eq!(s.system_name, "unknown");
         assert_eq!(s.build, "0");

@@ -388,8 +388,9 @@ fn static_archive_links_and_runs() {
     );
 }
 
-/// Contract §2: a broken config never ends a program that merely links the library (the
-/// original called exit(1)); the library says which file and line, and uses the defaults.
+/// A broken config never ends a program that merely links the library (the original called
+/// exit(1)); the library says which file, line and key, and that key keeps its default while the
+/// file's other keys apply.
 #[test]
 fn broken_config_is_reported_and_the_program_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -399,7 +400,7 @@ fn broken_config_is_reported_and_the_program_goes_on() {
     let conf = dir.path().join("broken.conf");
     std::fs::write(
         &conf,
-        "[settings]\nsocket_path=/nowhere/sock\nrecord_expiry=soon\n",
+        "[settings]\nsocket_path=/nowhere/sock\nrate_limit_enabled=maybe\n",
     )
     .unwrap();
     let out = Command::new(shared_program())
@@ -414,11 +415,11 @@ fn broken_config_is_reported_and_the_program_goes_on() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("config_ok=0"), "{stdout}");
     assert!(
-        stderr.contains("broken.conf:3: record_expiry")
-            && stderr.contains("using built-in defaults"),
+        stderr.contains("broken.conf:3: rate_limit_enabled")
+            && stderr.contains("that key keeps its default"),
         "{stderr}"
     );
-    // The defaults apply: the socket below TELEM_ROOT, where nothing listens.
+    // The file's socket_path applies, and nothing listens there.
     assert!(stdout.contains("send=-2"), "{stdout}");
     assert!(stdout.contains("opted_in=1"), "{stdout}");
 }

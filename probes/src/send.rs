@@ -22,12 +22,14 @@ pub const TRUNCATION_NOTE: &str = "[payload truncated to fit the 8192-byte recor
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
+    // The inner error is in the message and not a `source`: a report that walks the chain
+    // (`{:#}`) would otherwise print it, and its own cause, once more.
     /// The record could not be built (bad classification, unreadable random source …).
     #[error("cannot build the record: {0}")]
-    Record(#[source] telemetry::Error),
+    Record(telemetry::Error),
     /// telemprobd could not be reached or refused the record.
     #[error("{0}")]
-    Delivery(#[source] telemetry::Error),
+    Delivery(telemetry::Error),
     /// Writing the dry-run output failed.
     #[error("writing to stdout: {0}")]
     Stdout(#[source] io::Error),
@@ -54,8 +56,14 @@ pub fn not_opted_in_message(config: &Config) -> String {
 
 /// Loads the configuration (`-f` file if given), printing its warnings to stderr.
 pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
-    let config = Config::load(explicit)
-        .map_err(|e| anyhow::anyhow!("Configuration file path not valid or unreadable: {e}"))?;
+    let config = Config::load(explicit).map_err(|e| {
+        // The original's words for a file it could not use at all; a bad line names itself.
+        if e.line.is_none() {
+            anyhow::anyhow!("Configuration file path not valid: {e}")
+        } else {
+            anyhow::anyhow!("configuration not valid: {e}")
+        }
+    })?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

@@ -22,11 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
 
     let config_file = match &cli.config_file {
-        Some(p) if p.is_absolute() && p.is_file() => Some(p.as_path()),
-        Some(p) => bail!(
-            "Configuration file path not valid: {} (an absolute path to a regular file is needed)",
-            p.display()
-        ),
+        Some(p) => Some(config_path(p)?),
         None => None,
     };
     let payload = read_payload(&cli)?;
@@ -44,29 +40,60 @@ pub fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let config = Config::load(config_file)?;
+    for w in &config.warnings {
+        eprintln!("telem-record-gen: warning: {w}");
+    }
     send(&record, &config)
 }
 
-/// Reads at most one byte more than the limit, so an oversized payload is reported with its
-/// real problem without reading an unbounded stream into memory.
-fn read_limited(mut r: impl Read) -> io::Result<Vec<u8>> {
+/// `-f`: the original's message ("Configuration file path not valid"), and why.
+fn config_path(p: &Path) -> Result<&Path> {
+    let why = if !p.is_absolute() {
+        "is not an absolute path"
+    } else {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => return Ok(p),
+            Ok(_) => "is not a regular file",
+            Err(e) if e.kind() == io::ErrorKind::NotFound => "does not exist",
+            Err(_) => "cannot be read",
+        }
+    };
+    bail!("Configuration file path not valid: {} {why}", p.display())
+}
+
+/// Reads a payload, keeping at most one byte more than the limit in memory; the rest of an
+/// oversized payload is only counted, so the error states its real size.
+fn read_limited(mut r: impl Read) -> io::Result<(Vec<u8>, u64)> {
     let mut buf = Vec::new();
     r.by_ref()
         .take(telemetry::record::MAX_PAYLOAD as u64 + 1)
         .read_to_end(&mut buf)?;
-    Ok(buf)
+    let rest = if buf.len() > telemetry::record::MAX_PAYLOAD {
+        io::copy(&mut r, &mut io::sink())?
+    } else {
+        0
+    };
+    let len = (buf.len() as u64).saturating_add(rest);
+    Ok((buf, len))
 }
 
+/// The payload from `-P`, `-p` or standard input, within the limit.
 fn read_payload(cli: &Cli) -> Result<Vec<u8>> {
-    if let Some(path) = &cli.payload_file {
+    let (bytes, len) = if let Some(path) = &cli.payload_file {
         let f = std::fs::File::open(path)
             .with_context(|| format!("file {} could not be opened for reading", path.display()))?;
-        return read_limited(f).with_context(|| format!("reading {}", path.display()));
+        read_limited(f).with_context(|| format!("reading {}", path.display()))?
+    } else if let Some(p) = &cli.payload {
+        (p.as_bytes().to_vec(), p.len() as u64)
+    } else {
+        read_limited(io::stdin().lock()).context("reading the payload from standard input")?
+    };
+    let max = telemetry::record::MAX_PAYLOAD;
+    if len > max as u64 {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        return Err(Error::PayloadTooLarge { len, max }).context("payload rejected");
     }
-    if let Some(p) = &cli.payload {
-        return Ok(p.as_bytes().to_vec());
-    }
-    read_limited(io::stdin().lock()).context("reading the payload from standard input")
+    Ok(bytes)
 }
 
 fn print_record(record: &Record) -> Result<()> {

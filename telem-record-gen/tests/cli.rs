@@ -139,11 +139,22 @@ fn each_validation_error_has_its_message_and_status_1() {
         ),
         (
             vec!["-c", "a/b/c", "-f", "relative.conf", "-p", "x"],
-            "Configuration file path not valid",
+            "Configuration file path not valid: relative.conf is not an absolute path",
         ),
         (
             vec!["-c", "a/b/c", "-f", "/", "-p", "x"],
-            "Configuration file path not valid",
+            "Configuration file path not valid: / is not a regular file",
+        ),
+        (
+            vec![
+                "-c",
+                "a/b/c",
+                "-f",
+                "/nonexistent/telemetrics.conf",
+                "-p",
+                "x",
+            ],
+            "Configuration file path not valid: /nonexistent/telemetrics.conf does not exist",
         ),
         (vec!["-c", "a/b/c", "-p", "bell\u{7}"], "control character"),
         (vec!["--bogus"], "unexpected argument"),
@@ -244,12 +255,20 @@ fn payload_limit_is_8192_bytes_from_every_source() {
         .assert()
         .code(1)
         .stderr(contains("payload is 8193 bytes; the limit is 8192 bytes"));
+    // Every source states the payload's real size, not the one byte over the limit it needed
+    // to see that it is too large.
     env.cmd()
         .args(["-c", "a/b/c", "-n"])
         .write_stdin(big.clone())
         .assert()
         .code(1)
-        .stderr(contains("the limit is 8192 bytes"));
+        .stderr(contains("payload is 8193 bytes; the limit is 8192 bytes"));
+    env.cmd()
+        .args(["-c", "a/b/c", "-n"])
+        .write_stdin("c".repeat(70_000))
+        .assert()
+        .code(1)
+        .stderr(contains("payload is 70000 bytes; the limit is 8192 bytes"));
     let f = env.dir.path().join("big.txt");
     std::fs::write(&f, "b".repeat(100_000)).unwrap();
     env.cmd()
@@ -257,7 +276,7 @@ fn payload_limit_is_8192_bytes_from_every_source() {
         .arg(&f)
         .assert()
         .code(1)
-        .stderr(contains("the limit is 8192 bytes"));
+        .stderr(contains("payload is 100000 bytes; the limit is 8192 bytes"));
     std::fs::write(&f, &ok).unwrap();
     env.cmd()
         .args(["-c", "a/b/c", "-n", "-P"])
@@ -362,11 +381,40 @@ fn broken_config_is_a_clear_error() {
     let env = Env::new();
     env.opt_in();
     let conf = env.dir.path().join("bad.conf");
-    std::fs::write(&conf, "[settings]\nrecord_expiry=soon\n").unwrap();
+    std::fs::write(&conf, "[settings]\nrate_limit_enabled=maybe\n").unwrap();
     env.cmd()
         .args(["-c", "a/b/c", "-p", "x", "-f"])
         .arg(&conf)
         .assert()
         .code(1)
-        .stderr(contains("bad.conf:2: record_expiry"));
+        .stderr(contains("bad.conf:2: rate_limit_enabled"));
+}
+
+/// Values the original read with strtoll or its fallbacks send as before, with a warning.
+#[test]
+fn a_config_the_original_accepted_sends_with_a_warning() {
+    let env = Env::new();
+    env.opt_in();
+    let conf = env.dir.path().join("old.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[settings]\nsocket_path={}\nrecord_expiry=1200 # minutes\nrate_limit_strategy=later\n",
+            env.socket().display()
+        ),
+    )
+    .unwrap();
+    let daemon = listen(&env.socket(), 0);
+    env.cmd()
+        .args(["-c", "a/b/c", "-p", "x", "-f"])
+        .arg(&conf)
+        .assert()
+        .success()
+        .stderr(contains(
+            "telem-record-gen: warning: ".to_string()
+                + &conf.display().to_string()
+                + ":3: record_expiry: \"1200 # minutes\" read as 1200",
+        ))
+        .stderr(contains("old.conf:4: rate_limit_strategy"));
+    assert_eq!(daemon.join().unwrap().record.payload(), b"x");
 }

@@ -45,9 +45,16 @@ pub enum Command {
     /// Show daemons, spool, last delivery and error, and counters
     Status,
     /// Show the effective settings and where each came from
-    Config,
+    Config(ConfigArgs),
     /// Show the journal of records that left the spool
     Journal(JournalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// Strict check for packagers and CI: exit 1 on any warning or error in the files
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use telemetry::config::key_names;
+use telemetry::config::{key_names, Diagnostic, Severity};
 use telemetry::journal::{self, Filter};
 use telemetry::{optin, spool, status, Config};
 
@@ -262,13 +262,15 @@ pub fn status(config: &Config) -> Result<ExitCode> {
     write_out(&out)
 }
 
-pub fn config_cmd(config: &Config) -> Result<ExitCode> {
+/// Prints every problem and the effective settings. Exit 1 when a file has an error (the
+/// daemons refuse to start with it), or with `check` on any warning too.
+pub fn config_cmd(config: &Config, diagnostics: &[Diagnostic], check: bool) -> Result<ExitCode> {
     let mut out = String::new();
     if let Some(f) = &config.explicit_file {
         out.push_str(&format!("# explicit file: {}\n", f.display()));
     }
-    for w in &config.warnings {
-        out.push_str(&format!("# warning: {w}\n"));
+    for d in diagnostics {
+        out.push_str(&format!("# {}: {d}\n", d.severity));
     }
     out.push_str("[settings]\n");
     for key in key_names() {
@@ -280,7 +282,17 @@ pub fn config_cmd(config: &Config) -> Result<ExitCode> {
             .unwrap_or_default();
         out.push_str(&format!("{key}={value}    # {source}\n"));
     }
-    write_out(&out)
+    let code = write_out(&out)?;
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diagnostics.len() - errors;
+    if errors > 0 || (check && warnings > 0) {
+        eprintln!("telemctl: configuration: {errors} error(s), {warnings} warning(s)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(code)
 }
 
 pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {

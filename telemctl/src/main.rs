@@ -32,12 +32,24 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(f) = &cli.config_file {
-        if !f.is_absolute() || !f.is_file() {
-            anyhow::bail!(
-                "Configuration file path not valid: {} (an absolute path to a regular file is needed)",
-                f.display()
-            );
+        let why = if !f.is_absolute() {
+            Some("is not an absolute path")
+        } else if !f.exists() {
+            Some("does not exist")
+        } else if !f.is_file() {
+            Some("is not a regular file")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            anyhow::bail!("Configuration file path not valid: {} {why}", f.display());
         }
+    }
+    if let Command::Config(args) = &cli.command {
+        // Shows every problem, and the settings the file's other keys give, instead of stopping
+        // at the first error.
+        let (config, diagnostics) = Config::load_with_diagnostics(cli.config_file.as_deref());
+        return commands::config_cmd(&config, &diagnostics, args.check);
     }
     let config = Config::load(cli.config_file.as_deref())?;
     match &cli.command {
@@ -48,7 +60,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restart => commands::restart(&config),
         Command::IsActive => commands::is_active(),
         Command::Status => commands::status(&config),
-        Command::Config => commands::config_cmd(&config),
+        // Answered above, from every diagnostic.
+        Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Journal(args) => commands::journal_cmd(&config, args),
     }
 }

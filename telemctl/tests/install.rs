@@ -276,7 +276,7 @@ fn pkg_config_builds_a_c_program_that_runs() {
     let src = dir.path().join("hello.c");
     fs::write(
         &src,
-        "#include <stdio.h>\n#include <telemetry.h>\nint main(void) {\n  struct telem_ref *r = NULL;\n  char c[] = \"org.example/install/test\";\n  char p[] = \"hi\";\n  if (tm_create_record(&r, 2, c, 1) != 0 || tm_set_payload(r, p) != 0) return 1;\n  printf(\"%s\", r->record->headers[1]);\n  tm_free_record(r);\n  return 0;\n}\n",
+        "#include <stdio.h>\n#define TELEMETRY_RECORD_LAYOUT\n#include <telemetry.h>\nint main(void) {\n  struct telem_ref *r = NULL;\n  char c[] = \"org.example/install/test\";\n  char p[] = \"hi\";\n  if (tm_create_record(&r, 2, c, 1) != 0 || tm_set_payload(r, p) != 0) return 1;\n  printf(\"%s\", r->record->headers[1]);\n  tm_free_record(r);\n  return 0;\n}\n",
     )
     .unwrap();
     let exe = dir.path().join("hello");

@@ -421,6 +421,68 @@ fn config_shows_values_and_sources() {
         )));
 }
 
+/// `config` shows what the programs will use and every problem; `--check` fails on anything
+/// questionable, for packagers and CI.
+#[test]
+fn config_check_is_strict_and_config_shows_every_problem() {
+    let env = Env::new();
+    let clean = env.write("/clean.conf", "[settings]\nrecord_expiry=60\n");
+    env.cmd()
+        .args(["-f", clean.to_str().unwrap(), "config", "--check"])
+        .assert()
+        .success()
+        .stdout(contains("record_expiry=60    # "))
+        .stdout(contains("# warning").not());
+
+    // What the original accepted: it works, with a warning; the strict check fails.
+    let old = env.write(
+        "/old.conf",
+        "[settings]\nrecord_expiry=1200 # minutes\nrate_limit_strategy=later\n",
+    );
+    env.cmd()
+        .args(["-f", old.to_str().unwrap(), "config"])
+        .assert()
+        .success()
+        .stdout(contains(format!(
+            "# warning: {}:2: record_expiry: \"1200 # minutes\" read as 1200",
+            old.display()
+        )))
+        .stdout(contains(format!(
+            "# warning: {}:3: rate_limit_strategy",
+            old.display()
+        )))
+        .stdout(contains("record_expiry=1200    # "));
+    env.cmd()
+        .args(["-f", old.to_str().unwrap(), "config", "--check"])
+        .assert()
+        .code(1)
+        .stderr(contains("0 error(s), 2 warning(s)"));
+
+    // An error: the daemons refuse to start, so plain `config` fails too, and still shows the
+    // file's other keys and every problem.
+    let bad = env.write(
+        "/bad.conf",
+        "[settings]\nrate_limit_enabled=maybe\nsocket_path=/custom/sock\nserver=nowhere\n",
+    );
+    env.cmd()
+        .args(["-f", bad.to_str().unwrap(), "config"])
+        .assert()
+        .code(1)
+        .stdout(contains(format!(
+            "# error: {}:2: rate_limit_enabled",
+            bad.display()
+        )))
+        .stdout(contains(format!("# error: {}:4: server", bad.display())))
+        .stdout(contains("socket_path=/custom/sock    # "))
+        .stderr(contains("2 error(s), 0 warning(s)"));
+
+    env.cmd()
+        .args(["-f", env.p("/missing.conf").to_str().unwrap(), "config"])
+        .assert()
+        .code(1)
+        .stderr(contains("missing.conf does not exist"));
+}
+
 #[test]
 fn is_active_asks_systemctl() {
     let env = Env::new();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use telemetry::config::RateLimitStrategy;
+use telemetry::config::{RateLimitStrategy, Severity};
 use telemetry::journal::{Entry, Journal, Outcome};
 use telemetry::spool::{self, SpoolRecord};
 use telemetry::Config;
@@ -677,15 +677,32 @@ impl Daemon {
     }
 
     /// The target for a record: the daemon's, or its `CFG:` file's (regular files only). A
-    /// `CFG:` file that exists but does not load rejects the record (`Err(reason)`).
+    /// `CFG:` file whose error touches the target (a bad line, or a bad `server`, `tidheader`,
+    /// `cainfo` or `post_format`) rejects the record (`Err(reason)`); an error in a key the
+    /// target does not use is logged and does not cost the record.
     fn target_for(&self, cfg: Option<&Path>) -> Result<Arc<Target>, String> {
         let Some(path) = cfg else {
             return Ok(self.target.clone());
         };
         match fs::metadata(path) {
-            Ok(m) if m.is_file() => Config::load_from(&self.config.root, Some(path))
-                .map(|c| Arc::new(Target::from_config(&c)))
-                .map_err(|e| format!("per-record config does not load: {e}")),
+            Ok(m) if m.is_file() => {
+                let (c, diagnostics) =
+                    Config::load_from_with_diagnostics(&self.config.root, Some(path));
+                for d in diagnostics
+                    .into_iter()
+                    .filter(|d| d.severity == Severity::Error)
+                {
+                    match d.key {
+                        Some(k)
+                            if !["server", "tidheader", "cainfo", "post_format"].contains(&k) =>
+                        {
+                            warn!(cfg = %path.display(), "per-record config: {d}; not used for delivery");
+                        }
+                        _ => return Err(format!("per-record config does not load: {d}")),
+                    }
+                }
+                Ok(Arc::new(Target::from_config(&c)))
+            }
             _ => {
                 debug!(cfg = %path.display(), "CFG path is not a regular file; using the daemon's config");
                 Ok(self.target.clone())

@@ -11,7 +11,18 @@ use telempostd::{Exit, Options};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // -h and -V succeed; a usage error exits 1 as the original's (clap's default is 2).
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     daemon_logging::init("telempostd");
     match run(cli) {
         Ok(code) => code,

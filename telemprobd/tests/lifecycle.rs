@@ -216,7 +216,7 @@ fn command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.conf"));
     let bad = d.path().join("bad.conf");
-    std::fs::write(&bad, "[settings]\nspool_max_size=lots\n").unwrap();
+    std::fs::write(&bad, "[settings]\nrate_limit_enabled=lots\n").unwrap();
     let out = Command::new(bin)
         .arg("-f")
         .arg(&bad)

@@ -173,20 +173,14 @@ fn bad_lines_name_file_and_line() {
             3,
             "not a boolean",
         ),
-        ("[settings]\nrecord_expiry=12abc\n", 2, "not an integer"),
         (
             "[settings]\nrecord_expiry=99999999999999999999\n",
             2,
-            "not an integer",
+            "out of range",
         ),
-        ("[settings]\nrecord_expiry=-5\n", 2, "must not be negative"),
         ("[settings]\nrecord_window_length=60\n", 2, "0 to 59"),
-        (
-            "[settings]\nrate_limit_strategy=later\n",
-            2,
-            "'spool' or 'drop'",
-        ),
-        ("[settings]\nspool_dir=relative/dir\n", 2, "absolute"),
+        ("[settings]\nbyte_window_length=-1 # off\n", 2, "0 to 59"),
+        ("[settings]\nspool_dir=\n", 2, "empty path"),
         ("[settings]\npost_format=xml\n", 2, "'headers'"),
         (
             "[settings]\ndaemon_recycling_enabled=\n",
@@ -204,13 +198,148 @@ fn bad_lines_name_file_and_line() {
     }
 }
 
+/// Values the original client accepted, each with the value it gives here (what the original
+/// used, or the default where that would do harm) and the warning that says so. Nothing in this
+/// table is an error: a file the original ran with starts every program.
+#[test]
+fn values_the_original_accepted_start_with_a_warning() {
+    // (key, value in the file, value used, words the warning must hold; None = no warning)
+    let table: &[(&str, &str, &str, Option<&str>)] = &[
+        // strtoll: trailing text ignored.
+        ("record_expiry", "1200 # minutes", "1200", Some("read as 1200 (text after the number ignored)")),
+        ("record_expiry", "60m", "60", Some("read as 60")),
+        ("record_expiry", "+30", "30", None),
+        // strtoll: no digits is 0; an expiry of 0 or less would delete every record: default.
+        ("record_expiry", "soon", "1200", Some("\"soon\" is not a number; using the default 1200")),
+        ("record_expiry", "", "1200", Some("not a number; using the default 1200")),
+        ("record_expiry", "0", "1200", Some("read as 0, an expiry that would delete every record at once; using the default 1200")),
+        ("record_expiry", "-5", "1200", Some("read as -5")),
+        ("spool_max_size", "2048 KiB", "2048", Some("read as 2048")),
+        ("spool_max_size", "-1", "-1", None),
+        ("spool_max_size", "-7 # none", "-1", Some("read as -7")),
+        ("spool_max_size", "0", "0", None),
+        // 0 would refuse every record; a value that is not a number was never meant as 0.
+        ("spool_max_size", "big", "5120", Some("not a number; using the default 5120")),
+        ("spool_process_time", "200s", "200", Some("read as 200")),
+        ("spool_process_time", "never", "120", Some("read as 0, as the original did; 0 is outside 120..300 seconds; using 120")),
+        ("spool_process_time", "5", "120", Some("using 120")),
+        ("spool_process_time", "900", "300", Some("using 300")),
+        ("record_window_length", "15 min", "15", Some("read as 15")),
+        ("byte_window_length", "x", "0", Some("read as 0, as the original did")),
+        ("record_burst_limit", "100/window", "100", Some("read as 100")),
+        ("record_burst_limit", "lots", "1000", Some("using the default 1000")),
+        ("byte_burst_limit", "-1", "-1", None),
+        ("byte_burst_limit", "many", "-1", Some("using the default -1 (no limit)")),
+        ("send_timeout_ms", "250ms", "250", Some("read as 250")),
+        ("send_timeout_ms", "-3", "1000", Some("using the default 1000")),
+        // Anything but drop meant spool.
+        ("rate_limit_strategy", "DROP", "drop", None),
+        ("rate_limit_strategy", "later", "spool", Some("using 'spool', as the original did")),
+        ("rate_limit_strategy", "", "spool", Some("using 'spool'")),
+        // A relative path is used as given.
+        ("spool_dir", "spool", "spool", Some("relative path; used as given")),
+        ("socket_path", "run/telem-0", "run/telem-0", Some("relative path")),
+        ("cainfo", "ca.pem", "ca.pem", Some("relative path")),
+        ("journal_file", "j", "j", Some("relative path")),
+        ("spool_dir", "/var/spool/telemetry", "/var/spool/telemetry", None),
+    ];
+    for (key, value, want, warning) in table {
+        let text = format!("[settings]\n# a comment\n{key} = {value}\n");
+        let c = parse(&text).unwrap_or_else(|e| panic!("{key}={value:?}: {e}"));
+        assert_eq!(c.value_of(key).as_deref(), Some(*want), "{key}={value:?}");
+        assert_eq!(c.sources[key], Source::File("/t.conf".into(), 3));
+        match warning {
+            None => assert!(c.warnings.is_empty(), "{key}={value:?}: {:?}", c.warnings),
+            Some(w) => {
+                assert_eq!(c.warnings.len(), 1, "{key}={value:?}: {:?}", c.warnings);
+                let prefix = format!("/t.conf:3: {key}: ");
+                assert!(c.warnings[0].starts_with(&prefix), "{:?}", c.warnings);
+                assert!(
+                    c.warnings[0].contains(w),
+                    "{key}={value:?}: {:?}",
+                    c.warnings
+                );
+            }
+        }
+    }
+}
+
+/// A value neither the original nor we can use is an error for that key alone: the file's other
+/// keys apply, the key keeps its previous value, and the list says where.
+#[test]
+fn an_error_is_for_that_key_only() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "/c.conf",
+        "[settings]\nsocket_path=/custom/sock\nrate_limit_enabled=maybe\nno equals sign\nrecord_expiry=90 # min\nserver=not a url\nspool_dir=/custom/spool\n",
+    );
+    let (c, diags) = Config::load_from_with_diagnostics(d.path(), Some(&f));
+    assert_eq!(c.socket_path, Path::new("/custom/sock"));
+    assert_eq!(c.spool_dir, Path::new("/custom/spool"));
+    assert_eq!(c.record_expiry, 90);
+    assert!(c.rate_limit_enabled, "keeps the default");
+    assert_eq!(c.server, DEFAULT_SERVER, "keeps the default");
+    assert_eq!(c.sources["server"], Source::Default);
+    assert_eq!(c.explicit_file.as_deref(), Some(f.as_path()));
+    let summary: Vec<(Severity, Option<usize>, Option<&str>)> =
+        diags.iter().map(|d| (d.severity, d.line, d.key)).collect();
+    assert_eq!(
+        summary,
+        [
+            (Severity::Error, Some(3), Some("rate_limit_enabled")),
+            (Severity::Error, Some(4), None),
+            (Severity::Warning, Some(5), Some("record_expiry")),
+            (Severity::Error, Some(6), Some("server")),
+        ]
+    );
+    assert!(diags[0]
+        .to_string()
+        .starts_with(&format!("{}:3: rate_limit_enabled: ", f.display())));
+    // The strict load stops at the first error, as daemons and tools do.
+    let e = Config::load_from(d.path(), Some(&f)).unwrap_err();
+    assert_eq!((e.line, e.key), (Some(3), Some("rate_limit_enabled")));
+}
+
+#[test]
+fn an_error_in_the_admin_file_keeps_the_vendor_value() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        VENDOR_CONFIG,
+        "[settings]\nserver=http://vendor/v2/collector\n",
+    );
+    write(
+        d.path(),
+        ADMIN_CONFIG,
+        "[settings]\nserver=vendor\nsocket_path=/admin/sock\n",
+    );
+    let (c, diags) = Config::load_from_with_diagnostics(d.path(), None);
+    assert_eq!(c.server, "http://vendor/v2/collector");
+    assert_eq!(c.socket_path, Path::new("/admin/sock"));
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].key, Some("server"));
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_an_error_for_that_line() {
+    let mut c = Config::defaults(&root());
+    let diags = c.apply_bytes_lenient(b"[settings]\nserver=\xff\nspool_dir=/s\n", Path::new("/t"));
+    assert_eq!(diags.len(), 1);
+    assert_eq!(
+        (diags[0].severity, diags[0].line),
+        (Severity::Error, Some(2))
+    );
+    assert_eq!(c.spool_dir, Path::new("/s"));
+}
+
 #[test]
 fn a_bad_file_changes_nothing() {
     let mut c = Config::defaults(&root());
     let before = c.clone();
     let e = c
         .apply_bytes(
-            b"[settings]\nserver=http://changed\nrecord_expiry=x\n",
+            b"[settings]\nserver=http://changed\nrate_limit_enabled=x\n",
             Path::new("/t"),
         )
         .unwrap_err();
@@ -279,10 +408,15 @@ fn layering_is_per_key() {
 }
 
 #[test]
-fn missing_explicit_file_is_an_error() {
+fn missing_explicit_file_is_reported_as_missing() {
     let e = Config::load_from(&root(), Some(Path::new("/does/not/exist.conf"))).unwrap_err();
     assert_eq!(e.line, None);
-    assert!(e.to_string().contains("cannot read"));
+    assert_eq!(e.to_string(), "/does/not/exist.conf: does not exist");
+    let (c, diags) =
+        Config::load_from_with_diagnostics(&root(), Some(Path::new("/does/not/exist.conf")));
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].severity, Severity::Error);
+    assert_eq!(c.socket_path, Path::new("/r/run/telem-0"));
 }
 
 #[test]
@@ -316,6 +450,7 @@ fn header_and_url_values_are_checked_at_load() {
             "tidheader",
         ),
         ("[settings]\ntidheader=X-Telemetry-TID: ä\n", "tidheader"),
+        ("[settings]\ntidheader=X-Telemetry-TID abc\n", "tidheader"),
         (
             "[settings]\nserver=clr.telemetry.intel.com/v2/collector\n",
             "server",
@@ -323,7 +458,6 @@ fn header_and_url_values_are_checked_at_load() {
         ("[settings]\nserver=http:///v2/collector\n", "server"),
         ("[settings]\nserver=http://a b/v2/collector\n", "server"),
         ("[settings]\nserver=\n", "server"),
-        ("[settings]\ncainfo=ca.pem\n", "cainfo"),
     ] {
         let e = parse(text).unwrap_err();
         assert_eq!(e.line, Some(2), "{text:?}: {e}");
@@ -349,17 +483,17 @@ fn error_messages_quote_a_bounded_escaped_excerpt() {
     let long = "y".repeat(5000);
     for text in [
         format!("[settings]\n{long}\u{1b}[31m\n"),
-        format!("[settings]\nrecord_expiry={long}\u{1b}\n"),
+        format!("[settings]\npost_format={long}\u{1b}\n"),
         format!("[settings]\nserver=ftp://{long}\n"),
         format!("[settings]\ntidheader={long}\n"),
         format!("[{long}\n"),
-        format!("[settings]\nspool_dir={long}\n"),
+        format!("[settings]\nrate_limit_enabled={long}\n"),
     ] {
         let m = parse(&text).unwrap_err().to_string();
         assert!(m.chars().count() <= 200, "{} chars: {m}", m.chars().count());
         assert!(!m.chars().any(char::is_control), "{m:?}");
     }
-    let m = parse("[settings]\nrecord_expiry=\u{1b}[2J\n")
+    let m = parse("[settings]\nrate_limit_enabled=\u{1b}[2J\n")
         .unwrap_err()
         .to_string();
     assert!(m.contains(r"\u{1b}[2J"), "{m}");

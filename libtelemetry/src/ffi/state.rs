@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::config::Config;
-use crate::env;
+use crate::config::{Config, Severity};
 
 struct State {
     explicit: Option<PathBuf>,
@@ -25,22 +24,23 @@ pub fn set_config_file(path: PathBuf) {
 }
 
 /// The effective config. A config that cannot be read never ends the caller's process (the
-/// original called exit(1) here): the problem is printed once and the built-in defaults are used.
+/// original called exit(1) here): each problem is printed once, a key in error keeps its
+/// default and every other key of the file applies (a custom `socket_path` above all).
 pub fn config() -> Arc<Config> {
     let mut s = STATE.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(c) = &s.loaded {
         return Arc::clone(c);
     }
-    let c = match Config::load(s.explicit.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("libtelemetry: {e}; using built-in defaults");
-            let mut c = Config::defaults(&env::root());
-            // Keep sending CFG: so the daemons see the same file the caller asked for.
-            c.explicit_file = s.explicit.clone();
-            c
-        }
-    };
+    let (c, diagnostics) = Config::load_with_diagnostics(s.explicit.as_deref());
+    for d in &diagnostics {
+        let consequence = match (d.severity, d.key, d.line) {
+            (Severity::Warning, _, _) => "",
+            (Severity::Error, Some(_), _) => "; that key keeps its default",
+            (Severity::Error, None, Some(_)) => "; that line is ignored",
+            (Severity::Error, None, None) => "; using built-in defaults",
+        };
+        eprintln!("libtelemetry: {}: {d}{consequence}", d.severity);
+    }
     let c = Arc::new(c);
     s.loaded = Some(Arc::clone(&c));
     c

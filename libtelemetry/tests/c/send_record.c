@@ -1,9 +1,11 @@
 /* Calls all seven libtelemetry functions, error paths first, and prints each result as
- * key=value for the Rust test (tests/c_api.rs) to check. Written against the original API: it
- * would compile unchanged against the original telemetry.h. argv[1]: config file. */
+ * key=value for the Rust test (tests/c_api.rs) to check. Written against the original API; it
+ * reads the record through the original layout, which our header gives on request.
+ * argv[1]: config file. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define TELEMETRY_RECORD_LAYOUT
 #include <telemetry.h>
 
 static void print_line(const char *key, const char *line)

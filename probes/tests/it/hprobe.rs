@@ -102,7 +102,58 @@ fn daemon_not_running() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("Failed to send record to daemon"), "{err}");
-    assert!(err.contains("is it running?"), "{err}");
+    // Each part of the message once (it was three times).
+    assert_eq!(
+        err.matches("cannot reach telemprobd at").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("(is it running?)").count(), 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[test]
+fn no_permission_on_the_socket_is_named_as_such() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = TestEnv::new();
+    env.opt_in();
+    std::fs::set_permissions(env.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(env.socket()).unwrap();
+    std::fs::set_permissions(env.socket(), std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root may connect to any socket: run the probe as nobody then.
+    let as_root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let mut cmd = if as_root {
+        let mut c = env.cmd("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", EXE]);
+        c
+    } else {
+        env.cmd(EXE)
+    };
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no permission to connect to telemprobd at")
+            && err.contains("Permission denied"),
+        "{err}"
+    );
+    assert!(!err.contains("is it running"), "{err}");
+}
+
+#[test]
+fn a_missing_config_file_is_reported_as_missing() {
+    let env = TestEnv::new();
+    let missing = env.path("nowhere/telemetrics.conf");
+    let out = run(env.cmd(EXE).arg("-f").arg(&missing));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "Configuration file path not valid: {}: does not exist",
+            missing.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -193,10 +193,17 @@ fn cli_options() {
         help.contains("--config-file") && help.contains("--http-timeout-ms"),
         "{help}"
     );
+    // A usage error exits 1, as the original.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_telempostd"))
+        .arg("--no-such-option")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-option"));
     // --config_file is accepted too; a broken file is an error naming file and line.
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.conf");
-    std::fs::write(&bad, "[settings]\nrecord_expiry=soon\n").unwrap();
+    std::fs::write(&bad, "[settings]\nrate_limit_enabled=soon\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_telempostd"))
         .arg("--config_file")
         .arg(&bad)

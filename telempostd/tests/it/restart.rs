@@ -89,11 +89,11 @@ fn sighup_reloads_the_configuration() {
 
 #[test]
 fn a_bad_configuration_is_reported_once_with_its_line_and_exits_1() {
-    let env = Env::new("http://127.0.0.1:9/v2/collector", "spool_max_size=abc");
+    let env = Env::new("http://127.0.0.1:9/v2/collector", "rate_limit_enabled=abc");
     let mut d = env.start(&[]);
     let status = d.wait(Duration::from_secs(20)).expect("still running");
     assert_eq!(status.code(), Some(1));
     let log = d.log_text();
-    let line = "telempostd-test.conf:5: spool_max_size: \"abc\" is not an integer";
+    let line = "telempostd-test.conf:5: rate_limit_enabled: \"abc\" is not a boolean";
     assert_eq!(log.matches(line).count(), 1, "{log}");
 }
