@@ -9,10 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use telemetry::config::key_names;
+use telemetry::config::ConfigError;
 use telemetry::journal::{self, Filter};
 use telemetry::{optin, spool, status, Config};
 
 use crate::cli::JournalArgs;
+use crate::escape;
 use crate::purge::{self, Purged};
 use crate::timefmt::{ago, utc};
 use crate::units;
@@ -142,10 +144,18 @@ pub fn restart(config: &Config) -> Result<ExitCode> {
     start(config)
 }
 
+/// As the original, "inactive" is an answer (exit 0); a state systemd could not tell is not.
 pub fn is_active() -> Result<ExitCode> {
-    println!("telemprobd : {}", units::is_active("telemprobd.socket"));
-    println!("telempostd : {}", units::is_active("telempostd.path"));
-    Ok(ExitCode::SUCCESS)
+    let mut known = true;
+    for (daemon, unit) in [
+        ("telemprobd", "telemprobd.socket"),
+        ("telempostd", "telempostd.path"),
+    ] {
+        let state = units::is_active(unit);
+        known &= !state.starts_with("unknown");
+        println!("{daemon} : {state}");
+    }
+    Ok(code(known))
 }
 
 fn code(ok: bool) -> ExitCode {
@@ -174,8 +184,14 @@ fn pid_exists_other_user(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-pub fn status(config: &Config) -> Result<ExitCode> {
+pub fn status(config: &Config, problems: &[ConfigError]) -> Result<ExitCode> {
     let mut out = String::new();
+    for p in problems {
+        out.push_str(&format!(
+            "config:      {}; that file's settings are not applied\n",
+            escape::field(&p.to_string())
+        ));
+    }
     out.push_str(&format!(
         "opt-in:      {}\n",
         if optin::is_opted_in(config) {
@@ -262,10 +278,16 @@ pub fn status(config: &Config) -> Result<ExitCode> {
     write_out(&out)
 }
 
-pub fn config_cmd(config: &Config) -> Result<ExitCode> {
+pub fn config_cmd(config: &Config, problems: &[ConfigError]) -> Result<ExitCode> {
     let mut out = String::new();
     if let Some(f) = &config.explicit_file {
         out.push_str(&format!("# explicit file: {}\n", f.display()));
+    }
+    for p in problems {
+        out.push_str(&format!(
+            "# error: {} (that file's settings are not applied below)\n",
+            escape::field(&p.to_string())
+        ));
     }
     for w in &config.warnings {
         out.push_str(&format!("# warning: {w}\n"));
@@ -284,6 +306,15 @@ pub fn config_cmd(config: &Config) -> Result<ExitCode> {
 }
 
 pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
+    if matches!(fs::symlink_metadata(&config.journal_file), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    {
+        eprintln!(
+            "No journal yet: {} does not exist (telempostd creates it when the first record \
+             leaves the spool).",
+            config.journal_file.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let entries = journal::read(&config.journal_file)?;
     let filter = Filter {
         record_id: args.record_id.clone(),
@@ -304,25 +335,26 @@ pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
             continue;
         }
         n += 1;
+        // Every field comes from the journal file, the detail from a collector: escaped.
         let outcome = e.outcome.map_or(String::new(), |o| {
             if e.detail.is_empty() {
                 o.as_str().to_string()
             } else {
-                format!("{} ({})", o.as_str(), e.detail)
+                format!("{} ({})", o.as_str(), escape::field(&e.detail))
             }
         });
         out.push_str(&format!(
             "{:<30} {} {} {} {} {}\n",
-            e.classification,
+            escape::field(&e.classification),
             utc(e.timestamp),
-            e.record_id,
-            e.event_id,
-            e.boot_id,
+            escape::field(&e.record_id),
+            escape::field(&e.event_id),
+            escape::field(&e.boot_id),
             outcome
         ));
         if args.include_record {
             if let Ok(body) = fs::read(config.retention_dir.join(&e.record_id)) {
-                out.push_str(&String::from_utf8_lossy(&body));
+                out.push_str(&escape::text(&String::from_utf8_lossy(&body)));
             }
         }
     }

@@ -342,9 +342,45 @@ fn journal_considers_the_newest_100_entries() {
 }
 
 #[test]
-fn journal_without_a_journal_is_empty_and_succeeds() {
+fn journal_without_a_journal_says_so_and_succeeds() {
     let env = Env::new();
-    env.cmd().arg("journal").assert().success().stdout("");
+    env.cmd()
+        .arg("journal")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(contains("No journal yet").and(contains(
+            env.p("/var/log/telemetry/journal").display().to_string(),
+        )));
+}
+
+/// A collector's error message is stored in the journal as it came; printed, its control
+/// characters are escaped so no terminal escape sequence reaches the terminal.
+#[test]
+fn journal_escapes_control_characters_from_the_collector() {
+    let env = Env::new();
+    let mut e = Entry::new(
+        "a/b/c",
+        "11111111111111111111111111111111",
+        Outcome::Rejected,
+        "400 \u{1b}]0;pwned\u{7}\u{1b}[2Jbad\u{8}\u{9b}31m",
+    )
+    .unwrap();
+    e.boot_id = "boot\u{1b}[1m".to_string();
+    env.write("/var/log/telemetry/journal", &e.to_line());
+    for args in [&["-V"][..], &[][..]] {
+        let o = env.cmd().arg("journal").args(args).assert().success();
+        let out = String::from_utf8(o.get_output().stdout.clone()).unwrap();
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "control characters reach the terminal: {out:?}"
+        );
+        assert!(
+            out.contains("rejected (400 \\x1b]0;pwned\\x07\\x1b[2Jbad\\x08\\u{9b}31m)"),
+            "{out}"
+        );
+        assert!(out.contains("boot\\x1b[1m"), "{out}");
+    }
 }
 
 #[test]
@@ -419,6 +455,63 @@ fn config_shows_values_and_sources() {
             "socket_path={}    # built-in default",
             env.p("/run/telem-0").display()
         )));
+}
+
+#[test]
+fn is_active_fails_when_the_state_is_unknown() {
+    let env = Env::new();
+    // A systemctl that answers nothing (as when the bus cannot be reached).
+    let silent = env.dir.path().join("silent-systemctl");
+    fs::write(&silent, "#!/bin/sh\nexit 4\n").unwrap();
+    fs::set_permissions(&silent, fs::Permissions::from_mode(0o755)).unwrap();
+    env.cmd()
+        .env("TELEM_SYSTEMCTL", &silent)
+        .arg("is-active")
+        .assert()
+        .code(1)
+        .stdout("telemprobd : unknown\ntelempostd : unknown\n");
+    // No systemctl at all.
+    env.cmd()
+        .env("TELEM_SYSTEMCTL", env.dir.path().join("missing"))
+        .arg("is-active")
+        .assert()
+        .code(1)
+        .stdout(contains("telemprobd : unknown ("));
+}
+
+/// A bad line in the administrator's file: status and config still work and show the problem
+/// (and what is in effect without that file) instead of refusing.
+#[test]
+fn status_and_config_show_a_bad_config_line_instead_of_failing() {
+    let env = Env::new();
+    let admin = env.write(
+        "/etc/telemetrics/telemetrics.conf",
+        "[settings]\nserver=http://admin.example/v2/collector\nrecord_expiry=soon\n",
+    );
+    env.write(
+        "/usr/share/defaults/telemetrics/telemetrics.conf",
+        "[settings]\nserver=http://vendor.example/v2/collector\n",
+    );
+    let problem = format!("{}:3: record_expiry", admin.display());
+    env.cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(contains("config:").and(contains(problem.as_str())))
+        .stdout(contains("not applied"))
+        .stdout(contains("telemprobd:  not running"));
+    env.cmd()
+        .arg("config")
+        .assert()
+        .success()
+        .stdout(contains(format!("# error: {problem}")))
+        .stdout(contains("server=http://vendor.example/v2/collector"));
+    // Commands that act on the configuration still refuse.
+    env.cmd()
+        .arg("opt-in")
+        .assert()
+        .code(1)
+        .stderr(contains(problem.as_str()));
 }
 
 #[test]
