@@ -216,13 +216,15 @@ pub fn status(config: &Config, problems: &[ConfigError]) -> Result<ExitCode> {
                     )
                 };
                 out.push_str(&format!("{daemon}:  {state}\n"));
+                // Only what happened (a zero says nothing), wrapped to fit a terminal.
                 let counters: Vec<String> = st
                     .counters
                     .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
+                    .filter(|(_, v)| **v != 0)
+                    .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
                     .collect();
-                if !counters.is_empty() {
-                    out.push_str(&format!("             {}\n", counters.join(", ")));
+                for line in wrap(&counters, 80 - COUNTER_INDENT.len()) {
+                    out.push_str(&format!("{COUNTER_INDENT}{line}\n"));
                 }
                 last_delivery = last_delivery.max(st.last_delivery);
                 if let Some(e) = st.last_error {
@@ -276,6 +278,24 @@ pub fn status(config: &Config, problems: &[ConfigError]) -> Result<ExitCode> {
         ))
     ));
     write_out(&out)
+}
+
+const COUNTER_INDENT: &str = "             ";
+
+/// Joins `items` with ", " into lines of at most `width` characters (an item longer than that
+/// gets a line of its own).
+fn wrap(items: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for item in items {
+        match lines.last_mut() {
+            Some(line) if line.len() + 2 + item.len() <= width => {
+                line.push_str(", ");
+                line.push_str(item);
+            }
+            _ => lines.push(item.clone()),
+        }
+    }
+    lines
 }
 
 pub fn config_cmd(config: &Config, problems: &[ConfigError]) -> Result<ExitCode> {
@@ -371,5 +391,24 @@ fn write_out(s: &str) -> Result<ExitCode> {
         r => r
             .map(|()| ExitCode::SUCCESS)
             .context("writing to standard output"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_fills_lines_up_to_the_width() {
+        let items: Vec<String> = ["aaaa 1", "bbbb 2", "cccc 3", "a very long counter name 4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            wrap(&items, 14),
+            ["aaaa 1, bbbb 2", "cccc 3", "a very long counter name 4"]
+        );
+        assert_eq!(wrap(&items, 200).len(), 1);
+        assert!(wrap(&[], 10).is_empty());
     }
 }

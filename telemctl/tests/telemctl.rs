@@ -390,7 +390,7 @@ fn status_reports_daemons_spool_and_counters() {
     let me = std::process::id();
     env.write(
         "/var/lib/telemetry/telemprobd.status",
-        &format!("pid={me}\nstarted=1700000000\nupdated=1700000100\ncounter.received=12\ncounter.stored=11\ncounter.rejected=1\n"),
+        &format!("pid={me}\nstarted=1700000000\nupdated=1700000100\ncounter.received=12\ncounter.stored=11\ncounter.rejected=1\ncounter.rate_limited=0\ncounter.quota_used_bytes=448\ncounter.refused_not_opted_in=0\ncounter.spool_full=0\ncounter.timed_out=0\n"),
     );
     env.write(
         "/var/lib/telemetry/telempostd.status",
@@ -408,7 +408,11 @@ fn status_reports_daemons_spool_and_counters() {
         .success()
         .stdout(contains("opt-in:      opted in"))
         .stdout(contains(format!("telemprobd:  running (pid {me}")))
-        .stdout(contains("received 12, rejected 1, stored 11"))
+        .stdout(contains(
+            "quota used bytes 448, received 12, rejected 1, stored 11\n",
+        ))
+        .stdout(contains("rate limited").not())
+        .stdout(contains("timed out").not())
         .stdout(contains("telempostd:  not running (last pid 999999999"))
         .stdout(contains("delivered 9"))
         .stdout(contains("spool:       2 records, 8 bytes, oldest"))
