@@ -338,3 +338,55 @@ fn units_verify_and_daemons_are_sandboxed() {
         assert!(score <= max, "{unit}: exposure {score} > {max}");
     }
 }
+
+/// With the default prefix (/usr/local) the vendor config still lands where every program
+/// reads it (/usr/share/defaults/telemetrics), not below the prefix where nothing looks.
+#[test]
+fn default_prefix_puts_the_vendor_config_where_the_programs_read_it() {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install-default-prefix");
+    let _ = fs::remove_dir_all(&d);
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts/install.sh"))
+        .arg("--no-build")
+        .arg("--profile-dir")
+        .arg(profile_dir())
+        .env_remove("PREFIX")
+        .env("DESTDIR", &d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        Path::new(telemetry::config::VENDOR_CONFIG),
+        Path::new("/usr/share/defaults/telemetrics/telemetrics.conf")
+    );
+    let vendor = d.join(telemetry::config::VENDOR_CONFIG.trim_start_matches('/'));
+    assert!(vendor.is_file(), "{} missing", vendor.display());
+    assert!(d.join("usr/local/bin/telemctl").is_file());
+    assert!(!d.join("usr/local/share/defaults").exists());
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn install_sh_help_explains_options_and_prefix() {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts/install.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--no-build",
+        "--profile-dir",
+        "PREFIX [/usr/local]",
+        "DESTDIR",
+        "VENDORCONFDIR",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
+    }
+    assert!(!text.contains("set -euo"), "{text}");
+}
