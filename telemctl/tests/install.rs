@@ -172,7 +172,14 @@ fn man_pages_in_place_with_their_options() {
     }
     let journal = plain(&fs::read_to_string(man1.join("telemctl-journal.1")).unwrap());
     assert!(journal.starts_with(".TH telemctl-journal 1 "), "{journal}");
-    assert!(journal.contains("--record_id"), "{journal}");
+    assert!(journal.contains("--record-id"), "{journal}");
+    for section in ["EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"] {
+        let page = plain(&fs::read_to_string(man1.join("telemctl.1")).unwrap());
+        assert!(
+            page.contains(&format!(".SH \"{section}\"")),
+            "telemctl.1 lacks {section}"
+        );
+    }
     let mut pages: Vec<String> = fs::read_dir(&man1)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
