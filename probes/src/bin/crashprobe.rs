@@ -27,9 +27,6 @@ fn main() -> ExitCode {
     // Before anything else: no core of our own, stderr usable, no root while reading input.
     harden();
     init_logging();
-    // Parsing reads nothing but the arguments; --help and usage errors need no privilege drop
-    // (and no warning about the user).
-    let args: Args = cli::parse();
     let user = std::env::var(telemetry::env::PROBE_USER)
         .ok()
         .filter(|u| !u.is_empty())
@@ -39,6 +36,8 @@ fn main() -> ExitCode {
         eprintln!("crashprobe: error: cannot drop privileges: {e:#}");
         return ExitCode::FAILURE;
     }
+    // After the drop: the arguments carry the crashed process's name, which its owner chose.
+    let args: Args = cli::parse();
     let result = run(args);
     if let Err(e) = &result {
         tracing::error!("{e:#}");
