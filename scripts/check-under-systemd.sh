@@ -14,9 +14,10 @@
 # (default target/release, built if missing); scripts/test.sh passes target/debug.
 #
 # Nothing is written to the real system: every change inside the container lands in a tmpfs
-# that is discarded at the end. Not part of scripts/test.sh: it boots a whole OS (about 20 s,
-# and every service the host has enabled starts inside the container). What it checks and found
-# is in docs/systemd.md.
+# that is discarded at the end. It boots a whole OS (about 20 s, and every service the host has
+# enabled starts inside the container); scripts/test.sh runs it when it is root. The container
+# starts without the host's telemetrics state, `telemetry` user, installed copy and journal.
+# What it checks and found is in docs/systemd.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$(pwd)
