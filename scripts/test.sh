@@ -13,7 +13,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-log=$(mktemp "${TMPDIR:-/tmp}/telem-test.XXXXXX")
+log=$(mktemp "${TMPDIR:-/tmp}/telem-test.XXXXXX") || exit 1
 trap 'rm -f "$log"' EXIT
 summary=()
 failed=0
