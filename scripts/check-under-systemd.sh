@@ -14,9 +14,10 @@
 # (default target/release, built if missing); scripts/test.sh passes target/debug.
 #
 # Nothing is written to the real system: every change inside the container lands in a tmpfs
-# that is discarded at the end. Not part of scripts/test.sh: it boots a whole OS (about 20 s,
-# and every service the host has enabled starts inside the container). What it checks and found
-# is in docs/systemd.md.
+# that is discarded at the end. It boots a whole OS (about 20 s, and every service the host has
+# enabled starts inside the container); scripts/test.sh runs it when it is root. The container
+# starts without the host's telemetrics state, `telemetry` user, installed copy and journal.
+# What it checks and found is in docs/systemd.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$(pwd)
@@ -66,9 +67,31 @@ mount -t tmpfs -o size=2G tmpfs "$work"
 mkdir -p "$work/upper" "$work/work" "$work/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$work/upper,workdir=$work/work" "$work/root"
 
+# A clean slate: whatever telemetrics state, user, installed copy or journal the host has must
+# not decide the outcome (an opt-in file on the host made `telemctl opt-in` a no-op, the host's
+# journal and status files showed up in the output). Deleting on the overlay only hides the
+# host's files from the container; the host keeps them.
+r=$work/root
+rm -rf "$r/etc/telemetrics" "$r/var/lib/telemetry" "$r/var/spool/telemetry" \
+  "$r/var/log/telemetry" "$r/var/cache/telemetry" "$r/usr/share/defaults/telemetrics"
+for b in telemprobd telempostd telemctl telem-record-gen crashprobe klogscanner journalprobe \
+         pstoreprobe pstoreclean hprobe; do
+  rm -f "$r/usr/local/bin/$b" "$r/usr/bin/$b"
+done
+find "$r/etc/systemd/system" "$r/usr/local/lib/systemd/system" "$r/usr/lib/systemd/system" \
+  -maxdepth 2 \( -name 'telemprobd.*' -o -name 'telempostd.*' -o -name 'hprobe.*' \
+  -o -name 'klogscanner.*' -o -name 'journal-probe*' -o -name 'crashprobe*' \
+  -o -name 'pstore-probe.*' \) -exec rm -rf {} + 2>/dev/null || true
+for f in passwd group shadow gshadow; do
+  [ -f "$r/etc/$f" ] && sed -i '/^telemetry:/d' "$r/etc/$f"
+done
+# Its own journal: the container shares the host's machine id, so it would write to (and
+# journalctl would read) the host's journal files.
+find "$r/var/log/journal" -mindepth 1 -delete 2>/dev/null || true
+
 echo "== booting this OS under systemd-nspawn (console: $log)"
 systemd-nspawn -D "$work/root" --machine="$machine" --register=no --keep-unit \
-  --private-network --boot --console=read-only --bind-ro="$src:/telemetrics-src" \
+  --private-network --link-journal=no --boot --console=read-only --bind-ro="$src:/telemetrics-src" \
   >"$log" 2>&1 &
 nspawn=$!
 init=""

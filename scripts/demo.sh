@@ -4,15 +4,25 @@
 # sends records with telem-record-gen, hprobe and a C program, shows them arriving at the
 # collector, shows `telemctl status` and `telemctl journal`, and stops everything.
 # Nothing outside the temporary directory and target/ is read or written; it ends by itself.
+# If a step fails, the daemons' logs are kept and their place is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+step=0
+steps=8
+say() { step=$((step + 1)); echo; echo "== $step/$steps $*"; }
+indent() { sed 's/^/   /'; }
+
+echo "telemetrics demo: the collector, both daemons and four senders, below a temporary directory"
+
 # TELEM_DEMO_PROFILE=debug runs an existing debug build without building (the e2e test of
 # this script does that); the default builds and runs the release profile.
 if [ "${TELEM_DEMO_PROFILE:-release}" = debug ]; then
+  say "build: skipped, using the debug build in target/debug"
   bin=$PWD/target/debug
 else
-  echo "== building (release)"
-  cargo build --release --locked -q -p libtelemetry -p telemprobd -p telempostd -p telemctl \
+  say "build (release profile): a first build takes about 11 minutes on 2 cores, later ones seconds"
+  cargo build --release --locked -p libtelemetry -p telemprobd -p telempostd -p telemctl \
     -p telem-record-gen -p probes -p telem-collector
   bin=$PWD/target/release
 fi
@@ -20,9 +30,17 @@ fi
 demo=$(mktemp -d "${TMPDIR:-/tmp}/telemetrics-demo.XXXXXX")
 pids=()
 cleanup() {
+  local status=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$demo"
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$demo"
+  else
+    echo >&2
+    echo "demo: step $step failed. The logs are kept in $demo:" >&2
+    ls "$demo"/*.log 2>/dev/null | sed 's/^/   /' >&2 || true
+    echo "   (delete the directory when done: rm -r $demo)" >&2
+  fi
 }
 trap cleanup EXIT
 export TELEM_ROOT="$demo/root"
@@ -35,12 +53,13 @@ wait_for() { # wait_for <what> <test command...>: up to 20 s
   echo "demo: timed out waiting for $what" >&2; return 1
 }
 
-echo "== test collector on 127.0.0.1 (speaks the backend's /v2/collector protocol)"
+say "test collector: a local stand-in for the backend (its /v2/collector protocol)"
 "$bin/telem-collector" --listen 127.0.0.1:0 --port-file "$demo/port" --store "$demo/received.jsonl" \
   >"$demo/collector.log" 2>&1 &
 pids+=($!)
 wait_for "the collector" test -s "$demo/port"
 port=$(cat "$demo/port")
+echo "   listening on http://127.0.0.1:$port/v2/collector; what it accepts goes to received.jsonl"
 
 # The administrator's config layer, below TELEM_ROOT like every other path.
 cat > "$TELEM_ROOT/etc/telemetrics/telemetrics.conf" <<CONF
@@ -49,38 +68,60 @@ server=http://127.0.0.1:$port/v2/collector
 daemon_recycling_enabled=false
 CONF
 
-echo "== telemctl opt-in"
-"$bin/telemctl" opt-in
+say "opt in: telemctl opt-in (nothing is recorded or sent without it)"
+# Only its first line: without systemd it goes on to say the daemons must be started by hand,
+# which the next step does.
+opted=$("$bin/telemctl" opt-in)
+echo "${opted%%$'\n'*}" | indent
 
-echo "== starting telemprobd and telempostd"
+say "daemons: telemprobd takes records on a Unix socket and spools them, telempostd delivers them"
 "$bin/telemprobd" >"$demo/telemprobd.log" 2>&1 &
 pids+=($!)
+echo "   telemprobd  pid $!, socket $TELEM_ROOT/run/telem-0"
 wait_for "telemprobd's socket" test -S "$TELEM_ROOT/run/telem-0"
 "$bin/telempostd" --scan-interval-ms 1000 >"$demo/telempostd.log" 2>&1 &
 pids+=($!)
+echo "   telempostd  pid $!, delivering to http://127.0.0.1:$port/v2/collector"
 
-echo "== sending records"
+say "sending four records (each one is on disk in the spool when its sender returns)"
+sent() { printf '   %-44s sent %s\n' "$1" "$2"; }
 "$bin/telem-record-gen" -c org.example/demo/hello -s 2 -p "hello from telem-record-gen"
+sent "telem-record-gen -p" "org.example/demo/hello"
 echo "payload from standard input" | "$bin/telem-record-gen" -c org.example/demo/stdin
-"$bin/hprobe" -u
+sent "telem-record-gen, payload on standard input" "org.example/demo/stdin"
+"$bin/hprobe" -u >/dev/null
+sent "hprobe (the hello probe)" "org.clearlinux/hello/world"
 sh libtelemetry/build-so.sh "$bin/libtelemetry.a" "$demo/lib" >/dev/null
 gcc -o "$demo/send_record" examples/send_record.c -Iinclude -L"$demo/lib" -ltelemetry -Wl,-rpath,"$demo/lib"
-"$demo/send_record" demo
+"$demo/send_record" demo >/dev/null
+sent "examples/send_record.c (libtelemetry.so.4)" "org.example/c-example/hello"
 
-echo "== waiting for the collector to receive all four"
+say "at the collector: waiting for all four to arrive"
 wait_for "delivery" sh -c "[ \$(wc -l < '$demo/received.jsonl' 2>/dev/null || echo 0) -ge 4 ]"
 python3 - "$demo/received.jsonl" <<'PY'
 import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
+senders = {
+    "org.example/demo/hello": "telem-record-gen",
+    "org.example/demo/stdin": "telem-record-gen",
+    "org.clearlinux/hello/world": "hprobe",
+    "org.example/c-example/hello": "send_record.c",
+}
+records = [json.loads(line) for line in open(sys.argv[1])]
+print(f"   {len(records)} records received:")
+for r in records:
     h = r["headers"]
-    print(f'  {h["classification"]:<32} severity {h["severity"]}  machine {h["machine-id"][:8]}…  payload {r["payload"].strip()!r}')
+    c = h["classification"]
+    payload = r["payload"].strip().replace("\n", " | ")
+    print(f'   {c:<30} from {senders.get(c, "?"):<17} severity {h["severity"]}  payload {payload!r}')
 PY
 
-echo "== telemctl status"
+say "telemctl status: the daemons, the spool, the last delivery and error"
 # The daemons refresh their status files at most once a second.
 wait_for "the status files" sh -c "'$bin/telemctl' status | grep -q 'delivered 4'"
-"$bin/telemctl" status
-echo "== telemctl journal"
-"$bin/telemctl" journal
-echo "== stopping"
+"$bin/telemctl" status | indent
+
+say "telemctl journal -V: every record that left the spool, and what became of it"
+"$bin/telemctl" journal -V | indent
+
+echo
+echo "== stopping the collector and both daemons; deleting $demo"

@@ -4,11 +4,21 @@
 # every key commented, and man pages plus bash/zsh/fish completions generated from the binaries'
 # clap definitions by telem-docgen (built alongside them).
 #
-#   scripts/install.sh [--no-build] [--profile-dir DIR]
-#   environment: PREFIX (/usr/local), DESTDIR (empty), BINDIR, LIBDIR, INCLUDEDIR, SYSCONFDIR
-#   (/etc), UNITDIR, TMPFILESDIR, SYSUSERSDIR, SYSCTLDIR, SYSTEMCONFDIR, DATADIR, MANDIR
-#   ($DATADIR/man), BASHCOMPLETIONDIR, ZSHCOMPLETIONDIR, FISHCOMPLETIONDIR (each shell's vendor
-#   directory below $DATADIR); SOURCE_DATE_EPOCH, when set, dates the man pages
+#   scripts/install.sh [--no-build] [--profile-dir DIR] [--help]
+#
+#   --no-build         install what DIR holds, do not build (the default builds the release
+#                      profile into target/release)
+#   --profile-dir DIR  take the binaries from DIR (default target/release)
+#
+# Environment (defaults in brackets):
+#   PREFIX [/usr/local], DESTDIR [empty: the live system], BINDIR [$PREFIX/bin],
+#   LIBDIR [$PREFIX/lib], INCLUDEDIR [$PREFIX/include], DATADIR [$PREFIX/share],
+#   SYSCONFDIR [/etc], VENDORCONFDIR [/usr/share/defaults/telemetrics: the one place the
+#   programs read the vendor config from, whatever the prefix], UNITDIR, TMPFILESDIR,
+#   SYSUSERSDIR, SYSCTLDIR, SYSTEMCONFDIR [below $PREFIX/lib, where systemd looks for both
+#   /usr and /usr/local], MANDIR [$DATADIR/man], BASHCOMPLETIONDIR, ZSHCOMPLETIONDIR,
+#   FISHCOMPLETIONDIR [each shell's vendor directory below $DATADIR]; SOURCE_DATE_EPOCH, when
+#   set, dates the man pages.
 #
 # A packager: `PREFIX=/usr DESTDIR=$pkgdir scripts/install.sh`. Paths inside the units are
 # substituted from these values.
@@ -19,8 +29,9 @@ profile_dir=target/release
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) build=0 ;;
-    --profile-dir) profile_dir=$2; shift ;;
-    *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
+    --profile-dir) profile_dir=${2:?--profile-dir needs a directory}; shift ;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -31,6 +42,8 @@ LIBDIR=${LIBDIR:-$PREFIX/lib}
 INCLUDEDIR=${INCLUDEDIR:-$PREFIX/include}
 DATADIR=${DATADIR:-$PREFIX/share}
 SYSCONFDIR=${SYSCONFDIR:-/etc}
+# Compiled into every program (libtelemetry's VENDOR_CONFIG), so not below PREFIX.
+VENDORCONFDIR=${VENDORCONFDIR:-/usr/share/defaults/telemetrics}
 UNITDIR=${UNITDIR:-$PREFIX/lib/systemd/system}
 TMPFILESDIR=${TMPFILESDIR:-$PREFIX/lib/tmpfiles.d}
 SYSUSERSDIR=${SYSUSERSDIR:-$PREFIX/lib/sysusers.d}
@@ -52,7 +65,7 @@ done
 
 d() { install -d -m 0755 "$DESTDIR$1"; }
 for dir in "$BINDIR" "$LIBDIR/pkgconfig" "$INCLUDEDIR" "$UNITDIR" "$TMPFILESDIR" "$SYSUSERSDIR" \
-           "$SYSCTLDIR" "$SYSTEMCONFDIR" "$DATADIR/defaults/telemetrics" "$MANDIR/man1" \
+           "$SYSCTLDIR" "$SYSTEMCONFDIR" "$VENDORCONFDIR" "$MANDIR/man1" \
            "$BASHCOMPLETIONDIR" "$ZSHCOMPLETIONDIR" "$FISHCOMPLETIONDIR"; do
   d "$dir"
 done
@@ -87,7 +100,7 @@ install -m 0644 systemd/telemetrics.sysusers.conf "$DESTDIR$SYSUSERSDIR/telemetr
 subst systemd/40-crash-probe.conf.in > "$stage/40-crash-probe.conf"
 install -m 0644 "$stage/40-crash-probe.conf" "$DESTDIR$SYSCTLDIR/40-crash-probe.conf"
 install -m 0644 systemd/40-core-ulimit.conf "$DESTDIR$SYSTEMCONFDIR/40-core-ulimit.conf"
-install -m 0644 systemd/telemetrics.conf "$DESTDIR$DATADIR/defaults/telemetrics/telemetrics.conf"
+install -m 0644 systemd/telemetrics.conf "$DESTDIR$VENDORCONFDIR/telemetrics.conf"
 
 # Man pages (one per binary, plus telemctl-<subcommand>) and completions, rendered from the
 # same clap definitions the binaries parse with. telem-docgen itself is not installed.

@@ -1,5 +1,6 @@
-//! README's run command (`scripts/demo.sh`) works, ends by itself, and leaves nothing running
-//! and nothing behind. It runs the debug build the workspace build left (TELEM_DEMO_PROFILE).
+//! README's run command (`scripts/demo.sh`) works, says what each step does and what came
+//! out, ends by itself, and leaves nothing running and nothing behind. It runs the debug build
+//! the workspace build left (TELEM_DEMO_PROFILE).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,17 +45,65 @@ fn demo_runs_ends_by_itself_and_leaves_nothing_running() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(start.elapsed() < Duration::from_secs(120));
+    // Each step, numbered, in order.
+    let mut at = 0;
+    for step in [
+        "== 1/8 build",
+        "== 2/8 test collector",
+        "== 3/8 opt in",
+        "== 4/8 daemons",
+        "== 5/8 sending four records",
+        "== 6/8 at the collector",
+        "== 7/8 telemctl status",
+        "== 8/8 telemctl journal -V",
+        "== stopping",
+    ] {
+        let found = stdout[at..].find(step);
+        assert!(
+            found.is_some(),
+            "{step:?} missing or out of order in:\n{stdout}"
+        );
+        at += found.unwrap();
+    }
+    // Each record: who sent it, and that it arrived at the collector from that sender.
+    for (sender, class) in [
+        ("telem-record-gen -p", "org.example/demo/hello"),
+        (
+            "telem-record-gen, payload on standard input",
+            "org.example/demo/stdin",
+        ),
+        ("hprobe", "org.clearlinux/hello/world"),
+        ("examples/send_record.c", "org.example/c-example/hello"),
+    ] {
+        let sent = stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with(sender) && l.ends_with(&format!("sent {class}")));
+        assert!(sent, "no line saying {sender} sent {class} in:\n{stdout}");
+        let from = sender.split([' ', ',']).next().unwrap();
+        let from = from.strip_prefix("examples/").unwrap_or(from);
+        let arrived = stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with(class) && l.contains(&format!("from {from}")));
+        assert!(
+            arrived,
+            "{class} from {from} not shown at the collector in:\n{stdout}"
+        );
+    }
     for needle in [
-        "org.example/demo/hello",
-        "org.example/demo/stdin",
-        "org.clearlinux/hello/world",
-        "org.example/c-example/hello",
+        "4 records received",
         "delivered 4",
         "last error:  none",
-        "== stopping",
+        "Classification",
+        "Outcome",
+        "Total records: 4",
     ] {
         assert!(stdout.contains(needle), "{needle:?} missing in:\n{stdout}");
     }
+    // Status reads at a glance; nothing tells the user to do what the demo does next.
+    for line in stdout.lines().filter(|l| l.starts_with("                ")) {
+        assert!(line.len() <= 84, "status line too long: {line:?}");
+    }
+    assert!(!stdout.contains("yourself"), "{stdout}");
     // Everything it started is gone, and so is its directory.
     let tmp_path = tmp.path().to_string_lossy().into_owned();
     let left = processes_mentioning(&tmp_path);

@@ -20,5 +20,9 @@ pub fn root() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from("/"))
 }
 
+/// The user crashprobe becomes when the kernel starts it as root (default `telemetry`). A test
+/// names its own user here, so a `telemetry` user on the host does not change what it sees.
+pub const PROBE_USER: &str = "TELEM_PROBE_USER";
+
 /// The `systemctl` program telemctl runs (tests point it at a recorder script).
 pub const SYSTEMCTL: &str = "TELEM_SYSTEMCTL";

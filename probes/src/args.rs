@@ -12,7 +12,7 @@ use crate::{coredumpd, crash, pstore};
 /// `-f/--config-file`, the same in every probe.
 #[derive(Debug, clap::Args)]
 pub struct ConfigArg {
-    /// Configuration file (read on top of the built-in defaults).
+    /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files).
     #[arg(
         short = 'f',
         long = "config-file",

@@ -376,3 +376,55 @@ fn long_backtrace_is_cut_at_a_line_boundary() {
     );
     assert!(kept.lines().last().unwrap().starts_with('#'));
 }
+
+/// Started by root, crashprobe becomes the user `TELEM_PROBE_USER` names before it opens the
+/// core, so a core only root may read is refused; naming root itself leaves it root.
+#[test]
+fn as_root_it_drops_to_the_user_the_environment_names() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    if !matches!(nix::unistd::User::from_name("nobody"), Ok(Some(_))) {
+        eprintln!("skipped: no user 'nobody'");
+        return;
+    }
+    let (_p, core) = threaded_core();
+    let env = Env::new();
+    env.lift_privacy_filters();
+    // The configuration is readable by anyone; the core is not.
+    fs::set_permissions(env.root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let private = tempfile::tempdir().unwrap();
+    fs::set_permissions(private.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let path = private.path().join("the.core");
+    fs::write(&path, &core).unwrap();
+    let args = [
+        "-p",
+        "crashme",
+        "-c",
+        path.to_str().unwrap(),
+        "-n",
+        "--flood-window",
+        "0",
+    ];
+
+    let as_nobody = env
+        .root
+        .command()
+        .env("TELEM_PROBE_USER", "nobody")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = stdout(&as_nobody);
+    assert!(text.contains("org.clearlinux/crash/error"), "{text}");
+    assert!(text.contains("Permission denied"), "{text}");
+
+    let as_root = env.root.command().args(args).output().unwrap();
+    assert_eq!(crash_root::own_user(), "root");
+    assert!(
+        stdout(&as_root).contains("#0 inner() - ["),
+        "{}",
+        stdout(&as_root)
+    );
+}

@@ -8,7 +8,8 @@ use clap::Parser;
 ///
 /// The payload comes from --payload-file, else --payload, else standard input. It must be UTF-8
 /// text of at most 8192 bytes. Exit status: 0 when the record was created (and, unless
-/// --no-post, stored by telemprobd), 1 otherwise.
+/// --no-post, stored by telemprobd), 1 otherwise. With --config-file, the file's path travels
+/// with the record to telemprobd.
 ///
 /// Example: telem-record-gen -c org.example/backup/failed -s 3 -p "disk full on /srv"
 #[derive(Debug, Parser)]
@@ -39,7 +40,7 @@ pub struct Cli {
     )]
     pub record_version: String,
 
-    /// Event id: 32 lowercase hexadecimal digits (default: random)
+    /// Event id: 32 lowercase hexadecimal digits [default: random]
     #[arg(short = 'e', long = "event-id", value_name = "ID")]
     pub event_id: Option<String>,
 
@@ -51,16 +52,16 @@ pub struct Cli {
     #[arg(short = 'n', long = "no-post")]
     pub no_post: bool,
 
-    /// Use this configuration file (absolute path); its path travels with the record
+    /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files)
     #[arg(
         short = 'f',
         long = "config-file",
-        alias = "config_file",
+        visible_alias = "config_file",
         value_name = "FILE"
     )]
     pub config_file: Option<PathBuf>,
 
-    /// Print the version and exit
+    /// Print version
     #[arg(short = 'V', long = "version", action = clap::ArgAction::Version)]
     pub version: Option<bool>,
 }

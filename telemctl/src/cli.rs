@@ -11,11 +11,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "telemctl", version)]
 pub struct Cli {
-    /// Use this configuration file (absolute path) instead of the layered files
+    /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files)
     #[arg(
         short = 'f',
         long = "config-file",
-        alias = "config_file",
+        visible_alias = "config_file",
         global = true,
         value_name = "FILE"
     )]
@@ -62,22 +62,32 @@ pub struct JournalArgs {
     /// Only the entry with this record id
     #[arg(
         short = 'r',
-        long = "record_id",
-        alias = "record-id",
+        long = "record-id",
+        visible_alias = "record_id",
         value_name = "ID"
     )]
     pub record_id: Option<String>,
     /// Only entries with this event id
-    #[arg(short = 'e', long = "event_id", alias = "event-id", value_name = "ID")]
+    #[arg(
+        short = 'e',
+        long = "event-id",
+        visible_alias = "event_id",
+        value_name = "ID"
+    )]
     pub event_id: Option<String>,
     /// Only this classification; a/b/* matches every classification starting with a/b/
     #[arg(short = 'c', long = "classification", value_name = "CLASS")]
     pub classification: Option<String>,
     /// Only entries from this boot id
-    #[arg(short = 'b', long = "boot_id", alias = "boot-id", value_name = "ID")]
+    #[arg(
+        short = 'b',
+        long = "boot-id",
+        visible_alias = "boot_id",
+        value_name = "ID"
+    )]
     pub boot_id: Option<String>,
     /// Also print the retained body of each record
-    #[arg(short = 'i', long = "include_record", alias = "include-record")]
+    #[arg(short = 'i', long = "include-record", visible_alias = "include_record")]
     pub include_record: bool,
     /// Print column titles and a total
     #[arg(short = 'V', long = "verbose")]

@@ -13,6 +13,7 @@ use telemetry::journal::{self, Filter};
 use telemetry::{optin, spool, status, Config};
 
 use crate::cli::JournalArgs;
+use crate::escape;
 use crate::purge::{self, Purged};
 use crate::timefmt::{ago, utc};
 use crate::units;
@@ -142,10 +143,18 @@ pub fn restart(config: &Config) -> Result<ExitCode> {
     start(config)
 }
 
+/// As the original, "inactive" is an answer (exit 0); a state systemd could not tell is not.
 pub fn is_active() -> Result<ExitCode> {
-    println!("telemprobd : {}", units::is_active("telemprobd.socket"));
-    println!("telempostd : {}", units::is_active("telempostd.path"));
-    Ok(ExitCode::SUCCESS)
+    let mut known = true;
+    for (daemon, unit) in [
+        ("telemprobd", "telemprobd.socket"),
+        ("telempostd", "telempostd.path"),
+    ] {
+        let state = units::is_active(unit);
+        known &= !state.starts_with("unknown");
+        println!("{daemon} : {state}");
+    }
+    Ok(code(known))
 }
 
 fn code(ok: bool) -> ExitCode {
@@ -174,8 +183,15 @@ fn pid_exists_other_user(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-pub fn status(config: &Config) -> Result<ExitCode> {
+pub fn status(config: &Config, diagnostics: &[Diagnostic]) -> Result<ExitCode> {
     let mut out = String::new();
+    for d in diagnostics {
+        out.push_str(&format!(
+            "config:      {}: {}\n",
+            d.severity,
+            escape::field(&d.to_string())
+        ));
+    }
     out.push_str(&format!(
         "opt-in:      {}\n",
         if optin::is_opted_in(config) {
@@ -200,13 +216,15 @@ pub fn status(config: &Config) -> Result<ExitCode> {
                     )
                 };
                 out.push_str(&format!("{daemon}:  {state}\n"));
+                // Only what happened (a zero says nothing), wrapped to fit a terminal.
                 let counters: Vec<String> = st
                     .counters
                     .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
+                    .filter(|(_, v)| **v != 0)
+                    .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
                     .collect();
-                if !counters.is_empty() {
-                    out.push_str(&format!("             {}\n", counters.join(", ")));
+                for line in wrap(&counters, 80 - COUNTER_INDENT.len()) {
+                    out.push_str(&format!("{COUNTER_INDENT}{line}\n"));
                 }
                 last_delivery = last_delivery.max(st.last_delivery);
                 if let Some(e) = st.last_error {
@@ -262,6 +280,24 @@ pub fn status(config: &Config) -> Result<ExitCode> {
     write_out(&out)
 }
 
+const COUNTER_INDENT: &str = "             ";
+
+/// Joins `items` with ", " into lines of at most `width` characters (an item longer than that
+/// gets a line of its own).
+fn wrap(items: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for item in items {
+        match lines.last_mut() {
+            Some(line) if line.len() + 2 + item.len() <= width => {
+                line.push_str(", ");
+                line.push_str(item);
+            }
+            _ => lines.push(item.clone()),
+        }
+    }
+    lines
+}
+
 /// Prints every problem and the effective settings. Exit 1 when a file has an error (the
 /// daemons refuse to start with it), or with `check` on any warning too.
 pub fn config_cmd(config: &Config, diagnostics: &[Diagnostic], check: bool) -> Result<ExitCode> {
@@ -270,7 +306,11 @@ pub fn config_cmd(config: &Config, diagnostics: &[Diagnostic], check: bool) -> R
         out.push_str(&format!("# explicit file: {}\n", f.display()));
     }
     for d in diagnostics {
-        out.push_str(&format!("# {}: {d}\n", d.severity));
+        out.push_str(&format!(
+            "# {}: {}\n",
+            d.severity,
+            escape::field(&d.to_string())
+        ));
     }
     out.push_str("[settings]\n");
     for key in key_names() {
@@ -296,6 +336,15 @@ pub fn config_cmd(config: &Config, diagnostics: &[Diagnostic], check: bool) -> R
 }
 
 pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
+    if matches!(fs::symlink_metadata(&config.journal_file), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    {
+        eprintln!(
+            "No journal yet: {} does not exist (telempostd creates it when the first record \
+             leaves the spool).",
+            config.journal_file.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let entries = journal::read(&config.journal_file)?;
     let filter = Filter {
         record_id: args.record_id.clone(),
@@ -316,25 +365,26 @@ pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
             continue;
         }
         n += 1;
+        // Every field comes from the journal file, the detail from a collector: escaped.
         let outcome = e.outcome.map_or(String::new(), |o| {
             if e.detail.is_empty() {
                 o.as_str().to_string()
             } else {
-                format!("{} ({})", o.as_str(), e.detail)
+                format!("{} ({})", o.as_str(), escape::field(&e.detail))
             }
         });
         out.push_str(&format!(
             "{:<30} {} {} {} {} {}\n",
-            e.classification,
+            escape::field(&e.classification),
             utc(e.timestamp),
-            e.record_id,
-            e.event_id,
-            e.boot_id,
+            escape::field(&e.record_id),
+            escape::field(&e.event_id),
+            escape::field(&e.boot_id),
             outcome
         ));
         if args.include_record {
             if let Ok(body) = fs::read(config.retention_dir.join(&e.record_id)) {
-                out.push_str(&String::from_utf8_lossy(&body));
+                out.push_str(&escape::text(&String::from_utf8_lossy(&body)));
             }
         }
     }
@@ -351,5 +401,24 @@ fn write_out(s: &str) -> Result<ExitCode> {
         r => r
             .map(|()| ExitCode::SUCCESS)
             .context("writing to standard output"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_fills_lines_up_to_the_width() {
+        let items: Vec<String> = ["aaaa 1", "bbbb 2", "cccc 3", "a very long counter name 4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            wrap(&items, 14),
+            ["aaaa 1, bbbb 2", "cccc 3", "a very long counter name 4"]
+        );
+        assert_eq!(wrap(&items, 200).len(), 1);
+        assert!(wrap(&[], 10).is_empty());
     }
 }

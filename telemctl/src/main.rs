@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod escape;
 mod purge;
 mod timefmt;
 mod units;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Cli, Command};
+use telemetry::config::Severity;
 use telemetry::Config;
 
 fn main() -> ExitCode {
@@ -45,23 +47,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::bail!("Configuration file path not valid: {} {why}", f.display());
         }
     }
-    if let Command::Config(args) = &cli.command {
-        // Shows every problem, and the settings the file's other keys give, instead of stopping
-        // at the first error.
-        let (config, diagnostics) = Config::load_with_diagnostics(cli.config_file.as_deref());
-        return commands::config_cmd(&config, &diagnostics, args.check);
-    }
-    let config = Config::load(cli.config_file.as_deref())?;
+    let explicit = cli.config_file.as_deref();
     match &cli.command {
-        Command::OptIn => commands::opt_in(&config),
-        Command::OptOut => commands::opt_out(&config),
-        Command::Start => commands::start(&config),
-        Command::Stop => commands::stop(&config),
-        Command::Restart => commands::restart(&config),
+        Command::OptIn => commands::opt_in(&Config::load(explicit)?),
+        Command::OptOut => commands::opt_out(&Config::load(explicit)?),
+        Command::Start => commands::start(&Config::load(explicit)?),
+        Command::Stop => commands::stop(&Config::load(explicit)?),
+        Command::Restart => commands::restart(&Config::load(explicit)?),
         Command::IsActive => commands::is_active(),
-        Command::Status => commands::status(&config),
-        // Answered above, from every diagnostic.
-        Command::Config(_) => Ok(ExitCode::SUCCESS),
-        Command::Journal(args) => commands::journal_cmd(&config, args),
+        // The commands that only show things show every problem of the configuration and the
+        // settings the files' other keys give, instead of refusing.
+        Command::Status => {
+            let (config, diagnostics) = Config::load_with_diagnostics(explicit);
+            commands::status(&config, &diagnostics)
+        }
+        Command::Config(args) => {
+            let (config, diagnostics) = Config::load_with_diagnostics(explicit);
+            commands::config_cmd(&config, &diagnostics, args.check)
+        }
+        Command::Journal(args) => {
+            let (config, diagnostics) = Config::load_with_diagnostics(explicit);
+            for d in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
+                eprintln!("telemctl: warning: {d}");
+            }
+            commands::journal_cmd(&config, args)
+        }
     }
 }

@@ -174,7 +174,14 @@ fn man_pages_in_place_with_their_options() {
     }
     let journal = plain(&fs::read_to_string(man1.join("telemctl-journal.1")).unwrap());
     assert!(journal.starts_with(".TH telemctl-journal 1 "), "{journal}");
-    assert!(journal.contains("--record_id"), "{journal}");
+    assert!(journal.contains("--record-id"), "{journal}");
+    for section in ["EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"] {
+        let page = plain(&fs::read_to_string(man1.join("telemctl.1")).unwrap());
+        assert!(
+            page.contains(&format!(".SH \"{section}\"")),
+            "telemctl.1 lacks {section}"
+        );
+    }
     let mut pages: Vec<String> = fs::read_dir(&man1)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -343,4 +350,56 @@ fn units_verify_and_daemons_are_sandboxed() {
             .unwrap_or_else(|| panic!("no score in {text}"));
         assert!(score <= max, "{unit}: exposure {score} > {max}");
     }
+}
+
+/// With the default prefix (/usr/local) the vendor config still lands where every program
+/// reads it (/usr/share/defaults/telemetrics), not below the prefix where nothing looks.
+#[test]
+fn default_prefix_puts_the_vendor_config_where_the_programs_read_it() {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install-default-prefix");
+    let _ = fs::remove_dir_all(&d);
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts/install.sh"))
+        .arg("--no-build")
+        .arg("--profile-dir")
+        .arg(profile_dir())
+        .env_remove("PREFIX")
+        .env("DESTDIR", &d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        Path::new(telemetry::config::VENDOR_CONFIG),
+        Path::new("/usr/share/defaults/telemetrics/telemetrics.conf")
+    );
+    let vendor = d.join(telemetry::config::VENDOR_CONFIG.trim_start_matches('/'));
+    assert!(vendor.is_file(), "{} missing", vendor.display());
+    assert!(d.join("usr/local/bin/telemctl").is_file());
+    assert!(!d.join("usr/local/share/defaults").exists());
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn install_sh_help_explains_options_and_prefix() {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts/install.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--no-build",
+        "--profile-dir",
+        "PREFIX [/usr/local]",
+        "DESTDIR",
+        "VENDORCONFDIR",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
+    }
+    assert!(!text.contains("set -euo"), "{text}");
 }

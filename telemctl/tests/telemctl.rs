@@ -342,9 +342,45 @@ fn journal_considers_the_newest_100_entries() {
 }
 
 #[test]
-fn journal_without_a_journal_is_empty_and_succeeds() {
+fn journal_without_a_journal_says_so_and_succeeds() {
     let env = Env::new();
-    env.cmd().arg("journal").assert().success().stdout("");
+    env.cmd()
+        .arg("journal")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(contains("No journal yet").and(contains(
+            env.p("/var/log/telemetry/journal").display().to_string(),
+        )));
+}
+
+/// A collector's error message is stored in the journal as it came; printed, its control
+/// characters are escaped so no terminal escape sequence reaches the terminal.
+#[test]
+fn journal_escapes_control_characters_from_the_collector() {
+    let env = Env::new();
+    let mut e = Entry::new(
+        "a/b/c",
+        "11111111111111111111111111111111",
+        Outcome::Rejected,
+        "400 \u{1b}]0;pwned\u{7}\u{1b}[2Jbad\u{8}\u{9b}31m",
+    )
+    .unwrap();
+    e.boot_id = "boot\u{1b}[1m".to_string();
+    env.write("/var/log/telemetry/journal", &e.to_line());
+    for args in [&["-V"][..], &[][..]] {
+        let o = env.cmd().arg("journal").args(args).assert().success();
+        let out = String::from_utf8(o.get_output().stdout.clone()).unwrap();
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "control characters reach the terminal: {out:?}"
+        );
+        assert!(
+            out.contains("rejected (400 \\x1b]0;pwned\\x07\\x1b[2Jbad\\x08\\u{9b}31m)"),
+            "{out}"
+        );
+        assert!(out.contains("boot\\x1b[1m"), "{out}");
+    }
 }
 
 #[test]
@@ -354,7 +390,7 @@ fn status_reports_daemons_spool_and_counters() {
     let me = std::process::id();
     env.write(
         "/var/lib/telemetry/telemprobd.status",
-        &format!("pid={me}\nstarted=1700000000\nupdated=1700000100\ncounter.received=12\ncounter.stored=11\ncounter.rejected=1\n"),
+        &format!("pid={me}\nstarted=1700000000\nupdated=1700000100\ncounter.received=12\ncounter.stored=11\ncounter.rejected=1\ncounter.rate_limited=0\ncounter.quota_used_bytes=448\ncounter.refused_not_opted_in=0\ncounter.spool_full=0\ncounter.timed_out=0\n"),
     );
     env.write(
         "/var/lib/telemetry/telempostd.status",
@@ -372,7 +408,11 @@ fn status_reports_daemons_spool_and_counters() {
         .success()
         .stdout(contains("opt-in:      opted in"))
         .stdout(contains(format!("telemprobd:  running (pid {me}")))
-        .stdout(contains("received 12, rejected 1, stored 11"))
+        .stdout(contains(
+            "quota used bytes 448, received 12, rejected 1, stored 11\n",
+        ))
+        .stdout(contains("rate limited").not())
+        .stdout(contains("timed out").not())
         .stdout(contains("telempostd:  not running (last pid 999999999"))
         .stdout(contains("delivered 9"))
         .stdout(contains("spool:       2 records, 8 bytes, oldest"))
@@ -481,6 +521,64 @@ fn config_check_is_strict_and_config_shows_every_problem() {
         .assert()
         .code(1)
         .stderr(contains("missing.conf does not exist"));
+}
+
+#[test]
+fn is_active_fails_when_the_state_is_unknown() {
+    let env = Env::new();
+    // A systemctl that answers nothing (as when the bus cannot be reached).
+    let silent = env.dir.path().join("silent-systemctl");
+    fs::write(&silent, "#!/bin/sh\nexit 4\n").unwrap();
+    fs::set_permissions(&silent, fs::Permissions::from_mode(0o755)).unwrap();
+    env.cmd()
+        .env("TELEM_SYSTEMCTL", &silent)
+        .arg("is-active")
+        .assert()
+        .code(1)
+        .stdout("telemprobd : unknown\ntelempostd : unknown\n");
+    // No systemctl at all.
+    env.cmd()
+        .env("TELEM_SYSTEMCTL", env.dir.path().join("missing"))
+        .arg("is-active")
+        .assert()
+        .code(1)
+        .stdout(contains("telemprobd : unknown ("));
+}
+
+/// A bad value in the administrator's file: status and config still work and show the problem
+/// (and what is in effect: the file's other keys, that key's default) instead of refusing.
+#[test]
+fn status_and_config_show_a_bad_config_line_instead_of_failing() {
+    let env = Env::new();
+    let admin = env.write(
+        "/etc/telemetrics/telemetrics.conf",
+        "[settings]\nserver=http://admin.example/v2/collector\nrate_limit_enabled=maybe\n",
+    );
+    env.write(
+        "/usr/share/defaults/telemetrics/telemetrics.conf",
+        "[settings]\nserver=http://vendor.example/v2/collector\n",
+    );
+    let problem = format!("{}:3: rate_limit_enabled", admin.display());
+    env.cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(contains("config:      error:").and(contains(problem.as_str())))
+        .stdout(contains("telemprobd:  not running"));
+    // Shown whole, then exit 1: the daemons refuse to start with an error in a file.
+    env.cmd()
+        .arg("config")
+        .assert()
+        .code(1)
+        .stdout(contains(format!("# error: {problem}")))
+        .stdout(contains("server=http://admin.example/v2/collector"))
+        .stdout(contains("rate_limit_enabled=true"));
+    // Commands that act on the configuration still refuse.
+    env.cmd()
+        .arg("opt-in")
+        .assert()
+        .code(1)
+        .stderr(contains(problem.as_str()));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::Tuning;
 #[derive(Debug, Parser)]
 #[command(name = "telempostd", version)]
 pub struct Cli {
-    /// Configuration file, read on top of the built-in defaults alone.
+    /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files).
     #[arg(
         short = 'f',
         long = "config-file",
@@ -22,22 +22,23 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub config_file: Option<PathBuf>,
-    /// Whole-request HTTP timeout in milliseconds (default 10000).
+    /// Whole-request HTTP timeout in milliseconds [default: 10000]
     #[arg(long, value_name = "MS")]
     pub http_timeout_ms: Option<u64>,
-    /// TCP connect timeout in milliseconds (default 5000).
+    /// TCP connect timeout in milliseconds [default: 5000]
     #[arg(long, value_name = "MS")]
     pub connect_timeout_ms: Option<u64>,
-    /// First retry delay, and the floor of every retry delay, in milliseconds (default 1000).
+    /// First retry delay, and the floor of every retry delay, in milliseconds [default: 1000]
     #[arg(long, value_name = "MS")]
     pub retry_base_ms: Option<u64>,
-    /// Largest retry delay in milliseconds (default: spool_process_time).
+    /// Largest retry delay in milliseconds [default: spool_process_time, from the configuration]
     #[arg(long, value_name = "MS")]
     pub retry_cap_ms: Option<u64>,
-    /// Time between full spool scans in milliseconds (default: spool_process_time).
+    /// Time between full spool scans in milliseconds [default: spool_process_time, from the configuration]
     #[arg(long, value_name = "MS")]
     pub scan_interval_ms: Option<u64>,
-    /// Idle seconds before exiting when daemon_recycling_enabled (default 300).
+    /// Seconds without work after which the daemon exits when `daemon_recycling_enabled` is
+    /// set (the path unit starts it again on demand) [default: 300]
     #[arg(long, value_name = "SECS")]
     pub idle_exit_secs: Option<u64>,
     /// Open a new connection for every record (benchmark comparison only).

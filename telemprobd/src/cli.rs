@@ -8,7 +8,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "telemprobd", version, about)]
 pub struct Cli {
-    /// Configuration file, read on top of the built-in defaults alone.
+    /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files).
     #[arg(
         short = 'f',
         long = "config-file",

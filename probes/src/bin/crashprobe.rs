@@ -19,18 +19,24 @@ use probes::{cli, coredumpd};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// The unprivileged user crashprobe runs as when the kernel starts it as root.
+/// The unprivileged user crashprobe runs as when the kernel starts it as root, unless
+/// `TELEM_PROBE_USER` names another (the kernel starts it with an empty environment).
 const TELEMETRY_USER: &str = "telemetry";
 
 fn main() -> ExitCode {
     // Before anything else: no core of our own, stderr usable, no root while reading input.
     harden();
     init_logging();
-    if let Err(e) = drop_privileges() {
-        tracing::error!("cannot drop privileges to {TELEMETRY_USER}: {e:#}");
+    let user = std::env::var(telemetry::env::PROBE_USER)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| TELEMETRY_USER.to_string());
+    if let Err(e) = drop_privileges(&user) {
+        tracing::error!("cannot drop privileges to {user}: {e:#}");
         eprintln!("crashprobe: error: cannot drop privileges: {e:#}");
         return ExitCode::FAILURE;
     }
+    // After the drop: the arguments carry the crashed process's name, which its owner chose.
     let args: Args = cli::parse();
     let result = run(args);
     if let Err(e) = &result {
@@ -89,19 +95,23 @@ fn init_logging() {
         .try_init();
 }
 
-/// As root, become `telemetry` (groups, gid, uid) before touching the core. When the user does
-/// not exist (containers, test machines) we go on as root with a warning; the reader is
-/// bounded and panic-free, see docs/crashprobe.md.
-fn drop_privileges() -> anyhow::Result<()> {
+/// As root, become `name` (groups, gid, uid) before touching the core. When the user does not
+/// exist (containers, test machines) we go on as root with a warning; the reader is bounded and
+/// panic-free, see docs/crashprobe.md. A user that is root itself (a test run as root names
+/// its own user) leaves nothing to drop.
+fn drop_privileges(name: &str) -> anyhow::Result<()> {
     use nix::unistd;
     if !unistd::geteuid().is_root() {
         return Ok(());
     }
-    let Some(user) = unistd::User::from_name(TELEMETRY_USER).context("looking up the user")? else {
-        tracing::warn!("user {TELEMETRY_USER} does not exist: running as root");
+    let Some(user) = unistd::User::from_name(name).context("looking up the user")? else {
+        tracing::warn!("user {name} does not exist: running as root");
         return Ok(());
     };
-    let name = CString::new(TELEMETRY_USER)?;
+    if user.uid.is_root() {
+        return Ok(());
+    }
+    let name = CString::new(name)?;
     unistd::initgroups(&name, user.gid).context("initgroups")?;
     unistd::setgid(user.gid).context("setgid")?;
     unistd::setuid(user.uid).context("setuid")?;

@@ -34,12 +34,26 @@ impl Root {
         .unwrap();
     }
 
-    /// crashprobe with this root and no configuration from the test's environment.
+    /// crashprobe with this root, no configuration from the test's environment, and the
+    /// test's own user to drop to (see [`own_user`]).
     pub fn command(&self) -> Command {
         let mut c = Command::new(EXE);
-        c.env("TELEM_ROOT", self.path()).env_remove("TELEM_CONFIG");
+        c.env("TELEM_ROOT", self.path())
+            .env_remove("TELEM_CONFIG")
+            .env("TELEM_PROBE_USER", own_user());
         c
     }
+}
+
+/// The user running the test. Run as root, crashprobe drops to `telemetry` if the host has that
+/// user, who cannot enter the test's 0700 temporary directory; naming our own user keeps the
+/// test independent of the host's users.
+pub fn own_user() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use clap::{Command, CommandFactory};
 use clap_complete::Shell;
 
+pub mod sections;
+
 #[path = "../../../telemctl/src/cli.rs"]
 pub mod telemctl_cli;
 
@@ -103,9 +105,21 @@ fn man_tree(cmd: &Command, date: &str, source: &str, out: &mut Vec<Generated>) -
         .manual("Telemetrics Manual");
     let mut page = Vec::new();
     man.render(&mut page)?;
+    let page = String::from_utf8_lossy(&title_first(&page)).into_owned();
+    // A binary's page gets EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO; a telemctl
+    // subcommand's page points back at telemctl.
+    let extra = match sections::extra(cmd.get_name()) {
+        Some(extra) => sections::roff(&extra),
+        None => {
+            let mut s = String::new();
+            let parent = source.split(' ').next().unwrap_or_default().to_string();
+            sections::see_also(&mut s, &[parent]);
+            s
+        }
+    };
     out.push(Generated {
         path: Path::new("man1").join(man.get_filename()),
-        contents: title_first(&page),
+        contents: sections::insert(&page, &extra).into_bytes(),
     });
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         man_tree(sub, date, source, out)?;
@@ -260,6 +274,28 @@ mod tests {
             );
             assert!(page.contains(".SH NAME"), "{bin}.1");
             assert!(page.contains(".SH SYNOPSIS"), "{bin}.1");
+            // The sections clap does not write, before VERSION, in the usual order.
+            let at = |s: &str| page.find(s).unwrap_or_else(|| panic!("{bin}.1 lacks {s}"));
+            assert!(at(".SH OPTIONS") < at(".SH \"EXIT STATUS\""), "{bin}.1");
+            assert!(
+                at(".SH \"EXIT STATUS\"") < at(".SH \"ENVIRONMENT\""),
+                "{bin}.1"
+            );
+            assert!(at(".SH \"ENVIRONMENT\"") < at(".SH \"FILES\""), "{bin}.1");
+            assert!(at(".SH \"FILES\"") < at(".SH \"SEE ALSO\""), "{bin}.1");
+            assert!(at(".SH \"SEE ALSO\"") < at(".SH VERSION"), "{bin}.1");
+            assert!(page.contains("\\fBTELEM_ROOT\\fR"), "{bin}.1");
+            assert!(
+                page.contains("/etc/telemetrics/telemetrics.conf"),
+                "{bin}.1"
+            );
+            for other in BINARIES.iter().filter(|b| **b != bin) {
+                let other = other.replace('-', "\\-");
+                assert!(
+                    page.contains(&format!("\\fB{other}\\fR(1)")),
+                    "{bin}.1 lacks {other}"
+                );
+            }
             let cmd = command(bin).unwrap();
             let options = long_names(&cmd);
             assert!(options.iter().any(|o| o == "config-file"), "{bin}");
@@ -282,7 +318,8 @@ mod tests {
         let version = env!("CARGO_PKG_VERSION");
         let title = format!(".TH telemctl-journal 1 2024-05-06 \"telemctl {version}\" ");
         assert!(journal.starts_with(&title), "{journal}");
-        assert!(journal.contains("\\-\\-record_id"), "{journal}");
+        assert!(journal.contains("\\-\\-record\\-id"), "{journal}");
+        assert!(journal.contains("\\fBtelemctl\\fR(1)"), "{journal}");
         for sub in [
             "opt-in",
             "opt-out",

@@ -96,7 +96,7 @@ fn completions_complete_options_in_bash() {
     assert_eq!(bash_complete(&bash, "telemctl", &["jo"]), ["journal"]);
     assert_eq!(
         bash_complete(&bash, "telemctl", &["journal", "--record"]),
-        ["--record_id"]
+        ["--record_id", "--record-id"]
     );
     let crash = dir.path().join("bash-completion/completions/crashprobe");
     assert_eq!(

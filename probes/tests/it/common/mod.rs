@@ -91,6 +91,12 @@ impl TestEnv {
             .env_remove("TELEM_CONFIG")
             .env_remove("container")
             .env("RUST_LOG", "warn");
+        // crashprobe run as root drops to this user: ours, not a `telemetry` user of the host
+        // (who could not enter our 0700 temporary directory).
+        let uid = nix::unistd::geteuid();
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(uid) {
+            c.env("TELEM_PROBE_USER", user.name);
+        }
         c
     }
 }
