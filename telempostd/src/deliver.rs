@@ -137,6 +137,29 @@ pub fn build_agent(cainfo: Option<&Path>, s: &HttpSettings) -> Result<Agent, Age
     ))
 }
 
+/// Whether HTTP can use a target: a `server` that is an http(s) URL, a `tidheader` whose name
+/// and value HTTP can carry. `Err` says what is wrong (a configuration problem, never the
+/// record's).
+pub fn check_target(t: &Target) -> Result<(), String> {
+    match t.server.parse::<ureq::http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+        _ => return Err(format!("server {:?} is not an http(s) URL", t.server)),
+    }
+    if let Some((n, v)) = &t.tid {
+        if HeaderName::from_bytes(n.as_bytes()).is_err() {
+            return Err(format!(
+                "tidheader name {n:?} is not a valid HTTP header name"
+            ));
+        }
+        if HeaderValue::from_str(v).is_err() {
+            return Err(format!(
+                "tidheader value {v:?} has a character HTTP cannot carry"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One encoded HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
