@@ -2,8 +2,9 @@
 //! keeps failing does not starve the others (head-of-line blocking).
 //!
 //! A record that failed [`BEHIND_AFTER`] times while the server was answering goes behind every
-//! record with fewer failures; among those, the one with the fewest goes first (ties: oldest),
-//! so the failing records take turns. The counts live in `<state_dir>/telempostd.attempts`, a
+//! record with fewer failures (once one has, a single failure is enough: see
+//! [`Attempts::limit`]); among those, the one with the fewest goes first (ties: oldest), so the
+//! failing records take turns. The counts live in `<state_dir>/telempostd.attempts`, a
 //! small file of our own (telempostd never rewrites a spool file), so a restart does not put a
 //! failing record back at the head: one line `<count> <spool file name>` per record, rewritten
 //! through a temporary file and a rename when a count changes, at most [`MAX_ENTRIES`] lines
@@ -82,6 +83,18 @@ impl Attempts {
     /// Whether a record has gone behind the others.
     pub fn is_behind(&self, name: &str) -> bool {
         self.get(name) >= BEHIND_AFTER
+    }
+
+    /// Failures after which a record goes behind now: [`BEHIND_AFTER`], or one once some record
+    /// is behind already (the server fails more than one record: the records take turns at
+    /// once, so a server that fails every record sees each of N records within about N + 2
+    /// backoff delays rather than 3 N).
+    pub fn limit(&self) -> u32 {
+        if self.counts.values().any(|&n| n >= BEHIND_AFTER) {
+            1
+        } else {
+            BEHIND_AFTER
+        }
     }
 
     /// One more failure for a record; returns its count.

@@ -726,17 +726,18 @@ impl Daemon {
         }
     }
 
-    /// The record to attempt: the oldest that has not failed [`attempts::BEHIND_AFTER`] times
-    /// while the server answered; if every queued record has, the one with the fewest failures
-    /// (the oldest of those), so they take turns.
+    /// The record to attempt: the oldest that has not failed [`Attempts::limit`] times while
+    /// the server answered; if every queued record has, the one with the fewest failures (the
+    /// oldest of those), so they take turns.
     fn head(&self) -> Option<Key> {
         if self.attempts.is_empty() {
             return self.queue.first().cloned();
         }
+        let limit = self.attempts.limit();
         let mut best: Option<(u32, &Key)> = None;
         for k in self.queue.iter() {
             let n = self.attempts.get(&k.name());
-            if n < attempts::BEHIND_AFTER {
+            if n < limit {
                 return Some(k.clone());
             }
             if best.is_none_or(|(b, _)| n < b) {

@@ -50,12 +50,13 @@ fn server_errors_are_retried_with_backoff_and_retry_after_is_honoured() {
         "no extra requests while backing off"
     );
     // The whole queue waits after each failure (the gaps below); the oldest record is tried
-    // three times, then goes behind the others, and the next one takes the head.
+    // three times, then goes behind the others; from then on one failure puts a record behind,
+    // and the records take turns, fewest failures first.
     let ids: Vec<String> = reqs.iter().map(|r| r.event_id.clone().unwrap()).collect();
     let (r0, r1, r2) = (event_id(&recs[0]), event_id(&recs[1]), event_id(&recs[2]));
     assert_eq!(
         ids,
-        [&r0, &r0, &r0, &r1, &r1, &r1, &r2, &r0].map(String::as_str)
+        [&r0, &r0, &r0, &r1, &r2, &r1, &r2, &r0].map(String::as_str)
     );
     assert_eq!(stored_ids(&c), [r1, r2, r0]);
     let g = gaps(&reqs);
