@@ -910,6 +910,31 @@ mod tests {
     }
 
     #[test]
+    fn targets_http_cannot_use_are_configuration_problems() {
+        let ok = target(PostFormat::Headers);
+        assert_eq!(check_target(&ok), Ok(()));
+        let bad_name = Target {
+            tid: Some(("X Telemetry TID".into(), "x".into())),
+            ..ok.clone()
+        };
+        assert!(check_target(&bad_name).unwrap_err().contains("header name"));
+        let bad_value = Target {
+            tid: Some(("X-Telemetry-TID".into(), "a\u{1}b".into())),
+            ..ok.clone()
+        };
+        assert!(check_target(&bad_value)
+            .unwrap_err()
+            .contains("tidheader value"));
+        for server in ["", "localhost/v2/collector", "ftp://h/x", "http://"] {
+            let t = Target {
+                server: server.into(),
+                ..ok.clone()
+            };
+            assert!(check_target(&t).is_err(), "{server:?}");
+        }
+    }
+
+    #[test]
     fn missing_or_empty_cainfo_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         let s = HttpSettings::default();
