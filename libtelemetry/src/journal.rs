@@ -246,15 +246,21 @@ pub struct Journal {
     count: usize,
 }
 
+/// `opts.open(path)` with `O_NOFOLLOW`: a symlink as the last component fails with `ELOOP`.
+fn open_nofollow(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
 impl Journal {
-    /// Opens (creating if missing) the journal for appending and counts its lines.
+    /// Opens (creating if missing) the journal for appending and counts its lines. A symlink
+    /// in the journal's place is refused (`ELOOP`), never written through: the daemons run as
+    /// their own user and must not append to whatever file a link names.
     pub fn open(path: &Path) -> Result<Journal> {
         let ctx = |e| Error::io(format!("opening journal {}", path.display()), e);
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(ctx)?;
+        let file =
+            open_nofollow(OpenOptions::new().append(true).create(true), path).map_err(ctx)?;
         let count = count_lines(path).map_err(ctx)?;
         Ok(Journal {
             path: path.to_path_buf(),
@@ -329,7 +335,10 @@ impl Journal {
     /// Keeps the newest `keep` lines; returns the record ids of the dropped ones.
     pub fn prune_to(&mut self, keep: usize) -> Result<Vec<String>> {
         let ctx = |what: &str, e| Error::io(format!("{what} journal {}", self.path.display()), e);
-        let bytes = fs::read(&self.path).map_err(|e| ctx("reading", e))?;
+        let mut bytes = Vec::new();
+        open_nofollow(OpenOptions::new().read(true), &self.path)
+            .and_then(|mut f| io::Read::read_to_end(&mut f, &mut bytes))
+            .map_err(|e| ctx("reading", e))?;
         let lines: Vec<&[u8]> = bytes
             .split_inclusive(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
@@ -354,10 +363,12 @@ impl Journal {
             .unwrap_or_else(|| "journal".into());
         let tmp = self.path.with_file_name(format!(".{name}.tmp"));
         let res = (|| -> io::Result<File> {
-            let mut f = File::create(&tmp)?;
+            // A file (or link) left there by a crash is replaced, never written through.
+            let _ = fs::remove_file(&tmp);
+            let mut f = open_nofollow(OpenOptions::new().write(true).create_new(true), &tmp)?;
             f.write_all(&lines[cut..].concat())?;
             fs::rename(&tmp, &self.path)?;
-            OpenOptions::new().append(true).open(&self.path)
+            open_nofollow(OpenOptions::new().append(true), &self.path)
         })();
         match res {
             Ok(f) => {
@@ -500,6 +511,17 @@ mod tests {
         j.append_all(&batch.iter().collect::<Vec<_>>()).unwrap();
         assert_eq!(j.count(), 3);
         assert_eq!(read(&p).unwrap(), batch);
+    }
+
+    #[test]
+    fn a_symlinked_journal_is_refused_not_written_through() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let path = d.path().join("journal");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(Journal::open(&path).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Delivery benchmark (harness = false): records/s from a full spool to the local test collector
 //! over one kept-alive connection vs a new connection per record, the drain rate after an outage,
-//! and telempostd's peak RSS (VmHWM). Bounded to about a minute.
+//! against a server that closes the connection after every answer (uWSGI's http-socket) beside a
+//! plain client loop against the same server, and telempostd's peak RSS (VmHWM). Bounded to
+//! about a minute.
 //!
 //! Run: `cargo bench -p telempostd --bench deliver` (optionally `-- <records>`, `--rounds R`:
 //! the scenarios run R times interleaved, 3 by default, and each row is the median round by
@@ -14,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use telem_collector::{Collector, Options};
+use telem_collector::{Collector, Fault, Options};
 use telemetry::record::HEADER_NAMES;
 use telemetry::{spool, Record, SysInfo};
 
@@ -211,8 +213,29 @@ struct Run {
     collector_cpu: f64,
 }
 
-fn steady(name: &'static str, n: usize, extra: &[&str]) -> Run {
+/// A collector that closes every connection after its answer, as uWSGI's http-socket does
+/// (201 without `Connection: close`, then the close).
+fn closing_collector() -> Collector {
     let c = Collector::start("127.0.0.1:0", Options::default()).unwrap();
+    c.push_fault(
+        Fault::CloseAfterAnswer {
+            linger: Duration::ZERO,
+        },
+        usize::MAX,
+    );
+    c
+}
+
+fn steady(name: &'static str, n: usize, extra: &[&str]) -> Run {
+    steady_at(
+        name,
+        n,
+        extra,
+        Collector::start("127.0.0.1:0", Options::default()).unwrap(),
+    )
+}
+
+fn steady_at(name: &'static str, n: usize, extra: &[&str], c: Collector) -> Run {
     let s = setup(&c.url("/v2/collector"), n);
     let t0 = Instant::now();
     let c0 = collector_cpu_secs();
@@ -269,6 +292,54 @@ fn after_outage(n: usize) -> Run {
     let c = Collector::start(&addr, Options::default()).unwrap();
     let (t0, c0) = (Instant::now(), collector_cpu_secs());
     measure("drain after outage (keep-alive)", n, &c, child, t0, c0)
+}
+
+/// A plain client loop against a server that closes after every answer: a ureq agent that
+/// keeps no connection (so each record gets a new one, as that server demands), sending the
+/// request telempostd would send, pre-encoded. No spool, no journal.
+fn plain_client_closing(n: usize) -> Run {
+    let c = closing_collector();
+    let s = setup(&c.url("/v2/collector"), 1);
+    let spool_dir = s.root.join("var/spool/telemetry");
+    let file = fs::read_dir(&spool_dir).unwrap().next().unwrap().unwrap();
+    let rec = spool::decode(&fs::read(file.path()).unwrap())
+        .unwrap()
+        .record;
+    let config = telemetry::Config::load_from(&s.root, Some(&s.conf)).unwrap();
+    let target = telempostd::deliver::Target::from_config(&config);
+    let req = telempostd::deliver::encode(&rec, &target, true);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .build()
+        .into();
+    let t0 = Instant::now();
+    let c0 = collector_cpu_secs();
+    for _ in 0..n {
+        if t0.elapsed() > DEADLINE {
+            break;
+        }
+        let mut b = agent.post(&req.url);
+        for (k, v) in &req.headers {
+            b = b.header(k, v);
+        }
+        let mut resp = b.send(&req.body[..]).unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "collector refused the record");
+        let _ = std::io::copy(&mut resp.body_mut().as_reader(), &mut std::io::sink());
+    }
+    let wall = t0.elapsed();
+    let collector_cpu = collector_cpu_secs() - c0;
+    Run {
+        name: "closing server: plain client loop",
+        records: n,
+        received: c.records().len(),
+        wall,
+        rate: rate(&c),
+        hwm_kib: None,
+        cpu: None,
+        collector_cpu,
+    }
 }
 
 /// The same-run baseline: the collector's capacity for this record, from a minimal client (a
@@ -404,6 +475,13 @@ fn main() {
                 &["--no-keepalive"],
             ),
             after_outage(n),
+            plain_client_closing(n.min(2000)),
+            steady_at(
+                "closing server: telempostd",
+                n.min(2000),
+                &[],
+                closing_collector(),
+            ),
         ];
         for (i, r) in round.into_iter().enumerate() {
             match all.get_mut(i) {
@@ -426,6 +504,21 @@ fn main() {
         runs.push((queued(5000.min(q)), 0.0, 0.0));
         runs.push((queued(q), 0.0, 0.0));
     }
+    let ratio = |a: &str, b: &str| {
+        let r = |name: &str| {
+            runs.iter()
+                .find(|(r, ..)| r.name == name)
+                .map(|(r, ..)| r.rate)
+        };
+        match (r(a), r(b)) {
+            (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+            _ => "-".into(),
+        }
+    };
+    let closing = ratio(
+        "closing server: telempostd",
+        "closing server: plain client loop",
+    );
     println!("{rounds} round(s), median round per scenario");
     println!(
         "{:<34} {:>8} {:>9} {:>9} {:>10} {:>15} {:>10} {:>14} {:>16}",
@@ -458,4 +551,5 @@ fn main() {
             r.collector_cpu * 1e6 / r.records.max(1) as f64
         );
     }
+    println!("closing server: telempostd / plain client loop = {closing}");
 }

@@ -7,6 +7,8 @@
 //! scan, the next status write, the idle exit. A failure of the head record backs off the whole
 //! queue.
 
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::future::Future;
 use std::io;
@@ -23,8 +25,10 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, error, info, warn};
 use ureq::Agent;
 
+use crate::attempts::{self, Attempts};
 use crate::deliver::{self, AgentError, Attempt, HttpSettings, Target, Verdict};
 use crate::finish::{Finisher, Leaving};
+use crate::quarantine;
 use crate::rate::{Decision, Limits, RateLimiter};
 use crate::readahead::ReadAhead;
 use crate::retry::{Backoff, Jitter, Policy};
@@ -32,9 +36,9 @@ use crate::spool_scan::{self, Key, OpenError, Queue};
 use crate::status::Reporter;
 use crate::watch::Watcher;
 
-/// A spool file that fails to parse is left alone this long after its last change (the
-/// original daemon writes in place, so a scan may see it half-written); after that it is
-/// journaled as rejected and removed.
+/// A spool file that fails to parse, cannot be read or has a name that is not UTF-8 is left
+/// alone this long after its last change (the original daemon writes in place, so a scan may
+/// see it half-written); after that it is journaled as rejected and moved to quarantine.
 const CORRUPT_GRACE: Duration = Duration::from_secs(60);
 
 /// While a backlog drains, the opt-in file and inotify are looked at this often, not before
@@ -209,6 +213,13 @@ struct Daemon {
     uid: u32,
     /// Where records without a `CFG:` line go (shared, not copied, for each record).
     target: Arc<Target>,
+    /// What makes the daemon's own target unusable (a `tidheader` HTTP cannot carry, a
+    /// `server` that is no URL): records wait until a reload fixes it.
+    target_problem: Option<String>,
+    /// Failures per record while the server answers, for the head-of-line rule.
+    attempts: Attempts,
+    /// Files that could not be moved to quarantine: skipped until the daemon restarts.
+    skipped: HashSet<OsString>,
     /// The kept-alive agent for the daemon's `cainfo` (built on first use, rebuilt on reload).
     agent: Option<Agent>,
     queue: Queue,
@@ -244,6 +255,9 @@ impl Daemon {
         let mut d = Daemon {
             uid,
             target: Arc::new(Target::from_config(&config)),
+            target_problem: None,
+            attempts: Attempts::load(Attempts::path_in(&config.state_dir)),
+            skipped: HashSet::new(),
             agent: None,
             queue: Queue::new(),
             backoff: Backoff::new(policy(&config, &tuning)),
@@ -271,6 +285,7 @@ impl Daemon {
         };
         d.ensure_watch();
         d.check_cainfo();
+        d.check_target();
         info!(
             spool = %d.config.spool_dir.display(),
             server = %d.config.server,
@@ -295,6 +310,14 @@ impl Daemon {
             if let Err(e) = deliver::build_agent(Some(p), &self.http()) {
                 error!("{e}; records are kept until it is fixed");
             }
+        }
+    }
+
+    /// A daemon target HTTP cannot use is said at start, and kept to hold the queue.
+    fn check_target(&mut self) {
+        self.target_problem = deliver::check_target(&self.target).err();
+        if let Some(why) = &self.target_problem {
+            error!("{why}; records are kept until the configuration is fixed");
         }
     }
 
@@ -422,7 +445,9 @@ impl Daemon {
         }
         for name in events.names {
             if let Some(key) = spool_scan::probe(&self.config.spool_dir, &name, self.uid) {
-                if self.finisher.pending().contains(&key) {
+                if self.finisher.pending().contains(&key)
+                    || self.skipped.contains(OsStr::new(&name))
+                {
                     continue;
                 }
                 self.queue.insert(key);
@@ -448,9 +473,28 @@ impl Daemon {
             let pending = self.finisher.pending();
             self.queue.retain(|k| !pending.contains(k));
         }
+        if !self.skipped.is_empty() {
+            let skipped = &self.skipped;
+            self.queue
+                .retain(|k| !skipped.contains(OsStr::new(&*k.name())));
+        }
+        if !self.attempts.is_empty() {
+            let names: HashSet<String> = self.queue.iter().map(|k| k.name().into_owned()).collect();
+            self.attempts.retain(|n| names.contains(n));
+        }
         if !telemetry::optin::is_opted_in(&self.config) {
             // Not opted in: touch nothing (opt-out purges the spool itself).
             return;
+        }
+        for (name, mtime) in found.odd_names {
+            let age = spool_scan::now_secs().saturating_sub(mtime);
+            if age >= CORRUPT_GRACE.as_secs() && !self.skipped.contains(&name) {
+                let why = format!(
+                    "spool file name {:?} is not UTF-8 (no record has such a name)",
+                    name.to_string_lossy()
+                );
+                self.quarantine(&name, None, why);
+            }
         }
         let mut allocated = found.allocated;
         // While records move, each one's expiry is checked just before its attempt; reading
@@ -533,7 +577,7 @@ impl Daemon {
 
     /// Handles the oldest record: expire, drop, reject, deliver, or back off.
     fn process_head(&mut self) {
-        let Some(key) = self.queue.first().cloned() else {
+        let Some(key) = self.head() else {
             return;
         };
         let read = self
@@ -553,12 +597,22 @@ impl Daemon {
             }
             Err(OpenError::TooLarge(n)) => {
                 let why = format!("spool file of {n} bytes is larger than any record");
-                self.remove(&key, None, Outcome::Rejected, why, false);
+                self.quarantine(OsStr::new(&*key.name()), Some(&key), why);
                 return;
             }
             Err(OpenError::Io(e)) => {
-                warn!(file = %key.name(), error = %e, "cannot read spool file; retrying at the next scan");
-                self.queue.remove(&key);
+                let path = self.config.spool_dir.join(&*key.name());
+                let age = fs::symlink_metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok());
+                if age.is_some_and(|a| a >= CORRUPT_GRACE) {
+                    let why = format!("cannot read spool file: {e}");
+                    self.quarantine(OsStr::new(&*key.name()), Some(&key), why);
+                } else {
+                    debug!(file = %key.name(), error = %e, "cannot read spool file yet; retrying at the next scan");
+                    self.queue.remove(&key);
+                }
                 return;
             }
         };
@@ -571,7 +625,7 @@ impl Daemon {
                     self.queue.remove(&key);
                 } else {
                     let why = format!("unreadable spool file {}: {e}", key.name());
-                    self.remove(&key, None, Outcome::Rejected, why, false);
+                    self.quarantine(OsStr::new(&*key.name()), Some(&key), why);
                 }
                 return;
             }
@@ -599,13 +653,25 @@ impl Daemon {
             }
             return;
         }
+        // No configuration problem deletes a record: the daemon's own holds the queue (with
+        // backoff) until a reload fixes it; one record's holds that record until the next scan
+        // while the others go on.
         let target = match self.target_for(sr.cfg.as_deref()) {
             Ok(t) => t,
             Err(why) => {
-                self.remove(&key, Some(&sr), Outcome::Rejected, why, false);
+                self.hold(&key, why);
                 return;
             }
         };
+        if Arc::ptr_eq(&target, &self.target) {
+            if let Some(why) = &self.target_problem {
+                self.failed(why.clone(), None);
+                return;
+            }
+        } else if let Err(why) = deliver::check_target(&target) {
+            self.hold(&key, format!("per-record config {}: {why}", cfg_name(&sr)));
+            return;
+        }
         let agent = match self.agent_for(&target) {
             Ok(a) => a,
             // The daemon's own CA file: an admin can fix it, keep the records.
@@ -615,13 +681,12 @@ impl Daemon {
             }
             // One record's CA file: do not hold up the whole queue for it.
             Err(e) => {
-                let why = format!("per-record config unusable: {e}");
-                self.remove(&key, Some(&sr), Outcome::Rejected, why, false);
+                self.hold(&key, format!("per-record config unusable: {e}"));
                 return;
             }
         };
         let req = deliver::encode(&sr.record, &target, self.tuning.keepalive);
-        if let Some(next) = self.queue.iter().nth(1) {
+        if let Some(next) = self.queue.iter().find(|k| **k != key) {
             self.read_ahead
                 .want(self.config.spool_dir.clone(), next.clone());
         }
@@ -649,7 +714,70 @@ impl Daemon {
             Verdict::Retry {
                 reason,
                 retry_after,
-            } => self.failed(reason, retry_after),
+            } => {
+                // The server answered and did not take it: count it against this record, so
+                // that it goes behind the others after a few (a server that is down is not the
+                // record's fault and counts nothing).
+                if matches!(attempt, Attempt::Answered { .. }) {
+                    let n = self.attempts.failed(&key.name());
+                    if n == attempts::BEHIND_AFTER {
+                        warn!(file = %key.name(), %reason, "the collector failed this record {n} times; it goes behind the others");
+                    }
+                }
+                self.failed(reason, retry_after)
+            }
+        }
+    }
+
+    /// The record to attempt: the oldest that has not failed [`Attempts::limit`] times while
+    /// the server answered; if every queued record has, the one with the fewest failures (the
+    /// oldest of those), so they take turns.
+    fn head(&self) -> Option<Key> {
+        if self.attempts.is_empty() {
+            return self.queue.first().cloned();
+        }
+        let limit = self.attempts.limit();
+        let mut best: Option<(u32, &Key)> = None;
+        for k in self.queue.iter() {
+            let n = self.attempts.get(&k.name());
+            if n < limit {
+                return Some(k.clone());
+            }
+            if best.is_none_or(|(b, _)| n < b) {
+                best = Some((n, k));
+            }
+        }
+        best.map(|(_, k)| k.clone())
+    }
+
+    /// A record that its own configuration keeps from being sent stays in the spool; it leaves
+    /// the queue until the next scan (or reload), so the others go on.
+    fn hold(&mut self, key: &Key, why: String) {
+        warn!(file = %key.name(), %why, "record kept in the spool until its configuration is fixed");
+        self.status.bump("config_errors");
+        self.status.error(&why);
+        self.queue.remove(key);
+    }
+
+    /// A file that is no record is moved to quarantine (never deleted) and journaled as
+    /// rejected; if it cannot be moved, it stays and is skipped until the daemon restarts.
+    fn quarantine(&mut self, name: &OsStr, key: Option<&Key>, why: String) {
+        if let Some(k) = key {
+            self.queue.remove(k);
+        }
+        match quarantine::move_aside(&self.config.spool_dir, name, self.uid) {
+            Ok(to) => {
+                let detail = format!("{why}; moved to {}", to.display());
+                warn!(file = %name.to_string_lossy(), %detail, "not a record: moved to quarantine");
+                let lossy = name.to_string_lossy();
+                let k = key.cloned().unwrap_or_else(|| Key::new(&lossy, 0));
+                self.journal_leave(&k, None, Outcome::Rejected, detail, false, None);
+            }
+            Err(e) => {
+                warn!(file = %name.to_string_lossy(), %why, error = %e, "not a record and not movable to quarantine; skipped until restart");
+                self.status.error(&format!("{why}; {e}"));
+                self.skipped.insert(name.to_os_string());
+            }
         }
     }
 
@@ -734,6 +862,20 @@ impl Daemon {
         detail: String,
         retain: bool,
     ) {
+        let path = self.config.spool_dir.join(&*key.name());
+        self.journal_leave(key, sr, outcome, detail, retain, Some(path));
+    }
+
+    /// The journal entry of a record that leaves the spool, and the unlink of `path` after it.
+    fn journal_leave(
+        &mut self,
+        key: &Key,
+        sr: Option<&SpoolRecord>,
+        outcome: Outcome,
+        detail: String,
+        retain: bool,
+        path: Option<PathBuf>,
+    ) {
         let (class, event) = sr.map_or(("", ""), |s| deliver::ids(&s.record));
         debug!(file = %key.name(), classification = class, event_id = event, outcome = outcome.as_str(), %detail, "record leaves the spool");
         // The entry's own random id is made on the finishing thread (a syscall less here).
@@ -751,11 +893,14 @@ impl Daemon {
             .flatten();
         self.finisher.leave(Leaving {
             key: key.clone(),
-            path: self.config.spool_dir.join(&*key.name()),
+            path,
             entry,
             retained,
         });
         self.queue.remove(key);
+        if !self.attempts.is_empty() {
+            self.attempts.forget(&key.name());
+        }
         self.status.bump(outcome.as_str());
         self.last_activity = Instant::now();
     }
@@ -782,16 +927,26 @@ impl Daemon {
                 .reconfigure(open_journal(&new.journal_file), new.retention_dir.clone());
         }
         self.target = Arc::new(Target::from_config(&new));
+        self.attempts.set_path(Attempts::path_in(&new.state_dir));
+        self.skipped.clear();
         self.agent = None;
         self.rate.set_limits(Limits::from_config(&new));
         self.backoff.set_policy(policy(&new, &self.tuning));
         self.status.set_config(&new);
         self.config = new;
         self.check_cainfo();
+        self.check_target();
         self.next_scan = Instant::now();
         self.not_before = None;
         info!(server = %self.config.server, "configuration reloaded");
     }
+}
+
+/// The `CFG:` path of a record, for messages.
+fn cfg_name(sr: &SpoolRecord) -> String {
+    sr.cfg
+        .as_deref()
+        .map_or_else(String::new, |p| p.display().to_string())
 }
 
 fn policy(config: &Config, tuning: &Tuning) -> Policy {

@@ -137,6 +137,29 @@ pub fn build_agent(cainfo: Option<&Path>, s: &HttpSettings) -> Result<Agent, Age
     ))
 }
 
+/// Whether HTTP can use a target: a `server` that is an http(s) URL, a `tidheader` whose name
+/// and value HTTP can carry. `Err` says what is wrong (a configuration problem, never the
+/// record's).
+pub fn check_target(t: &Target) -> Result<(), String> {
+    match t.server.parse::<ureq::http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+        _ => return Err(format!("server {:?} is not an http(s) URL", t.server)),
+    }
+    if let Some((n, v)) = &t.tid {
+        if HeaderName::from_bytes(n.as_bytes()).is_err() {
+            return Err(format!(
+                "tidheader name {n:?} is not a valid HTTP header name"
+            ));
+        }
+        if HeaderValue::from_str(v).is_err() {
+            return Err(format!(
+                "tidheader value {v:?} has a character HTTP cannot carry"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One encoded HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -283,7 +306,17 @@ thread_local! {
     /// Set by our TCP layer when a reused connection failed before any byte of the answer
     /// arrived: see [`post`].
     static STALE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Requests still to send with `Connection: close` because the server closed a kept-alive
+    /// connection under us: see [`post`].
+    static SERVER_CLOSES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
+
+/// After a kept-alive connection turned out closed by the server, this many requests ask for a
+/// new connection each (`Connection: close`); then keep-alive is tried again. Against a server
+/// that closes after every answer this turns a wasted request and a reset per record into a
+/// plain connection per record (2,479 → 4,300 records/s in the bench), and costs a kept-alive
+/// server at most one wasted request per this many.
+const CLOSE_FOR: u32 = 256;
 
 /// Runs the work set by [`post_overlapped`], if any: our TCP layer calls this once the request
 /// has left and before it blocks on the answer.
@@ -311,20 +344,32 @@ pub fn post_overlapped(agent: &Agent, req: &Request, work: impl FnOnce() + 'stat
 /// request then fails with a reset or end-of-file before any byte of an answer. Such a failure
 /// is retried at once, once, on a new connection: it says nothing about the server (the server
 /// did not read the request), so it is neither a failure nor a reason to back off.
+///
+/// Such a server would make every other request fail so; after one, the next [`CLOSE_FOR`]
+/// requests each ask for a connection of their own.
 pub fn post(agent: &Agent, req: &Request) -> Attempt {
     STALE.with(|s| s.set(false));
-    let first = post_once(agent, req);
+    let close = SERVER_CLOSES.with(|n| {
+        let left = n.get();
+        n.set(left.saturating_sub(1));
+        left > 0
+    });
+    let first = post_once(agent, req, close);
     if matches!(first, Attempt::Transport(_)) && STALE.with(|s| s.replace(false)) {
         // ureq does not pool a connection that failed, and holds at most one idle connection
         // per host: this one opens a new connection.
         tracing::debug!("kept-alive connection was closed by the server; resending on a new one");
-        return post_once(agent, req);
+        SERVER_CLOSES.with(|n| n.set(CLOSE_FOR));
+        return post_once(agent, req, true);
     }
     first
 }
 
-fn post_once(agent: &Agent, req: &Request) -> Attempt {
+fn post_once(agent: &Agent, req: &Request, close: bool) -> Attempt {
     let mut builder = agent.post(&req.url);
+    if close && !req.headers.iter().any(|(n, _)| n == "Connection") {
+        builder = builder.header("Connection", "close");
+    }
     for (n, v) in &req.headers {
         let name = match HeaderName::from_bytes(n.as_bytes()) {
             Ok(n) => n,
@@ -862,6 +907,31 @@ mod tests {
             Verdict::Rejected { status: 0, .. }
         ));
         assert!(server_message(&"x".repeat(1000)).chars().count() <= MAX_MESSAGE + 1);
+    }
+
+    #[test]
+    fn targets_http_cannot_use_are_configuration_problems() {
+        let ok = target(PostFormat::Headers);
+        assert_eq!(check_target(&ok), Ok(()));
+        let bad_name = Target {
+            tid: Some(("X Telemetry TID".into(), "x".into())),
+            ..ok.clone()
+        };
+        assert!(check_target(&bad_name).unwrap_err().contains("header name"));
+        let bad_value = Target {
+            tid: Some(("X-Telemetry-TID".into(), "a\u{1}b".into())),
+            ..ok.clone()
+        };
+        assert!(check_target(&bad_value)
+            .unwrap_err()
+            .contains("tidheader value"));
+        for server in ["", "localhost/v2/collector", "ftp://h/x", "http://"] {
+            let t = Target {
+                server: server.into(),
+                ..ok.clone()
+            };
+            assert!(check_target(&t).is_err(), "{server:?}");
+        }
     }
 
     #[test]

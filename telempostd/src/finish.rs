@@ -18,11 +18,13 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rustix::fs::{AtFlags, Mode, OFlags};
 use telemetry::journal::{Entry, Journal};
 use tracing::{error, warn};
 
@@ -76,8 +78,8 @@ impl Pending {
 pub struct Leaving {
     /// Its queue key (removed from [`Pending`] after the unlink).
     pub key: Key,
-    /// The spool file.
-    pub path: PathBuf,
+    /// The spool file to unlink; `None` when it is gone already (moved to quarantine).
+    pub path: Option<PathBuf>,
     /// Its journal line; an empty `record_id` is made by the finishing thread.
     pub entry: Entry,
     /// The delivered body to keep under the retention directory, by journal record id.
@@ -304,17 +306,28 @@ impl Worker {
                 Err(e) => warn!(error = %e, "cannot write the journal"),
             }
         }
-        for l in &run {
-            if let Some(body) = &l.retained {
-                if !l.entry.record_id.is_empty() {
-                    self.retain(&l.entry.record_id, body);
+        let retaining = run
+            .iter()
+            .any(|l| l.retained.is_some() && !l.entry.record_id.is_empty());
+        let retention = if retaining {
+            self.open_retention(true)
+        } else {
+            None
+        };
+        if let Some(dir) = &retention {
+            for l in &run {
+                if let Some(body) = &l.retained {
+                    if !l.entry.record_id.is_empty() {
+                        self.retain(dir, &l.entry.record_id, body);
+                    }
                 }
             }
         }
         for l in &run {
-            if let Err(e) = fs::remove_file(&l.path) {
+            let Some(path) = &l.path else { continue };
+            if let Err(e) = fs::remove_file(path) {
                 if e.kind() != io::ErrorKind::NotFound {
-                    warn!(file = %l.path.display(), error = %e, "cannot remove spool file");
+                    warn!(file = %path.display(), error = %e, "cannot remove spool file");
                 }
             }
         }
@@ -322,23 +335,49 @@ impl Worker {
             .lock()
             .retain(|k| !run.iter().any(|l| l.key == *k));
         self.pending.freed.notify_all();
-        // Without a retention directory there is nothing to delete (one stat instead of an
-        // unlink per pruned line, every 50 records).
-        if !dropped.is_empty() && self.retention_dir.is_dir() {
-            for id in dropped {
-                let _ = fs::remove_file(self.retention_dir.join(id));
+        // Without a retention directory there is nothing to delete (one failed open instead of
+        // an unlink per pruned line, every 50 records).
+        if !dropped.is_empty() {
+            let dir = retention.or_else(|| self.open_retention(false));
+            if let Some(dir) = dir {
+                for id in dropped {
+                    let _ = rustix::fs::unlinkat(&dir, id.as_str(), AtFlags::empty());
+                }
             }
         }
     }
 
-    fn retain(&self, record_id: &str, body: &[u8]) {
+    /// The retention directory, opened without following a symlink in its place (a link there
+    /// would make us write bodies, or delete files, wherever it points). `create`: make it
+    /// (and its parents) if missing.
+    fn open_retention(&self, create: bool) -> Option<OwnedFd> {
         let dir = &self.retention_dir;
-        let res = fs::DirBuilder::new()
-            .recursive(true)
-            .create(dir)
-            .and_then(|()| fs::write(dir.join(record_id), body));
+        if create {
+            if let Err(e) = fs::DirBuilder::new().recursive(true).create(dir) {
+                warn!(dir = %dir.display(), error = %e, "cannot create the retention directory");
+                return None;
+            }
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::open(dir, flags, Mode::empty()) {
+            Ok(fd) => Some(fd),
+            Err(rustix::io::Errno::NOENT) if !create => None,
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "retention directory not usable (a symlink is not followed)");
+                None
+            }
+        }
+    }
+
+    fn retain(&self, dir: &OwnedFd, record_id: &str, body: &[u8]) {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let res = rustix::fs::openat(dir, record_id, flags, Mode::from_raw_mode(0o640))
+            .map_err(io::Error::from)
+            .and_then(|fd| io::Write::write_all(&mut fs::File::from(fd), body));
         if let Err(e) = res {
-            warn!(dir = %dir.display(), error = %e, "cannot retain record body");
+            let dir = self.retention_dir.display();
+            warn!(dir = %dir, error = %e, "cannot retain record body");
         }
     }
 }
@@ -381,7 +420,7 @@ mod tests {
             };
             f.leave(Leaving {
                 key: Key::new(&name(i), 0),
-                path,
+                path: Some(path),
                 entry: entry(&id),
                 retained: (i == 199).then(|| b"body".to_vec()),
             });
@@ -418,7 +457,7 @@ mod tests {
         let t0 = Instant::now();
         f.leave(Leaving {
             key: key.clone(),
-            path: path.clone(),
+            path: Some(path.clone()),
             entry: entry("x"),
             retained: None,
         });
@@ -462,7 +501,7 @@ mod tests {
                 fs::write(&path, "x").unwrap();
                 f.leave(Leaving {
                     key: Key::new(&name(i), 0),
-                    path,
+                    path: Some(path),
                     entry: entry(if i == 0 { "stuck" } else { "" }),
                     retained: (i == 0).then(|| b"body".to_vec()),
                 });
@@ -497,7 +536,7 @@ mod tests {
             fs::write(&path, "x").unwrap();
             f.leave(Leaving {
                 key: Key::new(&name(i), 0),
-                path,
+                path: Some(path),
                 entry: entry(&format!("id{i}")),
                 retained: None,
             });

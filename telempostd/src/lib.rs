@@ -5,6 +5,8 @@
 //! - [`retry`]: the backoff policy (pure); [`rate`]: rate limiting by wall-clock windows.
 //! - [`finish`]: journaling and unlinking delivered records on a thread of their own;
 //!   [`readahead`]: reading the next record while the collector answers.
+//! - [`attempts`]: failure counts for the head-of-line rule; [`quarantine`]: moving files that
+//!   are not records aside.
 //! - [`status`]: the status file for `telemctl status`.
 //! - [`cli`]: the command line (also read by `telem-docgen` for the man page).
 //! - [`daemon`]: the loop tying them together; [`run`] is what the binary and the tests call.
@@ -12,10 +14,12 @@
 //! The journal format lives in the shared core (`telemetry::journal`) so `telemctl journal`
 //! reads what this daemon writes.
 
+pub mod attempts;
 pub mod cli;
 pub mod daemon;
 pub mod deliver;
 pub mod finish;
+pub mod quarantine;
 pub mod rate;
 pub mod readahead;
 pub mod resolve;

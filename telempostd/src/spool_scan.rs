@@ -12,8 +12,10 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -220,6 +222,9 @@ pub struct Scan {
     pub queue: Queue,
     /// Their quota total ([`allocated_bytes`]).
     pub allocated: u64,
+    /// Regular files of ours whose names are not UTF-8 (no record has such a name), with their
+    /// mtime in seconds: moved to quarantine once old enough.
+    pub odd_names: Vec<(OsString, u64)>,
 }
 
 /// Lists the candidates. Only the compact keys are kept (no per-file list beside the queue), so
@@ -227,10 +232,18 @@ pub struct Scan {
 pub fn scan(dir: &Path, uid: u32) -> io::Result<Scan> {
     let mut keys = Vec::new();
     let mut allocated = 0u64;
+    let mut odd_names = Vec::new();
     for entry in fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
+            if name.as_bytes().first() != Some(&b'.') {
+                if let Ok(meta) = entry.metadata() {
+                    if meta.file_type().is_file() && meta.uid() == uid {
+                        odd_names.push((name.clone(), meta.mtime().max(0) as u64));
+                    }
+                }
+            }
             continue;
         };
         // DirEntry::metadata does not follow symlinks.
@@ -243,6 +256,7 @@ pub fn scan(dir: &Path, uid: u32) -> io::Result<Scan> {
     Ok(Scan {
         queue: Queue::from_keys(keys),
         allocated,
+        odd_names,
     })
 }
 

@@ -10,13 +10,14 @@ use telemetry::Config;
 use crate::spool_scan::now_secs;
 
 /// Counter names, all present from the start so a reader sees zeros, not gaps.
-pub const COUNTERS: [&str; 6] = [
+pub const COUNTERS: [&str; 7] = [
     "delivered",
     "rejected",
     "expired",
     "dropped",
     "retried",
     "failed_attempts",
+    "config_errors",
 ];
 
 /// Minimum time between two writes.

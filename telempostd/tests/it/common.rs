@@ -115,8 +115,22 @@ impl Env {
     /// [`Env::start`] with extra environment variables (set after the proxy variables of the
     /// test's own environment are removed).
     pub fn start_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Daemon {
+        self.start_with(args, vars, None)
+    }
+
+    /// [`Env::start`] as another user (the test runs as root; the root must be theirs).
+    pub fn start_as(&self, uid: u32, args: &[&str]) -> Daemon {
+        self.start_with(args, &[], Some(uid))
+    }
+
+    fn start_with(&self, args: &[&str], vars: &[(&str, &str)], uid: Option<u32>) -> Daemon {
+        use std::os::unix::process::CommandExt;
         let log = self.root.join(format!("telempostd-{}.log", self.seq_log()));
-        let child = Command::new(env!("CARGO_BIN_EXE_telempostd"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_telempostd"));
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        let child = cmd
             .arg("-f")
             .arg(&self.conf)
             .args(args)

@@ -49,15 +49,16 @@ fn server_errors_are_retried_with_backoff_and_retry_after_is_honoured() {
         [500, 500, 503, 429, 408, 201, 201, 201].map(Some),
         "no extra requests while backing off"
     );
-    // The whole queue waits: every failed attempt was for the oldest record.
-    let head = event_id(&recs[0]);
-    for r in &reqs[..6] {
-        assert_eq!(r.event_id.as_deref(), Some(head.as_str()));
-    }
+    // The whole queue waits after each failure (the gaps below); the oldest record is tried
+    // three times, then goes behind the others; from then on one failure puts a record behind,
+    // and the records take turns, fewest failures first.
+    let ids: Vec<String> = reqs.iter().map(|r| r.event_id.clone().unwrap()).collect();
+    let (r0, r1, r2) = (event_id(&recs[0]), event_id(&recs[1]), event_id(&recs[2]));
     assert_eq!(
-        stored_ids(&c),
-        recs.iter().map(event_id).collect::<Vec<_>>()
+        ids,
+        [&r0, &r0, &r0, &r1, &r2, &r1, &r2, &r0].map(String::as_str)
     );
+    assert_eq!(stored_ids(&c), [r1, r2, r0]);
     let g = gaps(&reqs);
     // Never faster than the 200 ms floor after a failure; never slower than the 1 s cap
     // (plus scheduling slack); Retry-After: 2 honoured.

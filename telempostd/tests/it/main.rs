@@ -4,6 +4,7 @@
 
 mod common;
 mod delivery;
+mod every_record;
 mod faults;
 mod proxy;
 mod restart;
