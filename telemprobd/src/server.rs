@@ -13,11 +13,13 @@ use telemetry::Config;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavior};
 
+use crate::fair::Fair;
 use crate::fast;
 use crate::handler::{self, Shared};
 use crate::listener::Listener;
 use crate::machineid::{self, MachineId};
-use crate::ratelimit::{Limits, RateLimiter};
+use crate::peer::Peer;
+use crate::ratelimit::{Limits, PerUid};
 use crate::stats::{Stats, StatusWriter};
 use crate::store::{self, StoreConfig};
 
@@ -26,6 +28,10 @@ use crate::store::{self, StoreConfig};
 pub struct Options {
     /// Time a client has to send its whole frame.
     pub client_timeout: Duration,
+    /// Time a client has to send its first byte (capped by `client_timeout`).
+    pub first_byte_timeout: Duration,
+    /// Most connections one uid may have waiting for their frame (see [`crate::fair`]).
+    pub per_uid_clients: usize,
     /// Time without clients after which the daemon exits, when `daemon_recycling_enabled`.
     pub idle_exit: Duration,
     /// Most connections served at once.
@@ -36,6 +42,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             client_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(1),
+            per_uid_clients: 64,
             idle_exit: Duration::from_secs(300),
             max_clients: 512,
         }
@@ -72,16 +80,18 @@ pub async fn run(
     status.write(&stats, true);
     let shared = Arc::new(Shared {
         config: config.clone(),
-        limiter: Mutex::new(RateLimiter::new(Limits::from_config(&cfg))),
+        limiter: Mutex::new(PerUid::new(Limits::from_config(&cfg))),
         machine_id: machine_id.clone(),
         stats: stats.clone(),
         store: store.clone(),
         own_uid: rustix::process::getuid().as_raw(),
         client_timeout: options.client_timeout,
+        first_byte_timeout: options.first_byte_timeout,
         cfg_warned: AtomicBool::new(false),
     });
     let max = options.max_clients.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
+    let fair = Fair::new(options.per_uid_clients);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -104,14 +114,14 @@ pub async fn run(
         let recycling = config.borrow().daemon_recycling_enabled;
         tokio::select! {
             () = &mut shutdown => break Exit::Stopped,
-            (accepted, permit) = accept(&listener, &slots) => {
+            (accepted, permit) = accept(&listener, &slots, &fair) => {
                 last_activity = Instant::now();
                 match accepted {
                     Ok(fd) => {
                         // Served here if the whole frame is already queued, else by a task.
                         let others = || listener.has_waiting();
                         if let Err((fd, permit)) = fast::serve(fd, permit, &mut peek, &shared, others) {
-                            spawn_handler(fd, permit, &shared, &stop_rx);
+                            spawn_handler(fd, permit, &shared, &stop_rx, &fair);
                         }
                     }
                     Err(e) => {
@@ -159,24 +169,36 @@ pub async fn run(
     Ok(exit)
 }
 
-/// Waits for a free slot, then for a client. Cancel-safe: a slot taken without a client is
-/// given back when the future is dropped.
+/// Waits for a free slot, then for a client. When every slot is taken, the oldest connection
+/// of the uid holding the most is asked to make room first, so that whoever comes next is
+/// served rather than left in the backlog. Cancel-safe: a slot taken without a client is given
+/// back when the future is dropped.
 async fn accept(
     listener: &Listener,
     slots: &Arc<Semaphore>,
+    fair: &Fair,
 ) -> (io::Result<OwnedFd>, Option<OwnedSemaphorePermit>) {
-    let permit = slots.clone().acquire_owned().await.ok();
+    let permit = match slots.clone().try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            fair.evict_from_largest();
+            slots.clone().acquire_owned().await.ok()
+        }
+    };
     let accepted = listener.accept().await;
     (accepted, permit)
 }
 
-/// Serves a connection in a task of its own, which reads the frame as it comes, with a timeout.
+/// Serves a connection in a task of its own, which reads the frame as it comes, with a timeout,
+/// holding a place among its uid's connections.
 fn spawn_handler(
     fd: OwnedFd,
     permit: Option<OwnedSemaphorePermit>,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
+    fair: &Arc<Fair>,
 ) {
+    let ticket = Peer::of(&fd).ok().map(|p| fair.admit(p.uid));
     let stream = match tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd)) {
         Ok(s) => s,
         Err(e) => {
@@ -186,7 +208,7 @@ fn spawn_handler(
     };
     let (shared, stop) = (shared.clone(), stop.clone());
     tokio::spawn(async move {
-        handler::handle(stream, shared, stop).await;
+        handler::handle(stream, shared, stop, ticket).await;
         drop(permit);
     });
 }
