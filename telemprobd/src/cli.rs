@@ -33,8 +33,8 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub first_byte_timeout_ms: u64,
 
-    /// Most connections one user (uid) may have open while their frames arrive; a new one past
-    /// that closes the user's oldest. Keeps one user from holding every slot.
+    /// Most connections one user (uid) may have served while their frames arrive; more of that
+    /// user's wait, unread, until one is done. Keeps one user from holding every slot.
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub per_uid_clients: u64,

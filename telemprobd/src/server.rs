@@ -13,7 +13,7 @@ use telemetry::Config;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavior};
 
-use crate::fair::Fair;
+use crate::fair::{Admitted, Fair, Ticket};
 use crate::fast;
 use crate::handler::{self, Shared};
 use crate::listener::Listener;
@@ -91,7 +91,8 @@ pub async fn run(
     });
     let max = options.max_clients.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
-    let fair = Fair::new(options.per_uid_clients);
+    let max_parked = parked_bound(max);
+    let (fair, mut promoted) = Fair::new(options.per_uid_clients, max_parked);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -121,7 +122,13 @@ pub async fn run(
                         // Served here if the whole frame is already queued, else by a task.
                         let others = || listener.has_waiting();
                         if let Err((fd, permit)) = fast::serve(fd, permit, &mut peek, &shared, others) {
-                            spawn_handler(fd, permit, &shared, &stop_rx, &fair);
+                            match Peer::of(&fd) {
+                                Ok(p) => match fair.admit(p.uid, fd) {
+                                    Admitted::Serve(fd, t) => spawn_handler(fd, permit, Some(t), &shared, &stop_rx),
+                                    Admitted::Parked => stats.bump(&stats.parked),
+                                },
+                                Err(_) => spawn_handler(fd, permit, None, &shared, &stop_rx),
+                            }
                         }
                     }
                     Err(e) => {
@@ -130,6 +137,14 @@ pub async fn run(
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                }
+            }
+            Some((fd, ticket)) = promoted.recv() => {
+                // A parked connection got its uid's free place: served as if just accepted.
+                let permit = slots.clone().try_acquire_owned().ok();
+                let others = || listener.has_waiting();
+                if let Err((fd, permit)) = fast::serve(fd, permit, &mut peek, &shared, others) {
+                    spawn_handler(fd, permit, Some(ticket), &shared, &stop_rx);
                 }
             }
             changed = config.changed(), if config_open => match changed {
@@ -194,11 +209,10 @@ async fn accept(
 fn spawn_handler(
     fd: OwnedFd,
     permit: Option<OwnedSemaphorePermit>,
+    ticket: Option<Ticket>,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
-    fair: &Arc<Fair>,
 ) {
-    let ticket = Peer::of(&fd).ok().map(|p| fair.admit(p.uid));
     let stream = match tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd)) {
         Ok(s) => s,
         Err(e) => {
@@ -211,6 +225,29 @@ fn spawn_handler(
         handler::handle(stream, shared, stop, ticket).await;
         drop(permit);
     });
+}
+
+/// Descriptors left for parked connections: the soft `RLIMIT_NOFILE`, raised to the hard limit
+/// first (systemd's default hard limit is 524288), less the task slots and a reserve for the
+/// spool's files and the runtime; at most 65536.
+fn parked_bound(max_clients: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: l.maximum,
+        maximum: l.maximum,
+    };
+    let soft = match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => l.maximum,
+        Err(_) => l.current,
+    };
+    let soft = soft.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let bound = soft
+        .saturating_sub(max_clients)
+        .saturating_sub(256)
+        .min(65536);
+    tracing::debug!(bound, "connections that may be parked");
+    bound
 }
 
 async fn apply_config(

@@ -25,6 +25,8 @@ pub struct Stats {
     pub timed_out: AtomicU64,
     /// Idle or slow clients closed to make room for others (per-uid cap, or every slot taken).
     pub evicted: AtomicU64,
+    /// Connections kept unread until their user had a free place (per-uid cap reached).
+    pub parked: AtomicU64,
     /// Bytes counted against the quota (a gauge, not a counter): the spool's size at the last
     /// scan plus what was stored since. Files telempostd removed show at the next scan, which
     /// happens when the count says full; hence the name, so that `telemctl status` does not
@@ -75,6 +77,7 @@ impl Stats {
             ("spool_full", g(&self.spool_full)),
             ("timed_out", g(&self.timed_out)),
             ("evicted", g(&self.evicted)),
+            ("parked", g(&self.parked)),
             ("quota_used_bytes", g(&self.quota_used_bytes)),
         ]
     }
