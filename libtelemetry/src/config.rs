@@ -7,7 +7,11 @@
 //! An explicit file (`-f`, `tm_set_config_file`, `TELEM_CONFIG`) is read on top of the defaults
 //! alone. All default paths sit below a root prefix (`TELEM_ROOT`, default `/`).
 //!
-//! A bad line is an error naming the file and line. An unknown key is a warning, not an error.
+//! A bad line is an error naming the file and line (and the key, for a bad value). Every key's
+//! value is checked by that key's own function in [`KEYS`] when the file is read, so a value that
+//! would make a daemon misbehave later (a header line the collector cannot match, a URL that is
+//! not one) stops the program at once with the place to fix. An unknown key is a warning, not an
+//! error. Messages quote at most [`EXCERPT_CHARS`] characters of what they found, escaped.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,17 +37,42 @@ pub struct ConfigError {
     pub file: PathBuf,
     /// 1-based line, when the problem is on a line.
     pub line: Option<usize>,
+    /// The key whose value is wrong, when the problem is a value.
+    pub key: Option<&'static str>,
     /// What is wrong.
     pub message: String,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
         }
+        if let Some(k) = self.key {
+            write!(f, ": {k}")?;
+        }
+        write!(f, ": {}", self.message)
     }
+}
+
+/// Most characters of a config line or value an error message quotes.
+pub const EXCERPT_CHARS: usize = 80;
+
+/// `text` for an error message: in double quotes, control characters (and quotes, backslashes)
+/// escaped, at most [`EXCERPT_CHARS`] characters of it, `…` after a cut. A config file can hold
+/// anything, and the message goes to terminals and logs.
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::from("\"");
+    for (i, c) in text.chars().enumerate() {
+        if i == EXCERPT_CHARS {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out.push('"');
+    out
 }
 
 /// What to do with a record that exceeds a rate limit.
@@ -159,7 +188,7 @@ type Setter = fn(&mut Config, &str) -> Result<Option<String>, String>;
 /// Every key: name and how to set it from a string. A setter returns an optional warning.
 const KEYS: &[(&str, Setter)] = &[
     ("server", |c, v| {
-        c.server = v.to_string();
+        c.server = collector_url(v)?;
         Ok(None)
     }),
     ("socket_path", |c, v| set_path(&mut c.socket_path, v)),
@@ -168,7 +197,7 @@ const KEYS: &[(&str, Setter)] = &[
         c.rate_limit_strategy = match v.to_ascii_lowercase().as_str() {
             "spool" => RateLimitStrategy::Spool,
             "drop" => RateLimitStrategy::Drop,
-            _ => return Err(format!("{v:?} is not 'spool' or 'drop'")),
+            _ => return Err(format!("{} is not 'spool' or 'drop'", excerpt(v))),
         };
         Ok(None)
     }),
@@ -181,10 +210,7 @@ const KEYS: &[(&str, Setter)] = &[
         Ok(None)
     }),
     ("tidheader", |c, v| {
-        if !v.is_empty() && !v.contains(':') {
-            return Err(format!("{v:?} is not an HTTP header line (name: value)"));
-        }
-        c.tidheader = v.to_string();
+        c.tidheader = header_line(v)?;
         Ok(None)
     }),
     ("record_expiry", |c, v| {
@@ -242,7 +268,7 @@ const KEYS: &[(&str, Setter)] = &[
             "" | "auto" => PostFormat::Auto,
             "headers" => PostFormat::Headers,
             "json" => PostFormat::Json,
-            _ => return Err(format!("{v:?} is not 'headers', 'json' or 'auto'")),
+            _ => return Err(format!("{} is not 'headers', 'json' or 'auto'", excerpt(v))),
         };
         Ok(None)
     }),
@@ -271,11 +297,72 @@ pub fn key_names() -> impl Iterator<Item = &'static str> {
     KEYS.iter().map(|(k, _)| *k)
 }
 
+/// The collector URL: `http://` or `https://`, a host, and nothing a request line cannot carry.
+fn collector_url(v: &str) -> Result<String, String> {
+    let lower = v.to_ascii_lowercase();
+    let Some(rest) = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| lower.strip_prefix(scheme))
+    else {
+        return Err(format!("{} is not an http:// or https:// URL", excerpt(v)));
+    };
+    if let Some(c) = v.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "{} holds {}, which a URL cannot",
+            excerpt(v),
+            excerpt(&c.to_string())
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{} has no host", excerpt(v)));
+    }
+    Ok(v.to_string())
+}
+
+/// The TID header line, `Name: value`, or empty for none. The name must be an HTTP token and the
+/// value non-empty visible ASCII (spaces and tabs inside allowed): anything else makes every POST
+/// carry a header the collector does not match, and every record be refused.
+fn header_line(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Ok(String::new());
+    }
+    let Some((name, value)) = v.split_once(':') else {
+        return Err(format!(
+            "{} is not an HTTP header line (name: value)",
+            excerpt(v)
+        ));
+    };
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!(
+            "header name {} is not an HTTP token (letters, digits, - and no spaces)",
+            excerpt(name)
+        ));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if value.is_empty() {
+        return Err(format!("header {} has an empty value", excerpt(name)));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_graphic() || *c == ' ' || *c == '\t'))
+    {
+        return Err(format!(
+            "header value {} holds {}, which an HTTP header cannot",
+            excerpt(value),
+            excerpt(&c.to_string())
+        ));
+    }
+    Ok(v.to_string())
+}
+
 fn absolute(v: &str) -> Result<PathBuf, String> {
     if v.starts_with('/') {
         Ok(PathBuf::from(v))
     } else {
-        Err(format!("{v:?} is not an absolute path"))
+        Err(format!("{} is not an absolute path", excerpt(v)))
     }
 }
 
@@ -286,12 +373,12 @@ fn set_path(slot: &mut PathBuf, v: &str) -> Result<Option<String>, String> {
 
 fn integer(v: &str) -> Result<i64, String> {
     v.parse::<i64>()
-        .map_err(|e| format!("{v:?} is not an integer ({e})"))
+        .map_err(|e| format!("{} is not an integer ({e})", excerpt(v)))
 }
 
 fn non_negative(v: &str) -> Result<u64, String> {
     let n = integer(v)?;
-    u64::try_from(n).map_err(|_| format!("{v:?} must not be negative"))
+    u64::try_from(n).map_err(|_| format!("{} must not be negative", excerpt(v)))
 }
 
 /// A limit where any negative number means "no limit" (the original's `-1`).
@@ -303,7 +390,10 @@ fn limit(v: &str) -> Result<Option<u64>, String> {
 fn window(v: &str) -> Result<u32, String> {
     match integer(v)? {
         n @ 0..=59 => Ok(n as u32),
-        _ => Err(format!("{v:?} is not a window length from 0 to 59 minutes")),
+        _ => Err(format!(
+            "{} is not a window length from 0 to 59 minutes",
+            excerpt(v)
+        )),
     }
 }
 
@@ -311,7 +401,10 @@ fn boolean(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(format!("{v:?} is not a boolean (true, false, 1 or 0)")),
+        _ => Err(format!(
+            "{} is not a boolean (true, false, 1 or 0)",
+            excerpt(v)
+        )),
     }
 }
 
@@ -399,6 +492,7 @@ impl Config {
         let bytes = fs::read(file).map_err(|e| ConfigError {
             file: file.to_path_buf(),
             line: None,
+            key: None,
             message: format!("cannot read: {e}"),
         })?;
         self.apply_bytes(&bytes, file)
@@ -409,6 +503,7 @@ impl Config {
         let err = |line: usize, message: String| ConfigError {
             file: origin.to_path_buf(),
             line: Some(line),
+            key: None,
             message,
         };
         let text = std::str::from_utf8(bytes).map_err(|e| {
@@ -429,37 +524,45 @@ impl Config {
             }
             if let Some(rest) = line.strip_prefix('[') {
                 let name = rest.strip_suffix(']').ok_or_else(|| {
-                    err(n, format!("section header {line:?} does not end with ']'"))
+                    err(
+                        n,
+                        format!("section header {} does not end with ']'", excerpt(line)),
+                    )
                 })?;
                 section = Some(name.trim().to_string());
                 continue;
             }
             let (key, value) = line
                 .split_once('=')
-                .ok_or_else(|| err(n, format!("{line:?} is not 'key = value'")))?;
+                .ok_or_else(|| err(n, format!("{} is not 'key = value'", excerpt(line))))?;
             let key = key.trim_matches([' ', '\t']);
             let value = unescape(value.trim_matches([' ', '\t']));
             if key.is_empty() {
                 return Err(err(n, "empty key".to_string()));
             }
             let Some(sec) = &section else {
-                return Err(err(n, format!("key {key:?} before any [section]")));
+                return Err(err(n, format!("key {} before any [section]", excerpt(key))));
             };
             if sec != "settings" {
                 next.warnings.push(format!(
-                    "{}:{n}: section [{sec}] is not used; key {key:?} ignored",
-                    origin.display()
+                    "{}:{n}: section {} is not used; key {} ignored",
+                    origin.display(),
+                    excerpt(&format!("[{sec}]")),
+                    excerpt(key)
                 ));
                 continue;
             }
             match KEYS.iter().find(|(k, _)| *k == key) {
                 None => next.warnings.push(format!(
-                    "{}:{n}: unknown key {key:?} ignored",
-                    origin.display()
+                    "{}:{n}: unknown key {} ignored",
+                    origin.display(),
+                    excerpt(key)
                 )),
                 Some((k, set)) => {
-                    let warning =
-                        set(&mut next, &value).map_err(|m| err(n, format!("{k}: {m}")))?;
+                    let warning = set(&mut next, &value).map_err(|message| ConfigError {
+                        key: Some(k),
+                        ..err(n, message)
+                    })?;
                     if let Some(w) = warning {
                         next.warnings.push(format!("{}:{n}: {w}", origin.display()));
                     }

@@ -97,6 +97,53 @@ pub fn temp_name(name: &str) -> String {
     format!(".{name}.tmp")
 }
 
+/// The unit the spool quota is counted in: a file costs its size rounded up to a whole 4 KiB
+/// block, the usual filesystem block and page size.
+pub const QUOTA_BLOCK: u64 = 4096;
+
+/// What one spool file of `size` bytes counts against `spool_max_size`: its size rounded up to a
+/// whole [`QUOTA_BLOCK`]. Both daemons measure the spool with this one function, telemprobd before
+/// it writes a record and telempostd from `st_size`, so they always agree; it is computed from the
+/// size rather than read from `st_blocks`, which differs between filesystems (tmpfs, btrfs
+/// inlining, delayed allocation) and cannot be known before the file is written. A 600-byte record
+/// takes a 4 KiB block on ext4, so counting plain sizes let telemprobd accept 7 times more than
+/// the quota telempostd then enforced.
+pub fn quota_cost(size: u64) -> u64 {
+    size.div_ceil(QUOTA_BLOCK)
+        .max(1)
+        .saturating_mul(QUOTA_BLOCK)
+}
+
+/// The spool quota (`spool_max_size`), with its two limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// `spool_max_size` in bytes.
+    bytes: u64,
+}
+
+impl Quota {
+    /// From `spool_max_size` (KiB; `None` = unlimited).
+    pub fn from_kib(kib: Option<u64>) -> Option<Quota> {
+        kib.map(|k| Quota {
+            bytes: k.saturating_mul(1024),
+        })
+    }
+
+    /// telemprobd accepts a record only while the spool's [`quota_cost`] total, the record
+    /// included, stays at or below this: `spool_max_size` itself.
+    pub fn admission_limit(self) -> u64 {
+        self.bytes
+    }
+
+    /// telempostd drops the oldest records only while the total is above this: the admission
+    /// limit plus an eighth. With the configuration unchanged the spool never gets there from
+    /// telemprobd's records (both count the same files the same way); only a lowered quota or
+    /// files from elsewhere do.
+    pub fn drop_limit(self) -> u64 {
+        self.bytes.saturating_add(self.bytes / 8)
+    }
+}
+
 /// One record file in the spool, as listed by [`scan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -139,10 +186,40 @@ pub fn scan(dir: &Path) -> std::io::Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// The spool's total by [`quota_cost`], over the files [`scan`] lists.
+pub fn quota_used(entries: &[Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| quota_cost(e.size))
+        .fold(0, u64::saturating_add)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn quota_cost_is_the_size_in_whole_blocks() {
+        assert_eq!(quota_cost(0), 4096);
+        assert_eq!(quota_cost(1), 4096);
+        assert_eq!(quota_cost(600), 4096);
+        assert_eq!(quota_cost(4096), 4096);
+        assert_eq!(quota_cost(4097), 8192);
+        assert_eq!(quota_cost(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn admission_sits_below_the_drop_limit() {
+        assert_eq!(Quota::from_kib(None), None);
+        for kib in [1, 4, 64, 5120, u64::MAX / 2048] {
+            let q = Quota::from_kib(Some(kib)).unwrap();
+            assert!(q.admission_limit() < q.drop_limit(), "{kib}");
+        }
+        let q = Quota::from_kib(Some(5120)).unwrap();
+        assert_eq!(q.admission_limit(), 5120 * 1024);
+        assert_eq!(q.drop_limit(), 5120 * 1024 + 640 * 1024);
+    }
 
     #[test]
     fn scan_lists_only_record_files_oldest_first() {

@@ -6,6 +6,11 @@
 //! Fallbacks follow the original (`no_<key>_file`, `blank`, `unknown`, build `0`) but values are
 //! whole: no 77-character cut, no lost last character, quotes around os-release values removed,
 //! and a missing os-release gives `unknown` instead of an empty name.
+//!
+//! Every value is then made acceptable to the backend ([`SysInfo::gather`] ends with
+//! [`SysInfo::backend_safe`]), because the backend rejects, and the sender then deletes, every
+//! record of a machine whose DMI strings are long or not ASCII, or whose os-release build holds a
+//! `+` or `~`; the original kept such values short only by accident (80-byte buffers).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +34,94 @@ pub struct SysInfo {
 /// Longest value kept from a system file; longer text is cut at a character boundary. Values this
 /// long do not occur in practice; the cap keeps a hostile file from bloating every record.
 const MAX_VALUE: usize = 256;
+/// The backend refuses `Board-Name`, `Cpu-Model` and `Bios-Version` of 200 characters or more.
+const MAX_DMI_FIELD: usize = 199;
+/// The backend refuses a `Host-Type` of 250 characters or more.
+const MAX_HOST_TYPE: usize = 249;
+/// The architectures the backend accepts.
+const BACKEND_ARCHES: [&str; 10] = [
+    "armv7l", "armv6l", "aarch64", "amd64", "sparc64", "ppc64", "i686", "i386", "x86_64", "ppc",
+];
+
+/// Printable ASCII only (other whitespace → space, anything else → `?`), trimmed, at most `max`
+/// characters.
+fn ascii(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| match c {
+            ' '..='~' => c,
+            c if c.is_whitespace() => ' ',
+            _ => '?',
+        })
+        .collect();
+    out.truncate(max);
+    out.trim().to_string()
+}
+
+fn safe_build(build: &str, system_name: &str) -> String {
+    let unquoted: String = build.chars().filter(|c| !matches!(c, '"' | '\'')).collect();
+    let safe: String = if system_name == "clear-linux-os" {
+        unquoted.chars().take_while(char::is_ascii_digit).collect()
+    } else {
+        unquoted
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    if safe.is_empty() {
+        "0".to_string()
+    } else {
+        safe
+    }
+}
+
+fn safe_arch(arch: &str) -> String {
+    let mapped = match arch {
+        "arm64" => "aarch64",
+        "ppc64le" => "ppc64",
+        "i486" | "i586" => "i686",
+        a if a.starts_with("armv7") => "armv7l",
+        a if a.starts_with("armv6") => "armv6l",
+        a => a,
+    };
+    if BACKEND_ARCHES.contains(&mapped) {
+        mapped.to_string()
+    } else {
+        ascii(arch, MAX_VALUE)
+    }
+}
+
+/// At least three dot-separated parts, the first two numeric (`6.1.0-13-amd64`); a version
+/// with fewer gets `.0` after its numeric `major.minor` (`6.1` → `6.1.0`, `6.1-rc1` → `6.1.0-rc1`),
+/// one without a numeric start becomes `0.0.0-<text>`.
+fn safe_kernel(k: &str) -> String {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = k.splitn(3, '.').collect();
+    if parts.len() == 3 && digits(parts[0]) && digits(parts[1]) {
+        return k.to_string();
+    }
+    let major_end = k.find(|c: char| !c.is_ascii_digit()).unwrap_or(k.len());
+    let (major, rest) = k.split_at(major_end);
+    if let Some(after_dot) = rest.strip_prefix('.') {
+        let minor_end = after_dot
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after_dot.len());
+        let (minor, tail) = after_dot.split_at(minor_end);
+        if !major.is_empty() && !minor.is_empty() {
+            return format!("{major}.{minor}.0{tail}");
+        }
+    }
+    if !major.is_empty() && rest.is_empty() {
+        return format!("{major}.0.0");
+    }
+    format!("0.0.0-{k}")
+}
 
 impl SysInfo {
     /// Reads every source below `root` (`/` on a real system).
@@ -56,6 +149,35 @@ impl SysInfo {
             board_name: format!("{}|{}", dmi("board_name", "bn"), dmi("board_vendor", "bv")),
             cpu_model: cpu_model(root),
             bios_version: dmi("bios_version", "bios"),
+        }
+        .backend_safe()
+    }
+
+    /// The values made acceptable to the backend's checks, changing only what would be refused:
+    /// - text is printable ASCII (other whitespace becomes a space, any other character `?`);
+    /// - `board_name`, `cpu_model`, `bios_version` are cut to 199 characters, `host_type` to 249;
+    /// - `system_name` loses quotes (the backend strips them before comparing);
+    /// - `build`: for `clear-linux-os` its leading digits (`0` if none); otherwise quotes
+    ///   removed and every character outside `A-Z a-z 0-9 . _ -` replaced by `_`;
+    /// - `kernel_version` gets a third part when it has fewer (`6.1-rc1` → `6.1.0-rc1`);
+    /// - `arch` spellings of the backend's architectures are mapped to its names (`arm64` →
+    ///   `aarch64`, `ppc64le` → `ppc64`, `i586` → `i686`, `armv7*` → `armv7l`). An architecture the
+    ///   backend does not list at all (e.g. `riscv64`) is sent as it is: no listed name is true.
+    pub fn backend_safe(self) -> SysInfo {
+        let system_name = match ascii(&self.system_name, MAX_VALUE).replace(['"', '\'', '`'], "") {
+            n if n.trim().is_empty() => "unknown".to_string(),
+            n => n,
+        };
+        let build = safe_build(&self.build, &system_name);
+        SysInfo {
+            arch: safe_arch(&self.arch),
+            host_type: ascii(&self.host_type, MAX_HOST_TYPE),
+            build,
+            kernel_version: safe_kernel(&ascii(&self.kernel_version, MAX_VALUE)),
+            system_name,
+            board_name: ascii(&self.board_name, MAX_DMI_FIELD),
+            cpu_model: ascii(&self.cpu_model, MAX_DMI_FIELD),
+            bios_version: ascii(&self.bios_version, MAX_DMI_FIELD),
         }
     }
 
@@ -226,6 +348,67 @@ mod tests {
         assert_eq!(s.system_name, "clear-linux-os_desktop");
         assert_eq!(s.build, "22.04");
         assert!(!s.arch.is_empty() && !s.kernel_version.is_empty());
+    }
+
+    #[test]
+    fn hostile_system_files_give_values_the_backend_accepts() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let long = "L".repeat(300);
+        write(r, "/sys/class/dmi/id/sys_vendor", &long);
+        write(r, "/sys/class/dmi/id/product_name", "Größe ™\n");
+        write(r, "/sys/class/dmi/id/board_name", &long);
+        write(r, "/sys/class/dmi/id/board_vendor", "Vendör");
+        write(r, "/sys/class/dmi/id/bios_version", "1.0 ß\n");
+        write(
+            r,
+            "/proc/cpuinfo",
+            &format!("model name\t: Intel® {long}\n"),
+        );
+        write(r, "/etc/os-release", "ID=debian\nVERSION_ID=\"12+deb~1\"\n");
+        let s = SysInfo::gather(r);
+        let printable = |v: &str| v.chars().all(|c| (' '..='~').contains(&c));
+        for v in [&s.board_name, &s.cpu_model, &s.bios_version] {
+            assert!(v.chars().count() < 200 && printable(v), "{v:?}");
+        }
+        assert!(s.host_type.chars().count() < 250 && printable(&s.host_type));
+        assert_eq!(s.bios_version, "1.0 ?");
+        assert_eq!(s.host_type, format!("{long}|Gr??e ?|no_pvr_file")[..249]);
+        assert_eq!(s.build, "12_deb_1");
+
+        write(
+            r,
+            "/etc/os-release",
+            "ID=clear-linux-os\nVERSION_ID=\"40000+dev~1\"\n",
+        );
+        let s = SysInfo::gather(r);
+        assert_eq!(
+            (s.system_name.as_str(), s.build.as_str()),
+            ("clear-linux-os", "40000")
+        );
+    }
+
+    #[test]
+    fn kernel_and_arch_spellings_the_backend_refuses_are_mapped() {
+        for (k, want) in [
+            ("6.1.0-13-amd64", "6.1.0-13-amd64"),
+            ("6.1", "6.1.0"),
+            ("6.1-rc1", "6.1.0-rc1"),
+            ("6", "6.0.0"),
+            ("weird", "0.0.0-weird"),
+        ] {
+            assert_eq!(safe_kernel(k), want);
+        }
+        for (a, want) in [
+            ("x86_64", "x86_64"),
+            ("arm64", "aarch64"),
+            ("armv7hl", "armv7l"),
+            ("i586", "i686"),
+            ("ppc64le", "ppc64"),
+            ("riscv64", "riscv64"),
+        ] {
+            assert_eq!(safe_arch(a), want);
+        }
     }
 
     #[test]

@@ -510,7 +510,10 @@ impl Daemon {
         let Some(max_kib) = self.config.spool_max_size else {
             return;
         };
-        let limit = max_kib.saturating_mul(1024);
+        // Above telemprobd's admission limit, so a record it accepted is never dropped here
+        // while the configuration is unchanged.
+        let limit = telemetry::spool::Quota::from_kib(Some(max_kib))
+            .map_or(u64::MAX, telemetry::spool::Quota::drop_limit);
         while total > limit {
             let Some(key) = self.queue.first().cloned() else {
                 break;

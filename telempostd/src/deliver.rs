@@ -279,6 +279,12 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+thread_local! {
+    /// Set by our TCP layer when a reused connection failed before any byte of the answer
+    /// arrived: see [`post`].
+    static STALE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs the work set by [`post_overlapped`], if any: our TCP layer calls this once the request
 /// has left and before it blocks on the answer.
 fn run_while_waiting() {
@@ -299,7 +305,25 @@ pub fn post_overlapped(agent: &Agent, req: &Request, work: impl FnOnce() + 'stat
 
 /// Sends one request (blocking). Reads the response body to its end so the connection can be
 /// reused.
+///
+/// A kept-alive connection the server closed after its last answer (uWSGI's http-socket does
+/// so without saying `Connection: close`) can look open when the next request goes out; that
+/// request then fails with a reset or end-of-file before any byte of an answer. Such a failure
+/// is retried at once, once, on a new connection: it says nothing about the server (the server
+/// did not read the request), so it is neither a failure nor a reason to back off.
 pub fn post(agent: &Agent, req: &Request) -> Attempt {
+    STALE.with(|s| s.set(false));
+    let first = post_once(agent, req);
+    if matches!(first, Attempt::Transport(_)) && STALE.with(|s| s.replace(false)) {
+        // ureq does not pool a connection that failed, and holds at most one idle connection
+        // per host: this one opens a new connection.
+        tracing::debug!("kept-alive connection was closed by the server; resending on a new one");
+        return post_once(agent, req);
+    }
+    first
+}
+
+fn post_once(agent: &Agent, req: &Request) -> Attempt {
     let mut builder = agent.post(&req.url);
     for (n, v) in &req.headers {
         let name = match HeaderName::from_bytes(n.as_bytes()) {
@@ -484,6 +508,8 @@ mod transport {
                             pending: Vec::new(),
                             timeout_read: None,
                             timeout_write: None,
+                            answered_before: false,
+                            received: false,
                         };
                         let handle: Weak<dyn ShutdownHandle> = Arc::downgrade(&t.stream) as _;
                         (details.register_shutdown)(handle)?;
@@ -515,6 +541,10 @@ mod transport {
         pending: Vec<u8>,
         timeout_read: Option<Duration>,
         timeout_write: Option<Duration>,
+        /// An earlier request on this connection got (part of) an answer: it is being reused.
+        answered_before: bool,
+        /// A byte arrived since the current request went out.
+        received: bool,
     }
 
     /// A socket timeout within this of the wanted one is left as it is: each request would
@@ -545,10 +575,26 @@ mod transport {
         }
     }
 
+    /// The peer closed the connection (as opposed to a timeout or a local problem).
+    fn closed_by_peer(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        )
+    }
+
     impl Tcp {
         fn flush(&mut self, timeout: NextTimeout) -> Result<(), ureq::Error> {
             if self.pending.is_empty() {
                 return Ok(());
+            }
+            // Output after input: a new request on a connection that already served one.
+            if self.received {
+                self.answered_before = true;
+                self.received = false;
             }
             let (t, reason) = remaining(timeout.for_write())?;
             if timeout_differs(self.timeout_write, t) {
@@ -557,7 +603,17 @@ mod transport {
             }
             let res = (&*self.stream).write_all(&self.pending);
             self.pending.clear();
-            res.map_err(|e| io_error(e, reason))
+            res.map_err(|e| {
+                self.note_stale(&e);
+                io_error(e, reason)
+            })
+        }
+
+        /// A reused connection the server closed, found before any byte of the answer.
+        fn note_stale(&self, e: &io::Error) {
+            if self.answered_before && !self.received && closed_by_peer(e) {
+                super::STALE.with(|s| s.set(true));
+            }
         }
     }
 
@@ -598,9 +654,17 @@ mod transport {
                 match (&*self.stream).read(input) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_error(e, reason)),
+                    Err(e) => {
+                        self.note_stale(&e);
+                        return Err(io_error(e, reason));
+                    }
                 }
             };
+            if n == 0 {
+                self.note_stale(&io::ErrorKind::UnexpectedEof.into());
+            } else {
+                self.received = true;
+            }
             self.buffers.input_appended(n);
             Ok(n > 0)
         }

@@ -29,19 +29,35 @@ use tracing::{error, warn};
 use crate::spool_scan::Key;
 
 /// Records that make a batch: the thread starts on them at once.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 16;
+
+/// Records handed over and not yet finished (journaled and unlinked), at most: one batch being
+/// finished while the next one fills. [`Finisher::leave`] waits when there are this many, so a
+/// finishing thread that falls behind slows delivery instead of piling up delivered records
+/// that a crash would send again (it was unbounded: 1,368 after one `kill -9` at full speed).
+pub const MAX_UNFINISHED: usize = 2 * BATCH;
 
 /// How long the thread waits for a batch to fill once its first record arrived.
 pub const LINGER: Duration = Duration::from_millis(10);
 
-/// Spool files handed over but not yet unlinked (a handful: a list beats a hash set here).
+/// Spool files handed over but not yet unlinked (at most [`MAX_UNFINISHED`]: a list beats a
+/// hash set here).
 #[derive(Debug, Default)]
-pub struct Pending(Mutex<Vec<Key>>);
+pub struct Pending {
+    keys: Mutex<Vec<Key>>,
+    /// Signalled when finished names leave the list.
+    freed: Condvar,
+}
 
 impl Pending {
     fn lock(&self) -> MutexGuard<'_, Vec<Key>> {
         // Every step leaves the list consistent, so a poisoned lock is used as is.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many are on their way out.
+    pub fn len(&self) -> usize {
+        self.lock().len()
     }
 
     /// Whether the file is on its way out.
@@ -137,7 +153,9 @@ impl Finisher {
     }
 
     /// A record leaves the spool: it is finished within [`LINGER`] (sooner in a full batch).
+    /// Waits while [`MAX_UNFINISHED`] records are unfinished.
     pub fn leave(&mut self, leaving: Leaving) {
+        self.wait_for_room();
         self.pending.lock().push(leaving.key.clone());
         let n = {
             let mut inbox = self.shared.lock();
@@ -148,6 +166,28 @@ impl Finisher {
         // The first record starts the thread's linger; a full batch ends it.
         if n == 1 || n == BATCH {
             self.shared.wake.notify_one();
+        }
+    }
+
+    /// Back-pressure: returns once fewer than [`MAX_UNFINISHED`] records are unfinished (or the
+    /// thread is gone, when nothing will ever be finished: a bug, logged at `flush`).
+    fn wait_for_room(&mut self) {
+        let mut keys = self.pending.lock();
+        while keys.len() >= MAX_UNFINISHED {
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return;
+            }
+            drop(keys);
+            // The thread must not linger for a batch that cannot fill.
+            self.hand_over();
+            keys = self.pending.lock();
+            if keys.len() >= MAX_UNFINISHED {
+                keys = self
+                    .pending
+                    .freed
+                    .wait_timeout(keys, Duration::from_millis(100))
+                    .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+            }
         }
     }
 
@@ -281,6 +321,7 @@ impl Worker {
         self.pending
             .lock()
             .retain(|k| !run.iter().any(|l| l.key == *k));
+        self.pending.freed.notify_all();
         // Without a retention directory there is nothing to delete (one stat instead of an
         // unlink per pruned line, every 50 records).
         if !dropped.is_empty() && self.retention_dir.is_dir() {
@@ -393,6 +434,57 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn leave_waits_while_the_unfinished_records_reach_the_bound() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("kept");
+        fs::create_dir(&kept).unwrap();
+        // The thread blocks writing the first record's retained body into a FIFO: a finishing
+        // thread that falls behind.
+        let fifo = kept.join("stuck");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let mut f = Finisher::start(None, kept).unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let (d, base) = (done.clone(), dir.path().to_path_buf());
+        let sender = std::thread::spawn(move || {
+            for i in 0..100u64 {
+                let path = base.join(name(i));
+                fs::write(&path, "x").unwrap();
+                f.leave(Leaving {
+                    key: Key::new(&name(i), 0),
+                    path,
+                    entry: entry(if i == 0 { "stuck" } else { "" }),
+                    retained: (i == 0).then(|| b"body".to_vec()),
+                });
+                d.fetch_add(1, Ordering::SeqCst);
+            }
+            f
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let handed = done.load(Ordering::SeqCst);
+        // Unblock the thread (before asserting, so a failure does not hang): everything is
+        // handed over and finished.
+        let mut reader = fs::File::open(&fifo).unwrap();
+        let mut f = sender.join().unwrap();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut got).unwrap();
+        f.flush();
+        assert!(
+            handed <= MAX_UNFINISHED,
+            "{handed} handed over while none could be finished"
+        );
+        assert_eq!(done.load(Ordering::SeqCst), 100);
+        assert!(f.pending().is_empty());
     }
 
     #[test]

@@ -218,7 +218,7 @@ pub fn is_candidate(name: &str, meta: &Metadata, uid: u32) -> bool {
 pub struct Scan {
     /// The candidates, oldest first.
     pub queue: Queue,
-    /// Their allocated bytes in total (`st_blocks * 512`, as the original measured the spool).
+    /// Their quota total ([`allocated_bytes`]).
     pub allocated: u64,
 }
 
@@ -246,9 +246,10 @@ pub fn scan(dir: &Path, uid: u32) -> io::Result<Scan> {
     })
 }
 
-/// Allocated bytes of a file (`st_blocks * 512`).
+/// What a file counts against the quota: the one measure telemprobd uses too
+/// ([`spool::quota_cost`] of its size).
 pub fn allocated_bytes(meta: &Metadata) -> u64 {
-    meta.blocks() * 512
+    spool::quota_cost(meta.len())
 }
 
 /// The allocated bytes of a queued file now (0 if it is gone).

@@ -23,7 +23,7 @@ use crate::machineid::MachineId;
 pub use crate::peer::Peer;
 use crate::ratelimit::PerUid;
 use crate::stats::Stats;
-use crate::store::StoreHandle;
+use crate::store::{SpoolFile, StoreHandle};
 
 /// How long writing the 4-byte answer may take (it fits any socket buffer; this only guards
 /// against a pathological peer).
@@ -234,7 +234,7 @@ async fn read_rest(
 }
 
 /// Checks a complete frame and builds the spool file, or returns the status to answer.
-pub(crate) fn prepare(shared: &Shared, bytes: &[u8], peer: Option<Peer>) -> Result<Vec<u8>, i32> {
+pub(crate) fn prepare(shared: &Shared, bytes: &[u8], peer: Option<Peer>) -> Result<SpoolFile, i32> {
     let config = shared.config.borrow().clone();
     let stats = &shared.stats;
     if !optin::is_opted_in(&config) {
@@ -251,6 +251,9 @@ pub(crate) fn prepare(shared: &Shared, bytes: &[u8], peer: Option<Peer>) -> Resu
         tracing::debug!(?peer, error = %e, "invalid record");
         -e.errno()
     })?;
+    // As received: a byte-identical resend has the same identity whatever machine id the
+    // daemon substitutes (it rotates).
+    let identity = record.identity();
     record
         .set_machine_id(&shared.machine_id.get())
         .map_err(|e| {
@@ -304,7 +307,10 @@ pub(crate) fn prepare(shared: &Shared, bytes: &[u8], peer: Option<Peer>) -> Resu
             RateLimitStrategy::Spool => tracing::debug!("rate limited; spooled anyway"),
         }
     }
-    Ok(spool::encode(&record, cfg.as_deref()))
+    Ok(SpoolFile {
+        data: spool::encode(&record, cfg.as_deref()),
+        identity: Some(identity),
+    })
 }
 
 /// Sends the status word. The peer may be gone; that is its business.

@@ -45,9 +45,12 @@ fn sigterm_exits_zero_and_removes_the_socket() {
         .unwrap();
     assert_eq!(status.counters["received"], 1);
     assert_eq!(status.counters["stored"], 1);
-    // The quota's count is the stored file's size.
+    // The quota's count is the stored file's size in whole quota blocks.
     let size = std::fs::metadata(&d.spool_files()[0]).unwrap().len();
-    assert_eq!(status.counters["quota_used_bytes"], size);
+    assert_eq!(
+        status.counters["quota_used_bytes"],
+        telemetry::spool::quota_cost(size)
+    );
 }
 
 #[test]
@@ -72,8 +75,8 @@ fn sigint_exits_zero_too_and_a_stale_socket_is_replaced() {
 
 #[test]
 fn quota_full_answers_enospc_and_sighup_raises_it() {
-    // 1 KiB holds two records of ~480 bytes.
-    let d = Daemon::start("spool_max_size=1\n", &[]);
+    // 8 KiB holds two records: each counts as a whole 4 KiB block.
+    let d = Daemon::start("spool_max_size=8\n", &[]);
     let c = d.config();
     let mut stored = 0;
     let err = loop {
@@ -89,9 +92,9 @@ fn quota_full_answers_enospc_and_sighup_raises_it() {
     let used: u64 = d
         .spool_files()
         .iter()
-        .map(|f| std::fs::metadata(f).unwrap().len())
+        .map(|f| telemetry::spool::quota_cost(std::fs::metadata(f).unwrap().len()))
         .sum();
-    assert!(used <= 1024);
+    assert!(used <= 8 * 1024);
     // Still full for the next one; nothing written.
     assert_eq!(
         raw_send(&d.socket(), &frame_of(&record("x"))),

@@ -302,3 +302,65 @@ fn post_format_auto_follows_the_url() {
     c.server = "http://h/v3/collector".into();
     assert_eq!(c.effective_post_format(), PostFormat::Headers);
 }
+
+#[test]
+fn header_and_url_values_are_checked_at_load() {
+    for (text, key) in [
+        // A space in the header name: every POST would carry a header the collector never
+        // matches, and every record would be refused.
+        ("[settings]\ntidheader=X Telemetry-TID: abc\n", "tidheader"),
+        ("[settings]\ntidheader=: abc\n", "tidheader"),
+        ("[settings]\ntidheader=X-Telemetry-TID:\n", "tidheader"),
+        (
+            "[settings]\ntidheader=X-Telemetry-TID: a\u{7f}b\n",
+            "tidheader",
+        ),
+        ("[settings]\ntidheader=X-Telemetry-TID: ä\n", "tidheader"),
+        (
+            "[settings]\nserver=clr.telemetry.intel.com/v2/collector\n",
+            "server",
+        ),
+        ("[settings]\nserver=http:///v2/collector\n", "server"),
+        ("[settings]\nserver=http://a b/v2/collector\n", "server"),
+        ("[settings]\nserver=\n", "server"),
+        ("[settings]\ncainfo=ca.pem\n", "cainfo"),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, Some(2), "{text:?}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("/t.conf:2: {key}: ")),
+            "{text:?}: {e}"
+        );
+    }
+    for ok in [
+        "[settings]\ntidheader=X-Telemetry-TID: 6907c830-eed9-4ce9-81ae-76daf8d88f0f\n",
+        "[settings]\ntidheader=X-Telemetry-TID:\\sabc\n",
+        "[settings]\ntidheader=\n",
+        "[settings]\nserver=https://clr.telemetry.intel.com/v3/collector\n",
+        "[settings]\nserver=http://127.0.0.1:8080/v2/collector\n",
+        "[settings]\nserver=HTTP://[::1]:80/\n",
+    ] {
+        parse(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+    }
+}
+
+#[test]
+fn error_messages_quote_a_bounded_escaped_excerpt() {
+    let long = "y".repeat(5000);
+    for text in [
+        format!("[settings]\n{long}\u{1b}[31m\n"),
+        format!("[settings]\nrecord_expiry={long}\u{1b}\n"),
+        format!("[settings]\nserver=ftp://{long}\n"),
+        format!("[settings]\ntidheader={long}\n"),
+        format!("[{long}\n"),
+        format!("[settings]\nspool_dir={long}\n"),
+    ] {
+        let m = parse(&text).unwrap_err().to_string();
+        assert!(m.chars().count() <= 200, "{} chars: {m}", m.chars().count());
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+    }
+    let m = parse("[settings]\nrecord_expiry=\u{1b}[2J\n")
+        .unwrap_err()
+        .to_string();
+    assert!(m.contains(r"\u{1b}[2J"), "{m}");
+}

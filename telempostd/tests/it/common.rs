@@ -2,7 +2,6 @@
 //! telemprobd writes them; the real binary started with `-f` and `TELEM_ROOT`.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -103,9 +102,9 @@ impl Env {
         name
     }
 
-    /// Allocated bytes of one spool file.
+    /// What one spool file counts against the quota.
     pub fn allocated(&self, name: &str) -> u64 {
-        fs::metadata(self.spool.join(name)).unwrap().blocks() * 512
+        telemetry::spool::quota_cost(fs::metadata(self.spool.join(name)).unwrap().len())
     }
 
     /// Starts the real binary with `-f <conf>`, `TELEM_ROOT=<root>` and extra arguments.

@@ -55,6 +55,7 @@ fn over_quota_the_oldest_records_are_dropped() {
     let mut env = Env::new(&dead_url(), "");
     let recs: Vec<_> = (0..5).map(|i| record(&format!("quota {i}"))).collect();
     let names: Vec<String> = recs.iter().map(|r| env.spool(r, None)).collect();
+    // Two files' worth: the drop limit (an eighth above) holds two, not three.
     let per_file = env.allocated(&names[0]);
     let kib = (2 * per_file).div_ceil(1024);
     env.write_config(&dead_url(), &format!("spool_max_size={kib}"));

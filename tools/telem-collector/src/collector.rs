@@ -93,6 +93,11 @@ impl Collector {
         self.state.records()
     }
 
+    /// Posts of a record stored already (answered as a success, not stored again).
+    pub fn duplicates(&self) -> u64 {
+        self.state.duplicates()
+    }
+
     pub fn requests(&self) -> Vec<RequestLog> {
         self.state.requests()
     }

@@ -13,4 +13,4 @@ pub mod validate;
 
 pub use collector::Collector;
 pub use server::{serve, serve_with, Dropped};
-pub use state::{Fault, Options, RequestLog, State, StoredRecord, DEFAULT_TID};
+pub use state::{Fault, Options, RequestLog, State, StoredRecord, Summary, DEFAULT_TID};

@@ -57,8 +57,10 @@ pub async fn serve_with(
                 Ok((stream, peer)) => {
                     let state = state.clone();
                     let tls = tls.clone();
+                    let ctl = conn_fault::Control::default();
+                    let stream = conn_fault::FaultIo::new(stream, ctl.clone());
                     conns.spawn(async move {
-                        let svc = service_fn(move |req| handle(state.clone(), req));
+                        let svc = service_fn(move |req| handle(state.clone(), ctl.clone(), req));
                         let http = http1::Builder::new();
                         let result = match tls {
                             None => http.serve_connection(TokioIo::new(stream), svc).await,
@@ -91,7 +93,11 @@ fn is_collector_path(path: &str) -> bool {
     matches!(path, "/" | "/v2/collector" | "/v3/collector")
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Dropped> {
+async fn handle(
+    state: Arc<State>,
+    ctl: conn_fault::Control,
+    req: Request<Incoming>,
+) -> Result<Resp, Dropped> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if path.starts_with("/_/") {
@@ -135,6 +141,21 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Dropp
         }) => fault_response(code, retry_after, message),
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
+            route(&state, &method, headers, json, &body, at)
+        }
+        Some(Fault::CloseAfterAnswer { linger }) => {
+            info!(%method, %path, event, "connection closes after this answer (fault)");
+            ctl.set(conn_fault::After::Close { linger });
+            route(&state, &method, headers, json, &body, at)
+        }
+        Some(Fault::StoreThenStatus(code)) => {
+            let stored = route(&state, &method, headers, json, &body, at);
+            info!(%method, %path, event, stored = %stored.status(), code, "answer replaced (fault)");
+            fault_response(code, None, None)
+        }
+        Some(Fault::ResetMidAnswer { bytes }) => {
+            info!(%method, %path, event, bytes, "answer cut short (fault)");
+            ctl.set(conn_fault::After::Truncate { bytes });
             route(&state, &method, headers, json, &body, at)
         }
         None => route(&state, &method, headers, json, &body, at),
@@ -407,6 +428,7 @@ fn control(state: &State, method: &Method, path: &str, body: &[u8]) -> Resp {
     match (method, path) {
         (&Method::GET, "/_/records") => list(serde_json::to_vec(&state.records())),
         (&Method::GET, "/_/requests") => list(serde_json::to_vec(&state.requests())),
+        (&Method::GET, "/_/state") => list(serde_json::to_vec(&state.summary())),
         (&Method::POST, "/_/fault") => {
             let spec = serde_json::from_slice::<FaultSpec>(body).map_err(|e| e.to_string());
             match spec.and_then(FaultSpec::into_fault) {
@@ -444,6 +466,161 @@ fn json_message(status: StatusCode, msg: &str) -> Resp {
 fn html(status: StatusCode, title: &str, text: &str) -> Resp {
     let body = format!("<!doctype html>\n<html lang=en>\n<title>{title}</title>\n<h1>{title}</h1>\n<p>{text}</p>\n");
     plain(status, Bytes::from(body), "text/html; charset=utf-8")
+}
+
+/// Faults that act on the connection rather than on the answer: closing it after an answer,
+/// cutting an answer short. The handler arms a [`Control`]; the [`FaultIo`] under hyper acts on
+/// it when the answer is written (hyper writes it after the handler returned).
+mod conn_fault {
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::TcpStream;
+
+    /// What to do to the connection with the next answer.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum After {
+        /// Write the answer, then read nothing more and close `linger` later.
+        Close { linger: Duration },
+        /// Write only this many bytes of the answer, then close.
+        Truncate { bytes: usize },
+    }
+
+    /// Set by the handler, read by the connection's I/O.
+    #[derive(Debug, Clone, Default)]
+    pub struct Control(Arc<Mutex<Option<After>>>);
+
+    impl Control {
+        pub fn set(&self, after: After) {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(after);
+        }
+
+        fn get(&self) -> Option<After> {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+    }
+
+    /// A TCP stream that carries out the armed fault.
+    pub struct FaultIo {
+        stream: Option<TcpStream>,
+        ctl: Control,
+        /// Answer bytes written since the fault was armed.
+        written: usize,
+        /// The answer is out: reads see end-of-file, writes fail.
+        done: bool,
+        linger: Duration,
+    }
+
+    impl FaultIo {
+        pub fn new(stream: TcpStream, ctl: Control) -> FaultIo {
+            FaultIo {
+                stream: Some(stream),
+                ctl,
+                written: 0,
+                done: false,
+                linger: Duration::ZERO,
+            }
+        }
+
+        fn stream(&mut self) -> io::Result<&mut TcpStream> {
+            self.stream
+                .as_mut()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+        }
+    }
+
+    fn closed() -> io::Error {
+        io::Error::new(io::ErrorKind::ConnectionReset, "closed by fault injection")
+    }
+
+    impl AsyncRead for FaultIo {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.done {
+                // End of file: hyper ends the connection; what the client sent meanwhile stays
+                // unread, so the close is a reset, as with a server that closed.
+                return Poll::Ready(Ok(()));
+            }
+            Pin::new(self.stream()?).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for FaultIo {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.done {
+                return Poll::Ready(Err(closed()));
+            }
+            let this = &mut *self;
+            let limit = match this.ctl.get() {
+                Some(After::Truncate { bytes }) => bytes.saturating_sub(this.written),
+                _ => buf.len(),
+            };
+            if limit == 0 {
+                this.done = true;
+                this.stream = None;
+                return Poll::Ready(Err(closed()));
+            }
+            let n = buf.len().min(limit);
+            let stream = this.stream()?;
+            match Pin::new(stream).poll_write(cx, &buf[..n]) {
+                Poll::Ready(Ok(w)) => {
+                    if this.ctl.get().is_some() {
+                        this.written += w;
+                    }
+                    Poll::Ready(Ok(w))
+                }
+                other => other,
+            }
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            let res = Pin::new(self.stream()?).poll_flush(cx);
+            if let (Poll::Ready(Ok(())), Some(After::Close { linger })) = (&res, self.ctl.get()) {
+                if self.written > 0 {
+                    self.done = true;
+                    self.linger = linger;
+                }
+            }
+            res
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            Pin::new(self.stream()?).poll_shutdown(cx)
+        }
+    }
+
+    impl Drop for FaultIo {
+        fn drop(&mut self) {
+            if let Some(s) = self.stream.take() {
+                if !self.linger.is_zero() {
+                    let linger = self.linger;
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(async move {
+                            tokio::time::sleep(linger).await;
+                            drop(s);
+                        });
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,10 @@
 //! Shared state of one collector: stored records, the request log, the fault queue and the
 //! optional store file.
+//!
+//! Records are de-duplicated by their identity ([`telemetry::record::identity`] of the 15 header
+//! values and the payload): a record posted again (a client that retries after a lost or failed
+//! answer) is answered with the row stored the first time, counted as a duplicate, and not
+//! stored again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -9,6 +14,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use telemetry::record::{identity, Identity, HEADER_COUNT, HEADER_NAMES};
 
 /// The TID the upstream collector ships with.
 pub const DEFAULT_TID: &str = "6907c830-eed9-4ce9-81ae-76daf8d88f0f";
@@ -44,6 +50,24 @@ pub enum Fault {
     Delay(Duration),
     /// Close the connection without writing any response.
     Reset,
+    /// Handle the request normally (a 201 without `Connection: close`), then close the
+    /// connection `linger` after the answer left, reading nothing more from it (uWSGI's
+    /// http-socket closes after every answer). A client that reuses the connection meanwhile
+    /// gets a reset or end-of-file before any byte of an answer. Queue it with `usize::MAX`
+    /// uses for a server that does this to every request.
+    CloseAfterAnswer {
+        /// Time between the answer and the close (zero: at once).
+        linger: Duration,
+    },
+    /// Store the record as usual, then answer this status instead of 201 (a backend that
+    /// commits, then fails: the upstream one under Python >= 3.10 answers 500 so).
+    StoreThenStatus(u16),
+    /// Handle the request normally (the record is stored), write only the first `bytes` bytes
+    /// of the answer, then close the connection.
+    ResetMidAnswer {
+        /// How much of the status line and headers gets out.
+        bytes: usize,
+    },
 }
 
 /// One accepted record, as written to the store file.
@@ -72,6 +96,17 @@ pub struct RequestLog {
     pub status: Option<u16>,
 }
 
+/// The identity of a stored record: its 15 header values (by hyphenated name, empty when
+/// missing) and its payload.
+pub fn record_identity(rec: &StoredRecord) -> Identity {
+    let values: [&str; HEADER_COUNT] = std::array::from_fn(|i| {
+        rec.headers
+            .get(&HEADER_NAMES[i].replace('_', "-"))
+            .map_or("", String::as_str)
+    });
+    identity(&values, rec.payload.as_bytes())
+}
+
 /// Unix time now as float seconds.
 pub fn unix_now() -> f64 {
     SystemTime::now()
@@ -87,6 +122,19 @@ struct Inner {
     /// FIFO of (fault, remaining uses).
     faults: VecDeque<(Fault, usize)>,
     store: Option<File>,
+    /// Posts of a record stored already.
+    duplicates: u64,
+    /// Identity of every stored record → its id.
+    ids: std::collections::HashMap<Identity, u64>,
+}
+
+/// The counts `GET /_/state` reports.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Records stored (each once).
+    pub records: usize,
+    /// Posts of a record stored already, answered as a success and not stored again.
+    pub duplicates: u64,
 }
 
 /// State shared by every connection. A std `Mutex`: nothing awaits while holding it.
@@ -124,9 +172,15 @@ impl State {
     }
 
     /// Appends to the store file (if any), then keeps the record in memory.
-    /// Returns the record's id (1-based arrival position).
+    /// Returns the record's id (1-based arrival position); for a record stored already, the id
+    /// it got then, counting the duplicate and storing nothing.
     pub fn store(&self, rec: StoredRecord) -> io::Result<u64> {
+        let identity = record_identity(&rec);
         let mut inner = self.lock();
+        if let Some(&id) = inner.ids.get(&identity) {
+            inner.duplicates += 1;
+            return Ok(id);
+        }
         if let Some(file) = inner.store.as_mut() {
             let mut line = serde_json::to_vec(&rec)?;
             line.push(b'\n');
@@ -134,6 +188,7 @@ impl State {
         }
         inner.records.push(rec);
         let id = inner.records.len() as u64;
+        inner.ids.insert(identity, id);
         drop(inner);
         self.stored.notify_all();
         Ok(id)
@@ -167,6 +222,20 @@ impl State {
 
     pub fn records(&self) -> Vec<StoredRecord> {
         self.lock().records.clone()
+    }
+
+    /// Posts of a record stored already.
+    pub fn duplicates(&self) -> u64 {
+        self.lock().duplicates
+    }
+
+    /// The record and duplicate counts.
+    pub fn summary(&self) -> Summary {
+        let inner = self.lock();
+        Summary {
+            records: inner.records.len(),
+            duplicates: inner.duplicates,
+        }
     }
 
     pub fn requests(&self) -> Vec<RequestLog> {

@@ -147,3 +147,99 @@ fn delayed_request_is_logged_on_arrival() {
     let r = &c.requests()[0];
     assert_eq!((r.status, r.event_id.as_deref()), (None, Some("00ff")));
 }
+
+/// A raw POST on `s` with the v4 headers; returns everything the server wrote until it closed
+/// (or 5 s passed), and whether it closed.
+fn raw_exchange(s: &mut std::net::TcpStream, body: &str) -> (Vec<u8>, bool) {
+    use std::io::{Read, Write};
+    let mut req = String::from("POST /v2/collector HTTP/1.1\r\nHost: x\r\n");
+    for (k, v) in v4_headers() {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
+            // A read timeout: the connection stays open.
+            Err(_) if !got.is_empty() => return (got, false),
+            Err(_) => {}
+        }
+    }
+    (got, false)
+}
+
+#[test]
+fn close_after_answer_answers_201_keeps_alive_in_words_then_closes() {
+    let c = start();
+    c.push_fault(
+        Fault::CloseAfterAnswer {
+            linger: Duration::ZERO,
+        },
+        1,
+    );
+    let mut s = std::net::TcpStream::connect(c.addr()).unwrap();
+    let (got, closed) = raw_exchange(&mut s, "p");
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 201"), "{text}");
+    assert!(!text.contains("connection: close"), "{text}");
+    assert!(closed, "the connection stayed open");
+    assert_eq!(c.records().len(), 1);
+    // Without the fault a connection stays open after its answer.
+    let mut s = std::net::TcpStream::connect(c.addr()).unwrap();
+    assert!(!raw_exchange(&mut s, "q").1);
+}
+
+#[test]
+fn close_after_answer_with_linger_resets_a_reused_connection() {
+    let c = start();
+    c.push_fault(
+        Fault::CloseAfterAnswer {
+            linger: Duration::from_secs(2),
+        },
+        1,
+    );
+    let mut s = std::net::TcpStream::connect(c.addr()).unwrap();
+    let (first, closed) = raw_exchange(&mut s, "p");
+    assert!(first.starts_with(b"HTTP/1.1 201"));
+    assert!(!closed, "closed before the linger");
+    // The next request on it gets no answer at all, and is not handled.
+    let (second, closed) = raw_exchange(&mut s, "q");
+    assert!(second.is_empty() && closed, "{second:?} {closed}");
+    assert_eq!(c.records().len(), 1);
+    assert_eq!(c.requests().len(), 1);
+}
+
+#[test]
+fn store_then_status_stores_and_answers_the_status() {
+    let c = start();
+    c.push_fault(Fault::StoreThenStatus(500), 1);
+    assert_eq!(
+        post(c.addr(), "/v2/collector", &v4_headers(), "p").status,
+        500
+    );
+    assert_eq!(c.records().len(), 1);
+    assert_eq!(c.requests()[0].status, Some(500));
+}
+
+#[test]
+fn reset_mid_answer_writes_part_of_the_status_line_then_closes() {
+    let c = start();
+    c.push_fault(Fault::ResetMidAnswer { bytes: 12 }, 1);
+    let mut s = std::net::TcpStream::connect(c.addr()).unwrap();
+    let (got, closed) = raw_exchange(&mut s, "p");
+    assert_eq!(got, b"HTTP/1.1 201");
+    assert!(closed);
+    assert_eq!(
+        c.records().len(),
+        1,
+        "the record was stored before the answer broke"
+    );
+}

@@ -3,5 +3,7 @@
 
 mod binary;
 mod common;
+mod dedup;
 mod faults;
+mod machine_facts;
 mod protocol;
