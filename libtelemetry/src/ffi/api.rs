@@ -202,11 +202,14 @@ pub unsafe extern "C" fn tm_set_payload(t_ref: *mut telem_ref, payload: *mut c_c
     })
 }
 
-/// Send the record to telemprobd and wait (bounded, `send_timeout_ms`, 1 s by default) for its
+/// Send the record to telemprobd and wait (bounded, `send_timeout_ms`, 5 s by default) for its
 /// answer. Returns 0 when the record is stored (or when an older daemon closes without
 /// answering), -ECONNREFUSED when not opted in, -errno when the daemon cannot be reached, or the
 /// daemon's negative status (-EINVAL, -EMSGSIZE, -ENOSPC, -EBUSY for rate limited), -ETIMEDOUT
 /// when no answer came in time, -EIO after an internal error. The record is not freed.
+/// -ETIMEDOUT does not say the record was lost: the daemon may have it and store it later.
+/// Sending the same record again is safe: telemprobd answers a repeat of a record it stored
+/// recently with 0 and keeps one copy.
 ///
 /// # Safety
 /// `t_ref` must be NULL or a live handle.
