@@ -97,8 +97,10 @@ impl Drop for Ticket {
             }
         }
         // The place is free: the uid's oldest parked connection takes it. (An evicted ticket
-        // gave its place up already, to another uid.)
-        if !was_held {
+        // gave its place up already, to another uid. Once the daemon stops taking promoted
+        // connections, none is promoted: the parked are closed with the registry, instead of
+        // each dropped promotion promoting the next, recursively.)
+        if !was_held || fair.promote.is_closed() {
             return;
         }
         let next = inner

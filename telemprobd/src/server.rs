@@ -166,6 +166,10 @@ pub async fn run(
         }
     };
 
+    // Parked connections are not served any more; they are closed with the registry (one that
+    // sent a frame sees a reset, not a clean end of stream it could take for success).
+    promoted.close();
+    drop(promoted);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // No new clients; the socket file goes first so new senders fail fast.
     listener.remove_socket_file();

@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use rustix::process::Signal;
 use telemetry::client;
 
 /// The uid a second, unprivileged user sends as.
@@ -244,5 +245,60 @@ fn one_user_using_up_its_rate_limit_does_not_refuse_root() {
             "root's record {i} refused\n{}",
             d.log()
         );
+    }
+}
+
+#[test]
+fn connections_past_a_users_cap_wait_their_turn_and_are_served() {
+    let d = Daemon::start("", &["--per-uid-clients", "1"]);
+    let sock = d.socket();
+    // Holds this uid's one place, sending nothing, until the first-byte deadline (1 s).
+    let _idle = idle_connections(&sock, 1);
+    std::thread::sleep(Duration::from_millis(100));
+    // These connect while the place is taken, so they are parked, then write their frames.
+    let mut waiting: Vec<UnixStream> = idle_connections(&sock, 5);
+    std::thread::sleep(Duration::from_millis(100));
+    for (i, s) in waiting.iter_mut().enumerate() {
+        s.write_all(&frame_of(&record(&format!("parked {i}"))))
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    for s in &mut waiting {
+        assert_eq!(read_status(s), Some(0), "{}", d.log());
+    }
+    let mut stored = stored_payloads(&d);
+    stored.sort();
+    assert_eq!(
+        stored,
+        (0..5).map(|i| format!("parked {i}")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_parked_frame_is_not_taken_for_stored_when_the_daemon_stops() {
+    let mut d = Daemon::start("", &["--per-uid-clients", "1"]);
+    let sock = d.socket();
+    let _idle = idle_connections(&sock, 1);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut parked = idle_connections(&sock, 1).remove(0);
+    std::thread::sleep(Duration::from_millis(100));
+    parked
+        .write_all(&frame_of(&record("parked at stop")))
+        .unwrap();
+    d.signal(Signal::TERM);
+    assert!(d.wait_exit(Duration::from_secs(20)).success());
+    // Either it was served before the stop (status 0, stored), or the connection is reset: a
+    // clean end of stream without a status, which the library counts as stored, never.
+    parked
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut word = [0u8; 4];
+    match std::io::Read::read(&mut parked, &mut word) {
+        Ok(4) => {
+            assert_eq!(i32::from_le_bytes(word), 0);
+            assert_eq!(stored_payloads(&d), ["parked at stop"]);
+        }
+        Ok(n) => panic!("{n} bytes and the end of stream, for a record not stored"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
 }
