@@ -208,7 +208,10 @@ fn send_as(uid: u32, sock: &Path, n: usize) -> Vec<Option<i32>> {
 #[test]
 #[ignore = "a helper the other tests run as another uid"]
 fn helper_send_as_another_user() {
-    let sock = std::env::var_os("ABUSE_SOCK").expect("ABUSE_SOCK");
+    let Some(sock) = std::env::var_os("ABUSE_SOCK") else {
+        eprintln!("nothing to do: run by the other tests, with ABUSE_SOCK set");
+        return;
+    };
     let n: usize = std::env::var("ABUSE_COUNT").unwrap().parse().unwrap();
     for i in 0..n {
         let s = raw_send(Path::new(&sock), &frame_of(&record(&format!("other {i}"))));
