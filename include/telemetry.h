@@ -51,8 +51,9 @@ extern "C" {
 
 /**
  * Use `c_file` as the configuration for this process and embed its path in every record sent
- * (the daemons then use it for those records). It must be an absolute path to a regular file.
- * Returns 0, or -EINVAL (not absolute, not a regular file, bad string) or -errno from stat.
+ * (the daemons then use it for those records). It must be an absolute path to a regular file,
+ * valid UTF-8 of at most 4096 bytes without control characters (a newline, a tab, ...).
+ * Returns 0, or -EINVAL (any of that not met, not a regular file, NULL) or -errno from stat.
  *
  * # Safety
  * `c_file` must be NULL or a NUL-terminated string.
@@ -89,11 +90,14 @@ int tm_set_event_id(struct telem_ref *t_ref, char *event_id);
 int tm_set_payload(struct telem_ref *t_ref, char *payload);
 
 /**
- * Send the record to telemprobd and wait (bounded, `send_timeout_ms`, 1 s by default) for its
+ * Send the record to telemprobd and wait (bounded, `send_timeout_ms`, 5 s by default) for its
  * answer. Returns 0 when the record is stored (or when an older daemon closes without
  * answering), -ECONNREFUSED when not opted in, -errno when the daemon cannot be reached, or the
  * daemon's negative status (-EINVAL, -EMSGSIZE, -ENOSPC, -EBUSY for rate limited), -ETIMEDOUT
  * when no answer came in time, -EIO after an internal error. The record is not freed.
+ * -ETIMEDOUT does not say the record was lost: the daemon may have it and store it later.
+ * Sending the same record again is safe: telemprobd answers a repeat of a record it stored
+ * recently with 0 and keeps one copy.
  *
  * # Safety
  * `t_ref` must be NULL or a live handle.

@@ -40,7 +40,7 @@ pub enum FrameError {
     LengthMismatch { declared: usize, actual: usize },
     #[error("CFG: path is not terminated by NUL")]
     CfgUnterminated,
-    #[error("CFG: path {0:?} is not an absolute UTF-8 path of at most 4096 bytes")]
+    #[error("CFG: path \"{0}\" is not an absolute UTF-8 path of at most 4096 bytes without control characters")]
     CfgPath(String),
     #[error("header block of {header} bytes does not fit in the {room} bytes left")]
     HeaderSize { header: usize, room: usize },
@@ -115,10 +115,17 @@ fn u32_le(n: usize) -> [u8; 4] {
     (n as u32).to_le_bytes()
 }
 
-fn check_cfg_path(bytes: &[u8]) -> Result<&str, FrameError> {
-    let bad = || FrameError::CfgPath(String::from_utf8_lossy(bytes).into_owned());
+/// Checks a config path before it goes into a frame or a spool file: UTF-8, absolute, at most
+/// [`MAX_CFG_PATH`] bytes, and no control character. A line feed would end the spool file's
+/// `CFG:` line early and the rest of the path would be read as the record's headers (a forged
+/// record); the other control characters have no business in a path a daemon logs.
+///
+/// # Errors
+/// [`FrameError::CfgPath`] naming the path (escaped).
+pub fn check_cfg_path(bytes: &[u8]) -> Result<&str, FrameError> {
+    let bad = || FrameError::CfgPath(String::from_utf8_lossy(bytes).escape_debug().to_string());
     let s = std::str::from_utf8(bytes).map_err(|_| bad())?;
-    if !s.starts_with('/') || s.len() > MAX_CFG_PATH || s.contains('\0') {
+    if !s.starts_with('/') || s.len() > MAX_CFG_PATH || s.chars().any(char::is_control) {
         return Err(bad());
     }
     Ok(s)

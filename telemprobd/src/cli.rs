@@ -1,8 +1,11 @@
 //! Command line of telemprobd (the original's options, plus tuning knobs).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+
+use crate::server::Options;
 
 /// Accepts telemetry records from probes over a Unix socket and spools them durably.
 #[derive(Debug, Parser)]
@@ -23,6 +26,19 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub client_timeout_ms: u64,
 
+    /// How long a client may take to send its first byte, in milliseconds (capped by
+    /// --client-timeout-ms); a connection that idles longer is closed. Senders write their
+    /// frame right after connecting.
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub first_byte_timeout_ms: u64,
+
+    /// Most connections one user (uid) may have served while their frames arrive; more of that
+    /// user's wait, unread, until one is done. Keeps one user from holding every slot.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub per_uid_clients: u64,
+
     /// Seconds without clients after which the daemon exits when `daemon_recycling_enabled` is
     /// set (socket activation starts it again on demand).
     #[arg(long, value_name = "SECS", default_value_t = 300,
@@ -33,10 +49,25 @@ pub struct Cli {
     #[arg(long, value_name = "MODE", default_value = "0666", value_parser = parse_mode)]
     pub socket_mode: u32,
 
-    /// Most clients served at once; more wait in the listen backlog.
+    /// Most clients served at once. When all are taken, the oldest connection of the user
+    /// holding the most is closed to make room.
     #[arg(long, value_name = "N", default_value_t = 512,
           value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub max_clients: u64,
+}
+
+impl Cli {
+    /// The server's tuning from the command line.
+    pub fn options(&self) -> Options {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Options {
+            client_timeout: Duration::from_millis(self.client_timeout_ms),
+            first_byte_timeout: Duration::from_millis(self.first_byte_timeout_ms),
+            per_uid_clients: n(self.per_uid_clients),
+            idle_exit: Duration::from_secs(self.idle_exit_secs),
+            max_clients: n(self.max_clients),
+        }
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -63,6 +94,8 @@ mod tests {
         assert_eq!(c.config_file, Some(PathBuf::from("/y.conf")));
         assert_eq!(c.socket_mode, 0o600);
         assert_eq!(c.client_timeout_ms, 5000);
+        assert_eq!(c.first_byte_timeout_ms, 1000);
+        assert_eq!(c.per_uid_clients, 64);
         assert!(Cli::try_parse_from(["telemprobd", "--socket-mode", "999"]).is_err());
         assert!(Cli::try_parse_from(["telemprobd", "--bogus"]).is_err());
     }

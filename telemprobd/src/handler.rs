@@ -18,9 +18,10 @@ use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
+use crate::fair::Ticket;
 use crate::machineid::MachineId;
 pub use crate::peer::Peer;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::PerUid;
 use crate::stats::Stats;
 use crate::store::{SpoolFile, StoreHandle};
 
@@ -32,8 +33,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Shared {
     /// The current configuration (replaced on SIGHUP).
     pub config: watch::Receiver<Arc<Config>>,
-    /// Rate-limit windows. A std `Mutex`: held for a few comparisons, never across `.await`.
-    pub limiter: Mutex<RateLimiter>,
+    /// Rate-limit windows, one set per sending uid. A std `Mutex`: held for a few comparisons,
+    /// never across `.await`.
+    pub limiter: Mutex<PerUid>,
     /// The id substituted into records.
     pub machine_id: Arc<MachineId>,
     /// Counters for the status file.
@@ -44,14 +46,28 @@ pub struct Shared {
     pub own_uid: u32,
     /// Time a client has to send its whole frame.
     pub client_timeout: Duration,
+    /// Time a client has to send its first byte (capped by `client_timeout`).
+    pub first_byte_timeout: Duration,
     /// Whether the first ignored `CFG:` path was logged at warn level already (later ones are
     /// logged at debug, so a client cannot flood the log).
     pub cfg_warned: AtomicBool,
 }
 
 /// Serves one connection. Never fails: whatever happens stays with this connection.
-pub async fn handle(mut stream: UnixStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let deadline = Instant::now() + shared.client_timeout;
+///
+/// `ticket` is the connection's place among its uid's (see [`crate::fair`]): until the whole
+/// frame is in, the daemon may ask the connection to go, to make room for another.
+pub async fn handle(
+    mut stream: UnixStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    ticket: Option<Ticket>,
+) {
+    let start = Instant::now();
+    let deadline = start + shared.client_timeout;
+    // A sender writes its frame right after connecting: one that has sent nothing by now is
+    // idle, and holds a place others may need.
+    let first_deadline = start + shared.first_byte_timeout.min(shared.client_timeout);
     let peer = stream.peer_cred().ok().map(Peer::from);
     let stats = &shared.stats;
 
@@ -59,57 +75,45 @@ pub async fn handle(mut stream: UnixStream, shared: Arc<Shared>, mut stop: watch
     // closed at shutdown; one that started a frame gets to finish it.
     let mut prefix = [0u8; 4];
     let first = tokio::select! {
-        r = timeout_at(deadline, stream.read(&mut prefix)) => r,
+        r = timeout_at(first_deadline, stream.read(&mut prefix)) => Some(r),
         _ = stop.wait_for(|s| *s) => return,
+        () = evicted(ticket.as_ref()) => None,
     };
     let got = match first {
-        Ok(Ok(0)) => return, // connected and closed without a word
-        Ok(Ok(n)) => n,
-        Ok(Err(e)) => {
+        Some(Ok(Ok(0))) => return, // connected and closed without a word
+        Some(Ok(Ok(n))) => n,
+        Some(Ok(Err(e))) => {
             tracing::debug!(error = %e, "read error");
             return;
         }
-        Err(_) => {
+        Some(Err(_)) => {
             stats.bump(&stats.timed_out);
             tracing::debug!(?peer, "client sent nothing in time; dropped");
             answer(&mut stream, -libc_errno::ETIMEDOUT).await;
             return;
         }
+        None => {
+            dropped_for_room(&mut stream, stats, peer).await;
+            return;
+        }
     };
-    if got < 4 {
-        if let Err(status) = read_rest(&mut stream, &mut prefix[got..], deadline, stats).await {
+    let read = tokio::select! {
+        r = read_frame(&mut stream, prefix, got, deadline, stats, peer) => Some(r),
+        () = evicted(ticket.as_ref()) => None,
+    };
+    let buf = match read {
+        Some(Ok(buf)) => buf,
+        Some(Err(status)) => {
             answer(&mut stream, status).await;
             return;
         }
-    }
-    let len = match frame::declared_len(prefix) {
-        Ok(n) => n,
-        Err(e) => {
-            stats.bump(&stats.rejected);
-            tracing::debug!(?peer, error = %e, "bad frame size");
-            answer(&mut stream, -e.errno()).await;
+        None => {
+            dropped_for_room(&mut stream, stats, peer).await;
             return;
         }
     };
-    // Sized by the declared length, which is capped at MAX_FRAME (under 30 KiB).
-    let mut buf = vec![0u8; len];
-    buf[..4].copy_from_slice(&prefix);
-    // The last byte (the frame's NUL) is only peeked, not consumed, until the answer is out:
-    // if the daemon dies before answering, the kernel then resets the connection (unread data)
-    // instead of closing it cleanly, so the client sees an error rather than the end of stream
-    // that it must take as success from the original daemon. (len >= MIN_FRAME = 9.)
-    let last = len - 1;
-    let read = match read_rest(&mut stream, &mut buf[4..last], deadline, stats).await {
-        Ok(()) => peek_byte(&stream, deadline, stats).await,
-        Err(status) => Err(status),
-    };
-    match read {
-        Ok(b) => buf[last] = b,
-        Err(status) => {
-            answer(&mut stream, status).await;
-            return;
-        }
-    }
+    // The frame is in: from here on the record is being decided and stored, never cut short.
+    drop(ticket);
     stats.bump(&stats.received);
     let (status, answered) = match prepare(&shared, &buf, peer) {
         // The writer answers the sender itself, on a duplicate of the connection.
@@ -126,6 +130,59 @@ pub async fn handle(mut stream: UnixStream, shared: Arc<Shared>, mut stop: watch
     }
     // Now consume the held-back byte, so the close is a clean end of stream.
     let _ = stream.try_read(&mut [0u8; 1]);
+}
+
+/// Resolves when the connection is asked to make room (never without a ticket).
+async fn evicted(ticket: Option<&Ticket>) {
+    match ticket {
+        Some(t) => t.evicted().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Closes a connection that had to make room, with -ETIMEDOUT: it was idle or too slow while
+/// others waited, and nothing of it was stored (a sender may try again).
+async fn dropped_for_room(stream: &mut UnixStream, stats: &Stats, peer: Option<Peer>) {
+    stats.bump(&stats.evicted);
+    tracing::debug!(
+        ?peer,
+        "idle or slow connection closed to make room for others"
+    );
+    answer(stream, -libc_errno::ETIMEDOUT).await;
+}
+
+/// Reads the rest of a frame whose first `got` bytes are in `prefix`; on failure returns the
+/// status to answer.
+async fn read_frame(
+    stream: &mut UnixStream,
+    mut prefix: [u8; 4],
+    got: usize,
+    deadline: Instant,
+    stats: &Stats,
+    peer: Option<Peer>,
+) -> Result<Vec<u8>, i32> {
+    if got < 4 {
+        read_rest(stream, &mut prefix[got..], deadline, stats).await?;
+    }
+    let len = match frame::declared_len(prefix) {
+        Ok(n) => n,
+        Err(e) => {
+            stats.bump(&stats.rejected);
+            tracing::debug!(?peer, error = %e, "bad frame size");
+            return Err(-e.errno());
+        }
+    };
+    // Sized by the declared length, which is capped at MAX_FRAME (under 30 KiB).
+    let mut buf = vec![0u8; len];
+    buf[..4].copy_from_slice(&prefix);
+    // The last byte (the frame's NUL) is only peeked, not consumed, until the answer is out:
+    // if the daemon dies before answering, the kernel then resets the connection (unread data)
+    // instead of closing it cleanly, so the client sees an error rather than the end of stream
+    // that it must take as success from the original daemon. (len >= MIN_FRAME = 9.)
+    let last = len - 1;
+    read_rest(stream, &mut buf[4..last], deadline, stats).await?;
+    buf[last] = peek_byte(stream, deadline, stats).await?;
+    Ok(buf)
 }
 
 /// Waits for one more byte and returns it without consuming it.
@@ -231,9 +288,13 @@ pub(crate) fn prepare(shared: &Shared, bytes: &[u8], peer: Option<Peer>) -> Resu
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() / 60)
         .unwrap_or(0);
+    // Each uid has windows of its own: one user's flood uses up its own limit, never root's
+    // or another user's. A sender whose uid cannot be told shares the windows of uid "none".
+    let uid = peer.map(|p| p.uid);
+    let bytes = record.payload().len() as u64;
     let admitted = match shared.limiter.lock() {
-        Ok(mut l) => l.admit(minute, record.payload().len() as u64),
-        Err(p) => p.into_inner().admit(minute, record.payload().len() as u64),
+        Ok(mut l) => l.admit(uid, minute, bytes),
+        Err(p) => p.into_inner().admit(uid, minute, bytes),
     };
     if !admitted {
         stats.bump(&stats.rate_limited);

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -80,11 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         });
-        let options = server::Options {
-            client_timeout: Duration::from_millis(cli.client_timeout_ms),
-            idle_exit: Duration::from_secs(cli.idle_exit_secs),
-            max_clients: usize::try_from(cli.max_clients).unwrap_or(512),
-        };
+        let options = cli.options();
         server::run(listener, config_rx, options, async {
             let _ = stop_rx.await;
         })

@@ -9,7 +9,7 @@
 //! A record that passes is counted; one that does not pass is not (whatever the caller then does
 //! with it), so a flood that is being refused does not extend its own penalty.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use telemetry::Config;
 
@@ -147,6 +147,60 @@ impl RateLimiter {
     /// Number of buckets held (for tests: memory stays bounded by the window).
     pub fn bucket_count(&self) -> usize {
         self.buckets.len()
+    }
+}
+
+/// One [`RateLimiter`] per sending uid, all with the same limits: the limits apply to each
+/// user on its own, so one user exhausting its window does not refuse anyone else's records.
+///
+/// Memory follows the number of uids that sent within the longest window: a uid whose windows
+/// are empty is forgotten when a new uid arrives.
+#[derive(Debug, Default)]
+pub struct PerUid {
+    limits: Limits,
+    /// Keyed by uid; `None` for a sender whose credentials could not be read.
+    by_uid: HashMap<Option<u32>, RateLimiter>,
+}
+
+impl PerUid {
+    /// Empty windows for every uid.
+    pub fn new(limits: Limits) -> PerUid {
+        PerUid {
+            limits,
+            by_uid: HashMap::new(),
+        }
+    }
+
+    /// Changes the limits of every uid (config reload); counts are kept.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+        for l in self.by_uid.values_mut() {
+            l.set_limits(limits);
+        }
+    }
+
+    /// [`RateLimiter::admit`] against `uid`'s own windows.
+    pub fn admit(&mut self, uid: Option<u32>, now_minute: u64, bytes: u64) -> bool {
+        if self.limits.is_disabled() {
+            return true;
+        }
+        if !self.by_uid.contains_key(&uid) {
+            // Forget the uids with nothing left in their windows before adding one.
+            self.by_uid.retain(|_, l| {
+                l.expire(now_minute);
+                l.bucket_count() > 0
+            });
+        }
+        let limits = self.limits;
+        self.by_uid
+            .entry(uid)
+            .or_insert_with(|| RateLimiter::new(limits))
+            .admit(now_minute, bytes)
+    }
+
+    /// Number of uids with state (tests: memory stays bounded).
+    pub fn uid_count(&self) -> usize {
+        self.by_uid.len()
     }
 }
 
@@ -297,5 +351,39 @@ mod tests {
         assert!(!r.admit(101, 0));
         r.set_limits(records(6, 10));
         assert!(r.admit(101, 0));
+    }
+
+    #[test]
+    fn each_uid_has_its_own_window() {
+        let mut p = PerUid::new(records(3, 1));
+        let m = 7_000;
+        for _ in 0..3 {
+            assert!(p.admit(Some(61234), m, 0));
+        }
+        assert!(!p.admit(Some(61234), m, 0), "this user is over its limit");
+        assert!(p.admit(Some(0), m, 0), "root is not refused for it");
+        assert!(p.admit(Some(61235), m, 0), "nor is anyone else");
+        assert!(p.admit(None, m, 0));
+        p.set_limits(records(4, 1));
+        assert!(p.admit(Some(61234), m, 0), "reload applies to every uid");
+        assert!(!p.admit(Some(61234), m, 0));
+    }
+
+    #[test]
+    fn uids_with_empty_windows_are_forgotten() {
+        let mut p = PerUid::new(records(3, 2));
+        for uid in 0..100 {
+            assert!(p.admit(Some(uid), 50, 0));
+        }
+        assert_eq!(p.uid_count(), 100);
+        assert!(p.admit(Some(5000), 60, 0));
+        assert_eq!(
+            p.uid_count(),
+            1,
+            "only the uid that sent within the window is kept"
+        );
+        let mut off = PerUid::new(Limits::default());
+        assert!(off.admit(Some(1), 1, 1));
+        assert_eq!(off.uid_count(), 0);
     }
 }

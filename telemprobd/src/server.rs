@@ -13,11 +13,13 @@ use telemetry::Config;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavior};
 
+use crate::fair::{Admitted, Fair, Ticket};
 use crate::fast;
 use crate::handler::{self, Shared};
 use crate::listener::Listener;
 use crate::machineid::{self, MachineId};
-use crate::ratelimit::{Limits, RateLimiter};
+use crate::peer::Peer;
+use crate::ratelimit::{Limits, PerUid};
 use crate::stats::{Stats, StatusWriter};
 use crate::store::{self, StoreConfig};
 
@@ -26,6 +28,10 @@ use crate::store::{self, StoreConfig};
 pub struct Options {
     /// Time a client has to send its whole frame.
     pub client_timeout: Duration,
+    /// Time a client has to send its first byte (capped by `client_timeout`).
+    pub first_byte_timeout: Duration,
+    /// Most connections one uid may have waiting for their frame (see [`crate::fair`]).
+    pub per_uid_clients: usize,
     /// Time without clients after which the daemon exits, when `daemon_recycling_enabled`.
     pub idle_exit: Duration,
     /// Most connections served at once.
@@ -36,6 +42,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             client_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(1),
+            per_uid_clients: 64,
             idle_exit: Duration::from_secs(300),
             max_clients: 512,
         }
@@ -72,16 +80,19 @@ pub async fn run(
     status.write(&stats, true);
     let shared = Arc::new(Shared {
         config: config.clone(),
-        limiter: Mutex::new(RateLimiter::new(Limits::from_config(&cfg))),
+        limiter: Mutex::new(PerUid::new(Limits::from_config(&cfg))),
         machine_id: machine_id.clone(),
         stats: stats.clone(),
         store: store.clone(),
         own_uid: rustix::process::getuid().as_raw(),
         client_timeout: options.client_timeout,
+        first_byte_timeout: options.first_byte_timeout,
         cfg_warned: AtomicBool::new(false),
     });
     let max = options.max_clients.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
+    let max_parked = parked_bound(max);
+    let (fair, mut promoted) = Fair::new(options.per_uid_clients, max_parked);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -104,14 +115,20 @@ pub async fn run(
         let recycling = config.borrow().daemon_recycling_enabled;
         tokio::select! {
             () = &mut shutdown => break Exit::Stopped,
-            (accepted, permit) = accept(&listener, &slots) => {
+            (accepted, permit) = accept(&listener, &slots, &fair) => {
                 last_activity = Instant::now();
                 match accepted {
                     Ok(fd) => {
                         // Served here if the whole frame is already queued, else by a task.
                         let others = || listener.has_waiting();
                         if let Err((fd, permit)) = fast::serve(fd, permit, &mut peek, &shared, others) {
-                            spawn_handler(fd, permit, &shared, &stop_rx);
+                            match Peer::of(&fd) {
+                                Ok(p) => match fair.admit(p.uid, fd) {
+                                    Admitted::Serve(fd, t) => spawn_handler(fd, permit, Some(t), &shared, &stop_rx),
+                                    Admitted::Parked => stats.bump(&stats.parked),
+                                },
+                                Err(_) => spawn_handler(fd, permit, None, &shared, &stop_rx),
+                            }
                         }
                     }
                     Err(e) => {
@@ -120,6 +137,14 @@ pub async fn run(
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                }
+            }
+            Some((fd, ticket)) = promoted.recv() => {
+                // A parked connection got its uid's free place: served as if just accepted.
+                let permit = slots.clone().try_acquire_owned().ok();
+                let others = || listener.has_waiting();
+                if let Err((fd, permit)) = fast::serve(fd, permit, &mut peek, &shared, others) {
+                    spawn_handler(fd, permit, Some(ticket), &shared, &stop_rx);
                 }
             }
             changed = config.changed(), if config_open => match changed {
@@ -141,6 +166,10 @@ pub async fn run(
         }
     };
 
+    // Parked connections are not served any more; they are closed with the registry (one that
+    // sent a frame sees a reset, not a clean end of stream it could take for success).
+    promoted.close();
+    drop(promoted);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // No new clients; the socket file goes first so new senders fail fast.
     listener.remove_socket_file();
@@ -159,21 +188,32 @@ pub async fn run(
     Ok(exit)
 }
 
-/// Waits for a free slot, then for a client. Cancel-safe: a slot taken without a client is
-/// given back when the future is dropped.
+/// Waits for a free slot, then for a client. When every slot is taken, the oldest connection
+/// of the uid holding the most is asked to make room first, so that whoever comes next is
+/// served rather than left in the backlog. Cancel-safe: a slot taken without a client is given
+/// back when the future is dropped.
 async fn accept(
     listener: &Listener,
     slots: &Arc<Semaphore>,
+    fair: &Fair,
 ) -> (io::Result<OwnedFd>, Option<OwnedSemaphorePermit>) {
-    let permit = slots.clone().acquire_owned().await.ok();
+    let permit = match slots.clone().try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            fair.evict_from_largest();
+            slots.clone().acquire_owned().await.ok()
+        }
+    };
     let accepted = listener.accept().await;
     (accepted, permit)
 }
 
-/// Serves a connection in a task of its own, which reads the frame as it comes, with a timeout.
+/// Serves a connection in a task of its own, which reads the frame as it comes, with a timeout,
+/// holding a place among its uid's connections.
 fn spawn_handler(
     fd: OwnedFd,
     permit: Option<OwnedSemaphorePermit>,
+    ticket: Option<Ticket>,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
 ) {
@@ -186,9 +226,32 @@ fn spawn_handler(
     };
     let (shared, stop) = (shared.clone(), stop.clone());
     tokio::spawn(async move {
-        handler::handle(stream, shared, stop).await;
+        handler::handle(stream, shared, stop, ticket).await;
         drop(permit);
     });
+}
+
+/// Descriptors left for parked connections: the soft `RLIMIT_NOFILE`, raised to the hard limit
+/// first (systemd's default hard limit is 524288), less the task slots and a reserve for the
+/// spool's files and the runtime; at most 65536.
+fn parked_bound(max_clients: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: l.maximum,
+        maximum: l.maximum,
+    };
+    let soft = match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => l.maximum,
+        Err(_) => l.current,
+    };
+    let soft = soft.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let bound = soft
+        .saturating_sub(max_clients)
+        .saturating_sub(256)
+        .min(65536);
+    tracing::debug!(bound, "connections that may be parked");
+    bound
 }
 
 async fn apply_config(

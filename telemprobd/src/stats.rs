@@ -23,6 +23,10 @@ pub struct Stats {
     pub spool_full: AtomicU64,
     /// Clients dropped for sending too slowly or nothing at all.
     pub timed_out: AtomicU64,
+    /// Idle or slow clients closed to make room for others (per-uid cap, or every slot taken).
+    pub evicted: AtomicU64,
+    /// Connections kept unread until their user had a free place (per-uid cap reached).
+    pub parked: AtomicU64,
     /// Bytes counted against the quota (a gauge, not a counter): the spool's size at the last
     /// scan plus what was stored since. Files telempostd removed show at the next scan, which
     /// happens when the count says full; hence the name, so that `telemctl status` does not
@@ -72,6 +76,8 @@ impl Stats {
             ("rate_limited", g(&self.rate_limited)),
             ("spool_full", g(&self.spool_full)),
             ("timed_out", g(&self.timed_out)),
+            ("evicted", g(&self.evicted)),
+            ("parked", g(&self.parked)),
             ("quota_used_bytes", g(&self.quota_used_bytes)),
         ]
     }

@@ -96,8 +96,9 @@ unsafe fn owned<'a>(t_ref: *mut telem_ref) -> Result<&'a mut Owned, c_int> {
 }
 
 /// Use `c_file` as the configuration for this process and embed its path in every record sent
-/// (the daemons then use it for those records). It must be an absolute path to a regular file.
-/// Returns 0, or -EINVAL (not absolute, not a regular file, bad string) or -errno from stat.
+/// (the daemons then use it for those records). It must be an absolute path to a regular file,
+/// valid UTF-8 of at most 4096 bytes without control characters (a newline, a tab, ...).
+/// Returns 0, or -EINVAL (any of that not met, not a regular file, NULL) or -errno from stat.
 ///
 /// # Safety
 /// `c_file` must be NULL or a NUL-terminated string.
@@ -105,9 +106,13 @@ unsafe fn owned<'a>(t_ref: *mut telem_ref) -> Result<&'a mut Owned, c_int> {
 pub unsafe extern "C" fn tm_set_config_file(c_file: *const c_char) -> c_int {
     guard(|| {
         // SAFETY: per this function's contract.
-        let path = match unsafe { c_str(c_file) } {
-            Ok(p) if p.starts_with('/') => PathBuf::from(p),
-            Ok(_) => return -EINVAL,
+        let path = match unsafe { c_bytes(c_file) } {
+            // The check every frame's CFG: path passes (absolute, bounded, no control
+            // character): refused here, where the caller can still hear about it.
+            Ok(b) => match crate::frame::check_cfg_path(b) {
+                Ok(p) => PathBuf::from(p),
+                Err(_) => return -EINVAL,
+            },
             Err(e) => return e,
         };
         match std::fs::metadata(&path) {
@@ -197,11 +202,14 @@ pub unsafe extern "C" fn tm_set_payload(t_ref: *mut telem_ref, payload: *mut c_c
     })
 }
 
-/// Send the record to telemprobd and wait (bounded, `send_timeout_ms`, 1 s by default) for its
+/// Send the record to telemprobd and wait (bounded, `send_timeout_ms`, 5 s by default) for its
 /// answer. Returns 0 when the record is stored (or when an older daemon closes without
 /// answering), -ECONNREFUSED when not opted in, -errno when the daemon cannot be reached, or the
 /// daemon's negative status (-EINVAL, -EMSGSIZE, -ENOSPC, -EBUSY for rate limited), -ETIMEDOUT
 /// when no answer came in time, -EIO after an internal error. The record is not freed.
+/// -ETIMEDOUT does not say the record was lost: the daemon may have it and store it later.
+/// Sending the same record again is safe: telemprobd answers a repeat of a record it stored
+/// recently with 0 and keeps one copy.
 ///
 /// # Safety
 /// `t_ref` must be NULL or a live handle.
@@ -240,4 +248,31 @@ pub unsafe extern "C" fn tm_free_record(t_ref: *mut telem_ref) {
             drop(unsafe { Box::from_raw(handle.record.cast::<Owned>()) });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_config_path_with_a_control_character_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        // Real regular files: only the name is wrong. A newline in the path would otherwise
+        // reach the spool file's CFG: line and forge the record's headers.
+        for name in ["x\nmachine_id: forged.conf", "x\r.conf", "x\x1b.conf"] {
+            let p = d.path().join(name);
+            std::fs::write(&p, "").unwrap();
+            let c = CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a NUL-terminated string.
+            assert_eq!(
+                unsafe { tm_set_config_file(c.as_ptr()) },
+                -EINVAL,
+                "{name:?}"
+            );
+        }
+        let long = CString::new(format!("/{}", "a".repeat(5000))).unwrap();
+        // SAFETY: a NUL-terminated string.
+        assert_eq!(unsafe { tm_set_config_file(long.as_ptr()) }, -EINVAL);
+    }
 }

@@ -234,3 +234,92 @@ proptest! {
         let _ = decode(&bytes);
     }
 }
+
+/// A frame whose `CFG:` path is `cfg` (raw bytes, unchecked), around the sample record.
+fn frame_with_raw_cfg(cfg: &[u8]) -> Vec<u8> {
+    let plain = encode(&sample(), None).unwrap();
+    let mut body = b"CFG:".to_vec();
+    body.extend_from_slice(cfg);
+    body.push(0);
+    body.extend_from_slice(&plain[4..]);
+    let mut f = ((body.len() + 4) as u32).to_le_bytes().to_vec();
+    f.extend_from_slice(&body);
+    f
+}
+
+#[test]
+fn a_cfg_path_with_a_control_character_is_rejected() {
+    // A newline would end the spool file's CFG: line early and let the rest of the path stand
+    // for the record's first header lines: a forged record.
+    let forged = format!("/etc/x.conf\n{}", HEADERS.replace("FFFFFFFF", "forged"));
+    for bad in [
+        forged.as_str(),
+        "/etc/x\n.conf",
+        "/etc/x\r.conf",
+        "/etc/\tx.conf",
+        "/etc/x\x7f.conf",
+        "/etc/x\u{85}.conf",
+        "/etc/x\x1b[2J.conf",
+    ] {
+        let e = decode(&frame_with_raw_cfg(bad.as_bytes())).unwrap_err();
+        assert!(matches!(e, FrameError::CfgPath(_)), "{bad:?}: {e:?}");
+        assert_eq!(e.errno(), crate::error::libc_errno::EINVAL);
+        assert!(encode(&sample(), Some(Path::new(bad))).is_err(), "{bad:?}");
+        assert!(check_cfg_path(bad.as_bytes()).is_err(), "{bad:?}");
+    }
+    for bad in ["", "relative.conf"] {
+        assert!(
+            decode(&frame_with_raw_cfg(bad.as_bytes())).is_err(),
+            "{bad:?}"
+        );
+    }
+    let long = format!("/{}", "a".repeat(MAX_CFG_PATH));
+    assert!(decode(&frame_with_raw_cfg(long.as_bytes())).is_err());
+    let fine = "/etc/telemetrics/été 2.conf";
+    let f = decode(&frame_with_raw_cfg(fine.as_bytes())).unwrap();
+    assert_eq!(f.cfg.as_deref(), Some(Path::new(fine)));
+}
+
+proptest! {
+    /// Whatever the daemon accepts from a frame, the spool file it writes reads back as the
+    /// same record with the same config path: no byte of a frame can forge spool content.
+    #[test]
+    fn every_accepted_frame_reads_back_from_its_spool_file(
+        payload in "[ -~\n\t]{0,200}",
+        cfg in "[/a-z.\n\r\t\x01-\x1f\u{7f}-\u{9f}é: ]{0,40}",
+        slash in any::<bool>(),
+        at in any::<usize>(),
+        b in any::<u8>(),
+    ) {
+        let mut cfg = cfg;
+        if slash {
+            cfg.insert(0, '/');
+        }
+        let mut bytes = frame_with_raw_cfg(cfg.as_bytes());
+        // Splice a valid record in place of the sample, then maybe flip one byte anywhere.
+        let mut r = sample();
+        r.set_payload(payload.as_bytes()).unwrap();
+        let plain = encode(&r, None).unwrap();
+        let head = bytes.len() - (encode(&sample(), None).unwrap().len() - 4);
+        bytes.truncate(head);
+        bytes.extend_from_slice(&plain[4..]);
+        let total = bytes.len() as u32;
+        bytes[..4].copy_from_slice(&total.to_le_bytes());
+        if at % 3 == 0 {
+            let i = at % bytes.len();
+            bytes[i] = b;
+        }
+        let accepted = decode(&bytes).ok().filter(|f| f.record.validate().is_ok());
+        if at % 3 != 0 && !cfg.chars().any(char::is_control) && slash {
+            prop_assert!(accepted.is_some(), "a clean frame is accepted");
+        }
+        if let Some(f) = accepted {
+            {
+                let file = crate::spool::encode(&f.record, f.cfg.as_deref());
+                let back = crate::spool::decode(&file).unwrap();
+                prop_assert_eq!(back.record, f.record);
+                prop_assert_eq!(back.cfg, f.cfg);
+            }
+        }
+    }
+}

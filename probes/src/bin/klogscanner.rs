@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use probes::args::KlogscannerArgs as Args;
 use probes::kmsg::{self, Resume};
-use probes::oops::{self, Oops, OopsParser};
+use probes::oops::{Oops, OopsParser};
 use probes::send::{load_config, Sender};
 use probes::{cli, state};
 
@@ -46,13 +46,60 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// `--file`: every oops in a saved log, including one still open at its end. A failed send
-/// stops the scan (the next oops would fail the same way).
+/// stops the scan (the next oops would fail the same way). Read line by line, each line cut at
+/// [`MAX_LINE`]: memory stays bounded whatever the file is (a huge log, `/dev/zero`).
 fn scan_file(sender: &mut Sender, path: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    for oops in oops::scan_text(&String::from_utf8_lossy(&bytes)) {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut parser = OopsParser::new();
+    let mut buf = Vec::new();
+    while read_line_bounded(&mut reader, &mut buf)
+        .with_context(|| format!("reading {}", path.display()))?
+    {
+        let text = String::from_utf8_lossy(&buf);
+        // As `str::lines`: a line ends at "\n" or "\r\n".
+        let line = text.strip_suffix('\r').unwrap_or(&text);
+        if let Some(oops) = parser.push_line(line) {
+            sender.submit_oops(&oops)?;
+        }
+    }
+    if let Some(oops) = parser.finish() {
         sender.submit_oops(&oops)?;
     }
     Ok(())
+}
+
+/// Longest line kept; the rest of a longer line is skipped. A kernel log line is at most a
+/// few KiB (a /dev/kmsg record with its dictionary), and a payload at most 8 KiB.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Reads the next line into `buf` (without its "\n"), keeping at most [`MAX_LINE`] bytes of
+/// it and skipping the rest. False at the end of the input with nothing read; a last line
+/// without "\n" counts.
+fn read_line_bounded(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    buf.clear();
+    let mut any = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(any);
+        }
+        any = true;
+        let (part, used, end) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(buf.len());
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+        reader.consume(used);
+        if end {
+            return Ok(true);
+        }
+    }
 }
 
 /// Reads kernel log records until the end of the input (never, for `/dev/kmsg`), skipping what
@@ -73,10 +120,9 @@ fn follow(sender: &mut Sender, path: &Path) -> anyhow::Result<()> {
     let mut last_seq = None;
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
+        match read_line_bounded(&mut reader, &mut buf) {
+            Ok(false) => break,
+            Ok(true) => {}
             Err(e) if e.raw_os_error() == Some(EPIPE) => {
                 tracing::warn!("kernel log records were overwritten before they were read");
                 continue;
@@ -85,7 +131,7 @@ fn follow(sender: &mut Sender, path: &Path) -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
         let text = String::from_utf8_lossy(&buf);
-        let Some(rec) = kmsg::parse_record(text.trim_end_matches('\n')) else {
+        let Some(rec) = kmsg::parse_record(&text) else {
             continue;
         };
         if resume

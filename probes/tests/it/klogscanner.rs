@@ -319,3 +319,88 @@ fn oversized_payload_is_cut_at_a_line_boundary_with_a_note() {
     let last_frame = p.lines().rfind(|l| l.starts_with('#')).unwrap();
     assert!(last_frame.ends_with(" - [kernel]"), "{last_frame}");
 }
+
+/// Resident memory of a running process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_endless_file_without_line_ends_is_read_in_bounded_memory() {
+    let env = TestEnv::new();
+    // /dev/zero: one line that never ends. Read whole, it grows until memory runs out.
+    let mut child = env
+        .cmd(EXE)
+        .args(["--file", "/dev/zero", "--dry-run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        peak = peak.max(rss_kib(child.id()));
+    }
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(exited.is_none(), "klogscanner stopped reading: {exited:?}");
+    assert!(peak > 0, "no RSS read");
+    assert!(
+        peak < 32 * 1024,
+        "klogscanner grew to {peak} KiB on /dev/zero"
+    );
+}
+
+#[test]
+fn a_large_file_is_scanned_as_a_stream_and_its_oops_found() {
+    let env = TestEnv::new();
+    let big = env.path("big.log");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        let noise = format!("[    1.000000] {}\n", "noise ".repeat(20));
+        // ~64 MiB of noise, a line far longer than any kernel line, then an oops.
+        for _ in 0..(64 << 20) / noise.len() {
+            f.write_all(noise.as_bytes()).unwrap();
+        }
+        f.write_all(&vec![b'x'; 1 << 20]).unwrap();
+        f.write_all(b"\n").unwrap();
+        f.write_all(&std::fs::read(sample("watchdog.txt")).unwrap())
+            .unwrap();
+    }
+    let child = env
+        .cmd(EXE)
+        .args(["--file", big.to_str().unwrap(), "--dry-run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let p = peak.clone();
+    let watcher = std::thread::spawn(move || {
+        while std::path::Path::new(&format!("/proc/{pid}/status")).exists() {
+            p.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    watcher.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = dry_run_records(&stdout(&out));
+    assert_eq!(records.len(), 1, "{}", stdout(&out));
+    assert_eq!(
+        header(&records[0].0, "classification"),
+        "org.clearlinux/kernel/warning"
+    );
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        peak < 32 * 1024,
+        "klogscanner grew to {peak} KiB on a 65 MiB file"
+    );
+}
