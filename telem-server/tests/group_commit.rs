@@ -54,13 +54,14 @@ async fn requests_waiting_for_a_commit_share_the_next_one() {
     let (ingest, writer) = Ingest::start(store.clone(), metrics.clone(), 256, 1024);
 
     // Another connection holds the write lock: the writer's first commit waits on it.
-    let mut blocker = sqlx::SqliteConnection::connect(&format!(
-        "sqlite://{}",
-        cfg.storage.path.display()
-    ))
-    .await
-    .unwrap();
-    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut blocker).await.unwrap();
+    let mut blocker =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", cfg.storage.path.display()))
+            .await
+            .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
 
     let first = {
         let i = ingest.clone();
@@ -76,13 +77,20 @@ async fn requests_waiting_for_a_commit_share_the_next_one() {
     // Generous: the twenty only need to be queued, which takes microseconds.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!first.is_finished(), "no answer before the commit");
-    sqlx::raw_sql("ROLLBACK").execute(&mut blocker).await.unwrap();
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
 
     first.await.unwrap().unwrap();
     for t in rest {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(commits(&metrics), 2, "one commit for the first, one for the twenty");
+    assert_eq!(
+        commits(&metrics),
+        2,
+        "one commit for the first, one for the twenty"
+    );
     assert_eq!(store.list(&Filter::default(), 100).await.unwrap().len(), 21);
     drop(ingest);
     writer.await.unwrap();
@@ -123,7 +131,10 @@ async fn a_record_the_database_refuses_does_not_fail_its_batch() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sqlx::raw_sql("ROLLBACK").execute(&mut blocker).await.unwrap();
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
     first.await.unwrap().unwrap();
     for t in tasks {
         let (n, r) = t.await.unwrap();

@@ -24,7 +24,8 @@ fn every_400_message_over_http() {
     let (s, _d) = server();
     let good = v4_headers(EVENT);
     let long = "x".repeat(250);
-    let cases: Vec<(Vec<(String, String)>, &str)> = vec![
+    let cases: Vec<(Vec<(String, String)>, &str)> =
+        vec![
         (with(&good, "X-Telemetry-TID", Some("nope")), "Telemetry ID mismatch"),
         (with(&good, "X-Telemetry-TID", None), "Telemetry ID mismatch"),
         (
@@ -91,16 +92,26 @@ fn every_400_message_over_http() {
     // The JSON form's own messages.
     let tid = vec![("X-Telemetry-TID".to_string(), TID.to_string())];
     for (body, want) in [
-        (&b"{\"severity\": 1, \"payload\": \"\"}"[..], "Request body is not a JSON object of strings"),
+        (
+            &b"{\"severity\": 1, \"payload\": \"\"}"[..],
+            "Request body is not a JSON object of strings",
+        ),
         (b"{\"severity\": \"1\"}", "Record payload is missing"),
     ] {
         let r = s.post("/v3/collector", &tid, body);
-        assert_eq!((r.status, r.json()["message"].clone()), (400, Value::from(want)));
+        assert_eq!(
+            (r.status, r.json()["message"].clone()),
+            (400, Value::from(want))
+        );
     }
     // Upstream answered a missing System-Name with a 500; so does the server, so clients retry.
     let r = s.post(
         "/v2/collector",
-        &with(&with(&good, "Record-Format-Version", Some("1")), "System-Name", None),
+        &with(
+            &with(&good, "Record-Format-Version", Some("1")),
+            "System-Name",
+            None,
+        ),
         b"p",
     );
     assert_eq!(r.status, 500);
@@ -147,8 +158,15 @@ fn concurrent_posts_of_one_record_make_one_row() {
             .collect();
         hs.into_iter().map(|t| t.join().unwrap()).collect()
     });
-    assert_eq!(statuses.iter().filter(|&&c| c == 201).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|&c| c == 201 || c == 200), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&c| c == 201 || c == 200),
+        "{statuses:?}"
+    );
     assert_eq!(records(&s, "").len(), 1);
 }
 
@@ -178,7 +196,10 @@ fn json_form_and_utf8_values_are_kept() {
     let r = s.post("/v3/collector", &tid, &serde_json::to_vec(&obj).unwrap());
     assert_eq!(r.status, 201, "{}", r.body);
     let got = &records(&s, "?payload=json")[0];
-    assert_eq!((got["payload"].clone(), got["form"].clone()), ("json \u{e9}".into(), "json".into()));
+    assert_eq!(
+        (got["payload"].clone(), got["form"].clone()),
+        ("json \u{e9}".into(), "json".into())
+    );
 
     // A form-encoded body is stored as an empty payload, as the backend did.
     let h = with(
@@ -231,18 +252,30 @@ fn query_api() {
         } else {
             "org.clearlinux/hello/world"
         };
-        let h = with(&v4_headers(&format!("{n:032x}")), "Classification", Some(class));
+        let h = with(
+            &v4_headers(&format!("{n:032x}")),
+            "Classification",
+            Some(class),
+        );
         let h = with(&h, "Build", Some(if n < 3 { "100" } else { "200" }));
-        let r = s.post("/v2/collector", &h, format!("payload number {n}").as_bytes());
+        let r = s.post(
+            "/v2/collector",
+            &h,
+            format!("payload number {n}").as_bytes(),
+        );
         assert_eq!(r.status, 201);
     }
     // Keyset pages: newest first, `next` until the last page.
     let p1 = s.get("/api/v1/records?limit=3").json();
     assert_eq!(p1["records"].as_array().unwrap().len(), 3);
     let next = p1["next"].as_i64().unwrap();
-    let p2 = s.get(&format!("/api/v1/records?limit=3&before_id={next}")).json();
+    let p2 = s
+        .get(&format!("/api/v1/records?limit=3&before_id={next}"))
+        .json();
     let next = p2["next"].as_i64().unwrap();
-    let p3 = s.get(&format!("/api/v1/records?limit=3&before_id={next}")).json();
+    let p3 = s
+        .get(&format!("/api/v1/records?limit=3&before_id={next}"))
+        .json();
     assert_eq!(p3["records"].as_array().unwrap().len(), 1);
     assert!(p3["next"].is_null());
     let payloads: Vec<String> = [&p1, &p2, &p3]
@@ -250,13 +283,19 @@ fn query_api() {
         .flat_map(|p| p["records"].as_array().unwrap().clone())
         .map(|r| r["payload"].as_str().unwrap().to_string())
         .collect();
-    let want: Vec<String> = (0..7).rev().map(|n| format!("payload number {n}")).collect();
+    let want: Vec<String> = (0..7)
+        .rev()
+        .map(|n| format!("payload number {n}"))
+        .collect();
     assert_eq!(payloads, want);
 
     let crash = records(&s, "?classification=org.clearlinux/crash/*&build=200");
     assert_eq!(crash.len(), 2);
     assert_eq!(records(&s, "?payload_regex=number%20%5B0-2%5D$").len(), 3);
-    assert_eq!(records(&s, "?not_payload_regex=number%20%5B0-2%5D$").len(), 4);
+    assert_eq!(
+        records(&s, "?not_payload_regex=number%20%5B0-2%5D$").len(),
+        4
+    );
 
     let id = crash[0]["id"].as_i64().unwrap();
     let one = s.get(&format!("/api/v1/records/{id}"));
@@ -266,7 +305,10 @@ fn query_api() {
     assert_eq!(s.get("/api/v1/records/abc").status, 400);
 
     let c = s.get("/api/v1/counts/build").json();
-    assert_eq!(c["counts"], serde_json::json!([{"key": "200", "count": 4}, {"key": "100", "count": 3}]));
+    assert_eq!(
+        c["counts"],
+        serde_json::json!([{"key": "200", "count": 4}, {"key": "100", "count": 3}])
+    );
     let c = s.get("/api/v1/counts/classification?build=100").json();
     assert_eq!(
         c["counts"],
@@ -275,12 +317,21 @@ fn query_api() {
             {"key": "org.clearlinux/hello/world", "count": 1}
         ])
     );
-    assert_eq!(s.get("/api/v1/counts/platform").json()["counts"][0]["count"], 7);
+    assert_eq!(
+        s.get("/api/v1/counts/platform").json()["counts"][0]["count"],
+        7
+    );
     assert_eq!(s.get("/api/v1/counts/day").json()["counts"][0]["count"], 7);
     assert_eq!(s.get("/api/v1/counts/colour").status, 404);
 
     // Bad parameters are 400 with a message, never a 500.
-    for q in ["?bogus=1", "?severity=high", "?payload_regex=(", "?limit=0", "?limit=5000"] {
+    for q in [
+        "?bogus=1",
+        "?severity=high",
+        "?payload_regex=(",
+        "?limit=0",
+        "?limit=5000",
+    ] {
         let r = s.get(&format!("/api/v1/records{q}"));
         assert_eq!(r.status, 400, "{q}: {}", r.body);
         assert!(r.json()["message"].is_string(), "{q}");
@@ -296,7 +347,11 @@ fn health_and_metrics() {
     s.post("/v2/collector", &h, b"p");
     s.post("/v2/collector", &h, b"p");
     s.post("/v2/collector", &with(&h, "Arch", Some("vax")), b"p");
-    s.post("/v2/collector", &with(&h, "Payload-Format-Version", Some("x")), b"p");
+    s.post(
+        "/v2/collector",
+        &with(&h, "Payload-Format-Version", Some("x")),
+        b"p",
+    );
     let m = s.get("/metrics");
     assert_eq!(m.status, 200);
     assert!(m.content_type.unwrap().starts_with("text/plain"));
@@ -323,4 +378,20 @@ fn records_answered_before_shutdown_are_kept() {
     s.stop();
     let s = TestServer::start(common::sqlite_config(dir.path()));
     assert_eq!(records(&s, "?limit=1000").len(), 20);
+}
+
+#[test]
+fn an_oversized_body_is_413_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::sqlite_config(dir.path());
+    cfg.max_body_bytes = 1024;
+    let s = TestServer::start(cfg);
+    let r = s.post("/v2/collector", &v4_headers(EVENT), &[b'x'; 2048]);
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        s.post("/v2/collector", &v4_headers(EVENT), &[b'x'; 1000])
+            .status,
+        201
+    );
+    assert_eq!(records(&s, "").len(), 1);
 }

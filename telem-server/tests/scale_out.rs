@@ -29,9 +29,20 @@ fn same_record_to_two_instances(cfg: Config) {
         hs.into_iter().flat_map(|t| t.join().unwrap()).collect()
     });
     for n in 0..10u32 {
-        let codes: Vec<u16> = statuses.iter().filter(|(m, _)| *m == n).map(|(_, c)| *c).collect();
-        assert_eq!(codes.iter().filter(|&&c| c == 201).count(), 1, "record {n}: {codes:?}");
-        assert!(codes.iter().all(|&c| c == 200 || c == 201), "record {n}: {codes:?}");
+        let codes: Vec<u16> = statuses
+            .iter()
+            .filter(|(m, _)| *m == n)
+            .map(|(_, c)| *c)
+            .collect();
+        assert_eq!(
+            codes.iter().filter(|&&c| c == 201).count(),
+            1,
+            "record {n}: {codes:?}"
+        );
+        assert!(
+            codes.iter().all(|&c| c == 200 || c == 201),
+            "record {n}: {codes:?}"
+        );
     }
     for s in [&a, &b] {
         let r = s.get("/api/v1/records?limit=1000");
