@@ -19,7 +19,7 @@ use telemetry::collector_protocol::{
 use telemetry::timefmt::utc_string;
 use tracing::{debug, warn};
 
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, IngestError};
 use crate::metrics::Metrics;
 use crate::store::{CountBy, Filter, Inserted, NewRecord, Store, StoreError, StoredRecord};
 
@@ -176,6 +176,15 @@ async fn collect_inner(st: &AppState, form: Form, headers: &HeaderMap, body: &[u
                 _ => StoredRecord { id, record },
             };
             (StatusCode::OK, Json(Echo::from(&stored))).into_response()
+        }
+        Err(IngestError::Store(e)) if e.is_data_error() => {
+            // A retry would fail the same way: refuse the record so the client drops it.
+            st.metrics.rejected("unstorable");
+            debug!(error = %e, "record refused by the database");
+            message(
+                StatusCode::BAD_REQUEST,
+                &format!("Record cannot be stored: {e}"),
+            )
         }
         Err(e) => {
             warn!(error = %e, "record not stored");

@@ -63,3 +63,21 @@ fn sqlite_two_instances_one_row_per_record() {
     let dir = tempfile::tempdir().unwrap();
     same_record_to_two_instances(common::sqlite_config(dir.path()));
 }
+
+#[test]
+fn a_record_postgres_cannot_hold_is_refused_not_retried() {
+    let Some(pg) = common::pg::cluster() else {
+        return;
+    };
+    let s = TestServer::start(common::pg_config(&pg.database()));
+    let r = s.post("/v2/collector", &v4_headers(common::EVENT), b"nul \0 byte");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Record cannot be stored"));
+    let ok = s.post("/v2/collector", &v4_headers(common::EVENT), b"no nul");
+    assert_eq!(ok.status, 201);
+    let m = s.get("/metrics").body;
+    assert!(m.contains("reason=\"unstorable\"} 1\n"), "{m}");
+}

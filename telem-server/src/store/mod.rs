@@ -30,6 +30,19 @@ pub enum StoreError {
     BadFilter(String),
 }
 
+impl StoreError {
+    /// Whether the database refused the data itself (SQLSTATE class 22, "data exception", e.g.
+    /// PostgreSQL's refusal of a NUL character in text): retrying the same record cannot help.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|c| c.len() == 5 && c.starts_with("22")),
+            _ => false,
+        }
+    }
+}
+
 /// A validated record, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecord {
