@@ -17,6 +17,10 @@ command -v mount >/dev/null || need+=(mount)
 command -v xz >/dev/null || need+=(xz-utils)
 # scripts/check-under-systemd.sh boots this OS under systemd-nspawn to run the real units.
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+# telem-server's PostgreSQL tests run initdb and postgres from /usr/lib/postgresql/*/bin in a
+# private cluster of their own (as nobody, via setpriv): the package's own service is not used.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -10,11 +10,13 @@
 //! - [`config`]: `telemetrics.conf`, layered; [`env`] the environment variables.
 //! - [`optin`], [`machine_id`]: opt-in files and the machine id.
 //! - [`client`]: sending a record and reading telemprobd's acknowledgement.
+//! - [`collector_protocol`]: the checks a collector applies to a record received over HTTP.
 //!
 //! The C library (`libtelemetry.so.4`, `telemetry.h`) is the `ffi` module, the only place with
 //! `unsafe` code.
 
 pub mod client;
+pub mod collector_protocol;
 pub mod config;
 pub mod env;
 pub mod error;

@@ -1,0 +1,420 @@
+//! HTTP routes: the collector endpoints, the query API, `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+use telemetry::collector_protocol::{
+    check_request, decode_text, normalize_name, Fields, Form, Rejection,
+};
+use telemetry::timefmt::utc_string;
+use tracing::{debug, warn};
+
+use crate::ingest::{Ingest, IngestError};
+use crate::metrics::Metrics;
+use crate::store::{CountBy, Filter, Inserted, NewRecord, Store, StoreError, StoredRecord};
+
+/// Default and largest page of `GET /api/v1/records`.
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+
+/// What every handler shares.
+pub struct AppState {
+    pub tid: String,
+    pub fleet_token: Option<String>,
+    pub query_token: Option<String>,
+    pub ingest: Ingest,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+type Shared = Arc<AppState>;
+
+/// The router of one server.
+pub fn router(state: Shared, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/", post(collect_headers))
+        .route("/v2/collector", post(collect_headers))
+        .route("/v3/collector", post(collect_json))
+        .route("/api/v1/records", get(list_records))
+        .route("/api/v1/records/{id}", get(one_record))
+        .route("/api/v1/counts/{by}", get(counts))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn message(status: StatusCode, msg: &str) -> Response {
+    (status, Json(json!({ "message": msg }))).into_response()
+}
+
+/// `a == b` in time that depends only on the lengths.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`.
+fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|given| same_secret(given, token.as_bytes()))
+}
+
+fn unauthorized() -> Response {
+    let mut r = message(StatusCode::UNAUTHORIZED, "credential missing or wrong");
+    r.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+async fn collect_headers(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    collect(&st, Form::Headers, &headers, &body).await
+}
+
+async fn collect_json(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    collect(&st, Form::Json, &headers, &body).await
+}
+
+/// Header names normalized as the backend saw them, values kept as UTF-8 when they are (the
+/// backend read them as Latin-1 and stored non-ASCII text garbled). The first of repeated
+/// headers wins.
+fn fields(headers: &HeaderMap) -> Fields {
+    let mut out = Fields::new();
+    for (name, value) in headers {
+        out.entry(normalize_name(name.as_str()))
+            .or_insert_with(|| decode_text(value.as_bytes()));
+    }
+    out
+}
+
+/// A bounded metric label for a rejection: the message, without the echo of a client's value.
+fn reason(msg: &str) -> &str {
+    match msg.split_once(", invalid literal") {
+        Some((head, _)) => head,
+        None => msg.split_once(", int() argument").map_or(msg, |(h, _)| h),
+    }
+}
+
+async fn collect(st: &AppState, form: Form, headers: &HeaderMap, body: &[u8]) -> Response {
+    let started = Instant::now();
+    let resp = collect_inner(st, form, headers, body).await;
+    st.metrics.latency(started.elapsed());
+    resp
+}
+
+async fn collect_inner(st: &AppState, form: Form, headers: &HeaderMap, body: &[u8]) -> Response {
+    if let Some(token) = &st.fleet_token {
+        if !bearer_ok(headers, token) {
+            st.metrics.rejected("fleet token");
+            return unauthorized();
+        }
+    }
+    let sub = match check_request(form, &fields(headers), body, &st.tid) {
+        Ok(s) => s,
+        Err(Rejection::BadRequest(msg)) => {
+            st.metrics.rejected(reason(&msg));
+            debug!(%msg, "record refused");
+            return message(StatusCode::BAD_REQUEST, &msg);
+        }
+        Err(Rejection::ServerError(why)) => {
+            // The backend answered these with a 500; a client retries them, as it should.
+            st.metrics.rejected("server error");
+            debug!(why, "record refused with 500 as the backend did");
+            return message(StatusCode::INTERNAL_SERVER_ERROR, &why);
+        }
+    };
+    let Ok(ts_capture) = i64::try_from(sub.accepted.ts_capture) else {
+        st.metrics.rejected("server error");
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "timestamp out of range");
+    };
+    let a = &sub.accepted;
+    let record = NewRecord {
+        identity: a.identity(sub.payload.as_bytes()).to_string(),
+        form: form.as_str().to_string(),
+        external: a.external,
+        machine_id: a.machine_id.clone(),
+        classification: a.classification.clone(),
+        severity: a.severity,
+        build: a.build.clone(),
+        kernel_version: a.kernel_version.clone(),
+        arch: a.arch.clone(),
+        host_type: a.host_type.clone(),
+        board_name: a.board_name.clone(),
+        cpu_model: a.cpu_model.clone(),
+        bios_version: a.bios_version.clone(),
+        system_name: a.system_name.clone(),
+        event_id: a.event_id.clone(),
+        payload_version: a.payload_version,
+        record_version: a.record_version,
+        ts_capture,
+        ts_reception: crate::store::schema::unix_now(),
+        payload: sub.payload,
+    };
+    match st.ingest.submit(record.clone()).await {
+        Ok(Inserted::New(id)) => {
+            st.metrics.ingested();
+            let stored = StoredRecord { id, record };
+            (StatusCode::CREATED, Json(Echo::from(&stored))).into_response()
+        }
+        Ok(Inserted::Duplicate(id)) => {
+            st.metrics.duplicate();
+            debug!(id, "record already stored");
+            // The stored row, not this request's copy: its reception time is the first one.
+            let stored = match st.store.get(id).await {
+                Ok(Some(s)) => s,
+                _ => StoredRecord { id, record },
+            };
+            (StatusCode::OK, Json(Echo::from(&stored))).into_response()
+        }
+        Err(IngestError::Store(e)) if e.is_data_error() => {
+            // A retry would fail the same way: refuse the record so the client drops it.
+            st.metrics.rejected("unstorable");
+            debug!(error = %e, "record refused by the database");
+            message(
+                StatusCode::BAD_REQUEST,
+                &format!("Record cannot be stored: {e}"),
+            )
+        }
+        Err(e) => {
+            warn!(error = %e, "record not stored");
+            let mut r = message(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable");
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(5u32));
+            r
+        }
+    }
+}
+
+fn unix_string(secs: i64) -> String {
+    utc_string(u64::try_from(secs).unwrap_or(0))
+}
+
+/// The record as the backend's 201 body described it (keys sorted, as the backend wrote them).
+#[derive(Serialize)]
+pub struct Echo<'a> {
+    arch: &'a str,
+    bios_version: &'a str,
+    board_name: &'a str,
+    build: &'a str,
+    classification: &'a str,
+    cpu_model: &'a str,
+    event_id: &'a str,
+    external: bool,
+    id: i64,
+    kernel_version: &'a str,
+    machine_id: &'a str,
+    machine_type: &'a str,
+    payload: &'a str,
+    record_version: i64,
+    severity: i64,
+    ts_capture: String,
+    ts_reception: String,
+}
+
+impl<'a> From<&'a StoredRecord> for Echo<'a> {
+    fn from(s: &'a StoredRecord) -> Self {
+        let r = &s.record;
+        Echo {
+            arch: &r.arch,
+            bios_version: &r.bios_version,
+            board_name: &r.board_name,
+            build: &r.build,
+            classification: &r.classification,
+            cpu_model: &r.cpu_model,
+            event_id: &r.event_id,
+            external: r.external,
+            id: s.id,
+            kernel_version: &r.kernel_version,
+            machine_id: &r.machine_id,
+            machine_type: &r.host_type,
+            payload: &r.payload,
+            record_version: r.record_version,
+            severity: r.severity,
+            ts_capture: unix_string(r.ts_capture),
+            ts_reception: unix_string(r.ts_reception),
+        }
+    }
+}
+
+/// A record in the query API: the 201 body and what it leaves out.
+#[derive(Serialize)]
+struct ApiRecord<'a> {
+    #[serde(flatten)]
+    echo: Echo<'a>,
+    identity: &'a str,
+    system_name: &'a str,
+    payload_version: i64,
+    form: &'a str,
+    ts_capture_unix: i64,
+    ts_reception_unix: i64,
+}
+
+impl<'a> From<&'a StoredRecord> for ApiRecord<'a> {
+    fn from(s: &'a StoredRecord) -> Self {
+        let r = &s.record;
+        ApiRecord {
+            echo: Echo::from(s),
+            identity: &r.identity,
+            system_name: &r.system_name,
+            payload_version: r.payload_version,
+            form: &r.form,
+            ts_capture_unix: r.ts_capture,
+            ts_reception_unix: r.ts_reception,
+        }
+    }
+}
+
+/// Checks the query credential; `None` when the request may go on.
+fn query_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
+    match &st.query_token {
+        Some(t) if !bearer_ok(headers, t) => Some(unauthorized()),
+        _ => None,
+    }
+}
+
+fn store_error(e: StoreError) -> Response {
+    match e {
+        StoreError::BadFilter(m) => message(StatusCode::BAD_REQUEST, &m),
+        e => {
+            warn!(error = %e, "query failed");
+            message(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+        }
+    }
+}
+
+fn bad_query(r: QueryRejection) -> Response {
+    message(StatusCode::BAD_REQUEST, &r.body_text())
+}
+
+async fn list_records(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> Response {
+    if let Some(r) = query_denied(&st, &headers) {
+        return r;
+    }
+    let Query(f) = match q {
+        Ok(q) => q,
+        Err(r) => return bad_query(r),
+    };
+    let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return message(
+            StatusCode::BAD_REQUEST,
+            &format!("limit must be between 1 and {MAX_LIMIT}"),
+        );
+    }
+    match st.store.list(&f, limit).await {
+        Ok(rows) => {
+            // A full page may have more behind it: the cursor for the next one.
+            let next = (rows.len() as i64 == limit)
+                .then(|| rows.last().map(|r| r.id))
+                .flatten();
+            let records: Vec<ApiRecord> = rows.iter().map(ApiRecord::from).collect();
+            Json(json!({ "records": records, "next": next })).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn one_record(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = query_denied(&st, &headers) {
+        return r;
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return message(StatusCode::BAD_REQUEST, "record id must be an integer");
+    };
+    match st.store.get(id).await {
+        Ok(Some(rec)) => Json(ApiRecord::from(&rec)).into_response(),
+        Ok(None) => message(StatusCode::NOT_FOUND, "no such record"),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn counts(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Path(by): Path<String>,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> Response {
+    if let Some(r) = query_denied(&st, &headers) {
+        return r;
+    }
+    let by = match by.as_str() {
+        "classification" => CountBy::Classification,
+        "build" => CountBy::Build,
+        "platform" => CountBy::Platform,
+        "day" => CountBy::Day,
+        _ => {
+            return message(
+                StatusCode::NOT_FOUND,
+                "counts are by classification, build, platform or day",
+            )
+        }
+    };
+    let Query(f) = match q {
+        Ok(q) => q,
+        Err(r) => return bad_query(r),
+    };
+    match st.store.counts(by, &f).await {
+        Ok(c) => Json(json!({ "counts": c })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn healthz(State(st): State<Shared>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            warn!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(st): State<Shared>) -> Response {
+    let mut r = st.metrics.render().into_response();
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn reasons_drop_client_text() {
+        assert_eq!(
+            reason(
+                "Error parsing payload_format_version, invalid literal for int() with base 10: 'x'"
+            ),
+            "Error parsing payload_format_version"
+        );
+        assert_eq!(reason("Telemetry ID mismatch"), "Telemetry ID mismatch");
+    }
+}

@@ -1,0 +1,108 @@
+//! Group commit: requests hand their record to one writer task, which commits everything that
+//! is waiting in one transaction and answers each request after the commit.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+use crate::store::{Inserted, NewRecord, Store, StoreError};
+
+/// A record waiting for the writer and where to send its outcome.
+struct Job {
+    record: NewRecord,
+    reply: oneshot::Sender<Result<Inserted, Arc<StoreError>>>,
+}
+
+/// The handle requests use; cloning is cheap.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Why a record could not be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the writer has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
+
+impl Ingest {
+    /// Starts the writer on `store`. It ends once every `Ingest` clone is dropped and the
+    /// queue is drained.
+    pub fn start(
+        store: Store,
+        metrics: Arc<Metrics>,
+        batch_max: usize,
+        queue: usize,
+    ) -> (Ingest, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let task = tokio::spawn(writer(store, metrics, rx, batch_max));
+        (Ingest { tx }, task)
+    }
+
+    /// Stores `record` durably, or finds it stored already; returns once committed.
+    pub async fn submit(&self, record: NewRecord) -> Result<Inserted, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { record, reply })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        match answer.await {
+            Ok(r) => r.map_err(IngestError::Store),
+            Err(_) => Err(IngestError::Stopped),
+        }
+    }
+}
+
+async fn writer(
+    store: Store,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Job>,
+    batch_max: usize,
+) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
+    // Waits for one record, then takes whatever else arrived meanwhile: no timer, so a lone
+    // record is committed at once and a burst shares one transaction.
+    while rx.recv_many(&mut jobs, batch_max).await > 0 {
+        let records: Vec<NewRecord> = jobs.iter().map(|j| j.record.clone()).collect();
+        match store.insert_batch(&records).await {
+            Ok(outcomes) => {
+                metrics.batch();
+                debug!(records = records.len(), "batch committed");
+                for (job, out) in jobs.drain(..).zip(outcomes) {
+                    let _ = job.reply.send(Ok(out));
+                }
+            }
+            Err(e) if jobs.len() > 1 => {
+                // One bad record must not fail its neighbours: commit each on its own.
+                warn!(error = %e, records = jobs.len(), "batch failed; committing one by one");
+                for job in jobs.drain(..) {
+                    let r = store
+                        .insert_batch(std::slice::from_ref(&job.record))
+                        .await
+                        .map_err(Arc::new)
+                        .and_then(|v| v.into_iter().next().ok_or_else(|| Arc::new(empty())));
+                    if r.is_ok() {
+                        metrics.batch();
+                    }
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "commit failed");
+                let e = Arc::new(e);
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn empty() -> StoreError {
+    StoreError::Db(sqlx::Error::RowNotFound)
+}

@@ -1,0 +1,19 @@
+//! telem-server: the telemetry backend. It receives records over the collector protocol
+//! (`telemetry::collector_protocol` holds the checks), stores each once in SQLite or
+//! PostgreSQL, and answers queries over a small JSON API.
+//!
+//! - [`config`]: the TOML configuration and its checks.
+//! - [`store`]: the storage interface, its two engines, filters and migrations.
+//! - [`ingest`]: group commit (one writer task, one transaction per burst).
+//! - [`http`]: the routes; [`metrics`]: the `/metrics` counters.
+//! - [`server`]: `run`, which wires them together for a bound listener and a shutdown future.
+
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::run;

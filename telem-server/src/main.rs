@@ -1,0 +1,96 @@
+//! `telem-server`: wiring only (arguments, logging, signals); the server is the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use telem_server::config::{Config, DEFAULT_PATH};
+use tracing_subscriber::EnvFilter;
+
+/// Telemetry backend: receives records over the collector protocol, stores each once in SQLite
+/// or PostgreSQL, and answers queries (see docs/server.md).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(short, long, env = "TELEM_SERVER_CONFIG", default_value = DEFAULT_PATH, global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Read and check the configuration, print it as understood, and exit.
+    CheckConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = Config::load(&cli.config)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            println!("{}: ok", cli.config.display());
+            println!("listen = {}", cfg.listen);
+            println!("storage.engine = {:?}", cfg.storage.engine);
+            println!(
+                "query API credential: {}",
+                if cfg.query_token.is_some() {
+                    "required"
+                } else {
+                    "none (loopback only)"
+                }
+            );
+            println!(
+                "fleet token: {}",
+                if cfg.fleet_token.is_some() {
+                    "required"
+                } else {
+                    "not required"
+                }
+            );
+            Ok(())
+        }
+        Command::Serve => serve(cfg),
+    }
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        telem_server::run(&cfg, listener, shutdown_signal())
+            .await
+            .context("telem-server")
+    })
+}
+
+/// SIGTERM (systemd) or SIGINT (a terminal).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}

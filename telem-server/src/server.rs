@@ -1,0 +1,62 @@
+//! Running a server: open the store, start the writer, serve until the shutdown future ends,
+//! then drain the writer so every answered record is committed.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// Why a server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `cfg` on `listener` until `shutdown` completes.
+pub async fn run(
+    cfg: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let store = Store::open(cfg).await?;
+    info!(
+        engine = ?cfg.storage.engine,
+        schema = store.schema_version().await?,
+        "store ready"
+    );
+    let metrics = Arc::new(Metrics::default());
+    let (ingest, writer) = Ingest::start(
+        store.clone(),
+        metrics.clone(),
+        cfg.ingest.batch_max,
+        cfg.ingest.queue,
+    );
+    let state = Arc::new(AppState {
+        tid: cfg.tid.clone(),
+        fleet_token: cfg.fleet_token.clone(),
+        query_token: cfg.query_token.clone(),
+        ingest,
+        store: store.clone(),
+        metrics,
+    });
+    info!(addr = %listener.local_addr()?, "listening");
+    let app = router(state, cfg.max_body_bytes);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    // The router (and with it every Ingest handle) is gone: the writer finishes its queue.
+    let _ = writer.await;
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}

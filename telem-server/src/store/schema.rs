@@ -1,0 +1,121 @@
+//! Versioned schema migrations, per engine. A migration is applied once, in order, inside the
+//! transaction that records its version in `schema_migrations`; a database newer than this
+//! program is refused rather than guessed at.
+
+/// Version and DDL of each SQLite migration.
+pub const SQLITE: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE records (
+        id INTEGER PRIMARY KEY,
+        identity TEXT NOT NULL UNIQUE,
+        form TEXT NOT NULL,
+        external BOOLEAN NOT NULL,
+        machine_id TEXT NOT NULL,
+        classification TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        build TEXT NOT NULL,
+        kernel_version TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        host_type TEXT NOT NULL,
+        board_name TEXT NOT NULL,
+        cpu_model TEXT NOT NULL,
+        bios_version TEXT NOT NULL,
+        system_name TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        payload_version INTEGER NOT NULL,
+        record_version INTEGER NOT NULL,
+        ts_capture INTEGER NOT NULL,
+        ts_reception INTEGER NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX records_classification ON records (classification, id);
+    CREATE INDEX records_build ON records (build, id);
+    CREATE INDEX records_machine ON records (machine_id, id);
+    CREATE INDEX records_platform ON records (host_type, id);
+    CREATE INDEX records_reception ON records (ts_reception, id);
+    CREATE INDEX records_event ON records (event_id);",
+)];
+
+/// Version and DDL of each PostgreSQL migration.
+pub const POSTGRES: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE records (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        identity TEXT NOT NULL UNIQUE,
+        form TEXT NOT NULL,
+        external BOOLEAN NOT NULL,
+        machine_id TEXT NOT NULL,
+        classification TEXT NOT NULL,
+        severity BIGINT NOT NULL,
+        build TEXT NOT NULL,
+        kernel_version TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        host_type TEXT NOT NULL,
+        board_name TEXT NOT NULL,
+        cpu_model TEXT NOT NULL,
+        bios_version TEXT NOT NULL,
+        system_name TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        payload_version BIGINT NOT NULL,
+        record_version BIGINT NOT NULL,
+        ts_capture BIGINT NOT NULL,
+        ts_reception BIGINT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX records_classification ON records (classification text_pattern_ops, id);
+    CREATE INDEX records_build ON records (build, id);
+    CREATE INDEX records_machine ON records (machine_id, id);
+    CREATE INDEX records_platform ON records (host_type, id);
+    CREATE INDEX records_reception ON records (ts_reception, id);
+    CREATE INDEX records_event ON records (event_id);",
+)];
+
+/// The table that records applied versions (same DDL on both engines).
+pub const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY,
+    applied_at BIGINT NOT NULL
+)";
+
+/// The newest version in `list`.
+pub fn latest(list: &[(i64, &str)]) -> i64 {
+    list.iter().map(|(v, _)| *v).max().unwrap_or(0)
+}
+
+/// Runs the migrations of `$list` newer than the database's version inside `$tx`.
+macro_rules! migrate {
+    ($tx:ident, $list:expr) => {{
+        use sqlx::Row as _;
+        sqlx::raw_sql($crate::store::schema::VERSIONS_TABLE)
+            .execute(&mut *$tx)
+            .await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+            .fetch_one(&mut *$tx)
+            .await?;
+        let current: i64 = row.try_get("v")?;
+        let known = $crate::store::schema::latest($list);
+        if current > known {
+            return Err($crate::store::StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        for (version, ddl) in $list.iter().filter(|(v, _)| *v > current) {
+            tracing::info!(version, "applying schema migration");
+            sqlx::raw_sql(ddl).execute(&mut *$tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind($crate::store::schema::unix_now())
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use migrate;
+
+/// Unix time now, seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,197 @@
+//! Test harness: a server on its own thread and runtime, HTTP helpers, good records, and a
+//! private PostgreSQL cluster.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod pg;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use telem_server::config::{Config, Engine, DEFAULT_TID};
+use tokio::sync::oneshot;
+
+pub const TID: &str = DEFAULT_TID;
+
+/// A config for a loopback server on an SQLite file under `dir`.
+pub fn sqlite_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.storage.engine = Engine::Sqlite;
+    c.storage.path = dir.join("records.db");
+    c
+}
+
+/// A config for a loopback server on the PostgreSQL database at `url`.
+pub fn pg_config(url: &str) -> Config {
+    let mut c = Config::default();
+    c.storage.engine = Engine::Postgres;
+    c.storage.url = Some(url.to_string());
+    c
+}
+
+/// A running server. Stops (gracefully) on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(cfg: Config) -> TestServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                telem_server::run(&cfg, l, async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server failed");
+            });
+        });
+        TestServer {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn post(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> Reply {
+        post(&self.url(path), headers, body)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        get(&self.url(path), &[])
+    }
+
+    /// Stops and waits for the server to finish.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread panicked");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.shutdown();
+        }
+    }
+}
+
+/// Status, headers of interest and body of an answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub content_type: Option<String>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn reply(mut r: ureq::http::Response<ureq::Body>) -> Reply {
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Reply {
+        status: r.status().as_u16(),
+        body: r.body_mut().read_to_string().unwrap(),
+        content_type,
+    }
+}
+
+pub fn post(url: &str, headers: &[(String, String)], body: &[u8]) -> Reply {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    reply(req.send(body).unwrap())
+}
+
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    reply(req.call().unwrap())
+}
+
+/// The headers of a good record-format-4 record with this event id.
+pub fn v4_headers(event_id: &str) -> Vec<(String, String)> {
+    [
+        ("X-Telemetry-TID", TID),
+        ("Record-Format-Version", "4"),
+        ("Classification", "org.clearlinux/hello/world"),
+        ("Severity", "1"),
+        ("Machine-Id", "0123456789abcdef0123456789abcdef"),
+        ("Creation-Timestamp", "1700000000"),
+        ("Arch", "x86_64"),
+        ("Host-Type", "QEMU|Standard PC"),
+        ("Build", "40000"),
+        ("Kernel-Version", "6.1.0-13-amd64"),
+        ("Payload-Format-Version", "1"),
+        ("System-Name", "clear-linux-os"),
+        ("Board-Name", "blank|blank"),
+        ("Cpu-Model", "Intel(R) Core(TM)"),
+        ("Bios-Version", "1.16.0"),
+        ("Event-Id", event_id),
+        ("Content-Type", "application/text"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// `headers` with `name` set to `value` (added if absent), or removed when `value` is None.
+pub fn with(
+    headers: &[(String, String)],
+    name: &str,
+    value: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
+        .cloned()
+        .collect();
+    if let Some(v) = value {
+        out.push((name.to_string(), v.to_string()));
+    }
+    out
+}
+
+pub const EVENT: &str = "3a2d799826edc6266d72824d2aac6763";
