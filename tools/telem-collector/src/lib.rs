@@ -1,6 +1,6 @@
 //! A local stand-in for the Clear Linux telemetrics-backend collector, for tests.
 //!
-//! It validates records exactly as the upstream collector does (collector-protocol.md §3),
+//! It validates records exactly as the upstream collector does (docs/collector-protocol.md),
 //! also accepts the v2.4 client's JSON body on `/v3/collector`, keeps what it accepted, logs
 //! every request, and can be told to misbehave (status codes, delays, dropped connections).
 //! See docs/test-collector.md.
@@ -9,7 +9,9 @@ mod collector;
 mod server;
 mod state;
 mod tls;
-pub mod validate;
+/// The record checks live in the shared core, one implementation for this collector and
+/// telem-server.
+pub use telemetry::collector_protocol as validate;
 
 pub use collector::Collector;
 pub use server::{serve, serve_with, Dropped};
