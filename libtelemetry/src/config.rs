@@ -1,5 +1,5 @@
 //! Configuration: every key of the original `telemetrics.conf` with its default, plus our own
-//! keys, the original INI dialect, and per-key layering (contract §1):
+//! keys, the original INI dialect, and per-key layering (docs/configuration.md):
 //!
 //! built-in defaults < `/usr/share/defaults/telemetrics/telemetrics.conf`
 //!                   < `/etc/telemetrics/telemetrics.conf`
@@ -34,6 +34,11 @@ pub const DEFAULT_TIDHEADER: &str = "X-Telemetry-TID: 6907c830-eed9-4ce9-81ae-76
 /// How long `tm_send_record` waits by default: well above the slowest durable write measured on
 /// a loaded disk (0.65 s), so a busy disk does not make senders give up on stored records.
 pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 5000;
+/// rasprobe's flood-control window, seconds: a failing DIMM's storm of corrected errors becomes
+/// one record a minute per source.
+pub const DEFAULT_RAS_STORM_WINDOW: u64 = 60;
+/// Uncorrected-error records rasprobe sends at once per source and window.
+pub const DEFAULT_RAS_UNCORRECTED_LIMIT: u32 = 10;
 /// Vendor defaults file, below the root prefix.
 pub const VENDOR_CONFIG: &str = "/usr/share/defaults/telemetrics/telemetrics.conf";
 /// Administrator's file, below the root prefix.
@@ -253,6 +258,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Probe caches (pstore copies, crash flood control).
     pub cache_dir: PathBuf,
+    /// rasprobe: seconds in which errors of one kind on one source become one record (also how
+    /// often the thermal counters are read).
+    pub ras_storm_window: u64,
+    /// rasprobe: uncorrected-error records sent at once per source and window; more are counted
+    /// into one record at the window's end.
+    pub ras_uncorrected_limit: u32,
 
     /// Where each key's value came from.
     pub sources: BTreeMap<&'static str, Source>,
@@ -397,6 +408,16 @@ const KEYS: &[(&str, Setter)] = &[
     ("retention_dir", |c, v| set_path(&mut c.retention_dir, v)),
     ("state_dir", |c, v| set_path(&mut c.state_dir, v)),
     ("cache_dir", |c, v| set_path(&mut c.cache_dir, v)),
+    ("ras_storm_window", |c, v| {
+        let (n, note) = values::int_in(v, 1..=86_400, "a window in seconds")?;
+        c.ras_storm_window = u64::try_from(n).unwrap_or(DEFAULT_RAS_STORM_WINDOW);
+        Ok(note)
+    }),
+    ("ras_uncorrected_limit", |c, v| {
+        let (n, note) = values::int_in(v, 1..=1000, "a number of records")?;
+        c.ras_uncorrected_limit = u32::try_from(n).unwrap_or(DEFAULT_RAS_UNCORRECTED_LIMIT);
+        Ok(note)
+    }),
 ];
 
 fn set_path(slot: &mut PathBuf, v: &str) -> Result<Option<String>, String> {
@@ -452,6 +473,8 @@ impl Config {
             retention_dir: p("/var/log/telemetry/records"),
             state_dir: p("/var/lib/telemetry"),
             cache_dir: p("/var/cache/telemetry"),
+            ras_storm_window: DEFAULT_RAS_STORM_WINDOW,
+            ras_uncorrected_limit: DEFAULT_RAS_UNCORRECTED_LIMIT,
             sources: KEYS.iter().map(|(k, _)| (*k, Source::Default)).collect(),
             warnings: Vec::new(),
             explicit_file: None,
@@ -709,6 +732,8 @@ impl Config {
             "retention_dir" => p(&self.retention_dir),
             "state_dir" => p(&self.state_dir),
             "cache_dir" => p(&self.cache_dir),
+            "ras_storm_window" => self.ras_storm_window.to_string(),
+            "ras_uncorrected_limit" => self.ras_uncorrected_limit.to_string(),
             _ => return None,
         })
     }

@@ -1,5 +1,5 @@
 //! Validation of the fields a caller supplies. One set of rules for the library, the CLI and the
-//! daemon (contract §2), so a record accepted by one is accepted by all.
+//! daemon (docs/compatibility.md), so a record accepted by one is accepted by all.
 
 use crate::error::{Error, Result};
 use crate::record::MAX_PAYLOAD;

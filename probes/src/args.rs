@@ -207,14 +207,14 @@ pub struct RasprobeArgs {
     /// The tracefs mount [default: /sys/kernel/tracing, else a tracefs mount in /proc/mounts].
     #[arg(long, value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
-    /// Seconds in which errors of one kind on one source (bank, DIMM, device) become one record.
-    #[arg(long, value_name = "SECS", default_value_t = crate::ras::DEFAULT_STORM_WINDOW,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub storm_window: u64,
-    /// Uncorrected-error records sent at once per source and window; more are counted.
-    #[arg(long, value_name = "N", default_value_t = crate::ras::DEFAULT_UNCORRECTED_LIMIT,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub uncorrected_limit: u32,
+    /// Seconds in which errors of one kind on one source (bank, DIMM, device) become one record
+    /// [default: the config's ras_storm_window, 60].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub storm_window: Option<u64>,
+    /// Uncorrected-error records sent at once per source and window; more are counted
+    /// [default: the config's ras_uncorrected_limit, 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub uncorrected_limit: Option<u32>,
     /// Read the binary per-CPU trace_pipe_raw pages even where the kernel can print events
     /// field by field (kernels before 6.8 always use them).
     #[arg(long, conflicts_with = "replay")]

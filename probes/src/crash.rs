@@ -1,5 +1,5 @@
 //! crashprobe's logic, testable without its binary: the privacy filters, flood control and the
-//! payloads (spec §11.2; contract §3 for flood control).
+//! payloads (flood control: docs/crashprobe.md).
 
 use std::path::{Path, PathBuf};
 

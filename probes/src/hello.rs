@@ -1,4 +1,4 @@
-//! hprobe's payload (spec §11.1):
+//! hprobe's payload (the original probe's rules, docs/probes.md):
 //!
 //! ```text
 //! hello

@@ -1,4 +1,4 @@
-//! journalprobe's logic: which journal entries are reported and how (spec §11.4), and the
+//! journalprobe's logic: which journal entries are reported and how (the original probe's rules, docs/probes.md), and the
 //! `journalctl` command line.
 //!
 //! The original reports every entry of the current boot with `EXIT_CODE=exited` (systemd's

@@ -1,5 +1,5 @@
 //! pstore dumps: file names, reassembly of multi-part dumps, and the list of dumps already
-//! handled (spec §11.5).
+//! handled (the original probe's rules, docs/probes.md).
 //!
 //! The kernel writes a dump in parts, newest text first: `Part1` holds the end of the log, the
 //! highest part the oldest text. So a dump is the parts' text from the highest part number down

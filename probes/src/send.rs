@@ -4,7 +4,7 @@
 //!   `?`, and text over [`MAX_PAYLOAD`] bytes is cut at a line boundary with a note line.
 //! - `--dry-run` prints the 15 header lines and the payload to stdout and sends nothing.
 //! - Opt-in is checked here, before connecting, so "not opted in" and "daemon not running" are
-//!   told apart (contract §2); the library alone reports both as a failed send.
+//!   told apart (docs/compatibility.md); the library alone reports both as a failed send.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -175,7 +175,7 @@ pub fn print_record(out: &mut impl Write, record: &Record) -> io::Result<()> {
 }
 
 /// Replaces control characters other than tab and newline with `?`, so any kernel or journal
-/// text passes the library's payload check (contract §2: payloads are text).
+/// text passes the library's payload check (payloads are text, docs/compatibility.md).
 pub fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| {

@@ -109,7 +109,7 @@ fn print_record(record: &Record) -> Result<()> {
 }
 
 fn send(record: &Record, config: &Config) -> Result<()> {
-    // Tell "not opted in" and "daemon not running" apart (contract §2): check opt-in here.
+    // Tell "not opted in" and "daemon not running" apart (docs/compatibility.md): check opt-in here.
     if !optin::is_opted_in(config) {
         bail!(
             "Unable to send record: not opted in to telemetry ({} does not exist). \

@@ -1,5 +1,5 @@
 //! HTTP delivery: the one kept-alive `ureq` agent, the two request encodings, and the
-//! classification of an answer into delivered / retry / rejected (contract §3).
+//! classification of an answer into delivered / retry / rejected (docs/delivery.md).
 //!
 //! ureq is blocking; [`post`] is called on a blocking thread, never on the async runtime.
 

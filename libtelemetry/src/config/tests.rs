@@ -124,6 +124,8 @@ fn every_key_can_be_set_and_read_back() {
         ("retention_dir", "/a/records"),
         ("state_dir", "/a/state"),
         ("cache_dir", "/a/cache"),
+        ("ras_storm_window", "600"),
+        ("ras_uncorrected_limit", "3"),
     ];
     assert_eq!(values.len(), key_names().count(), "a key is missing here");
     let mut text = String::from("[settings]\n");
@@ -231,7 +233,7 @@ fn values_the_original_accepted_start_with_a_warning() {
         ("byte_burst_limit", "-1", "-1", None),
         ("byte_burst_limit", "many", "-1", Some("using the default -1 (no limit)")),
         ("send_timeout_ms", "250ms", "250", Some("read as 250")),
-        ("send_timeout_ms", "-3", "1000", Some("using the default 1000")),
+        ("send_timeout_ms", "-3", "5000", Some("using the default 5000")),
         // Anything but drop meant spool.
         ("rate_limit_strategy", "DROP", "drop", None),
         ("rate_limit_strategy", "later", "spool", Some("using 'spool', as the original did")),

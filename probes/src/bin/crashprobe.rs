@@ -1,6 +1,6 @@
 //! crashprobe: the kernel's core handler (`core_pattern = |/usr/bin/crashprobe -p %e -E %E -s %s`).
 //! Reads the core from stdin (or `-c`), unwinds and symbolizes every thread in pure Rust (crate
-//! `coredump`) and sends the backtrace as a record (spec §11.2, contract §3). With `--journal`,
+//! `coredump`) and sends the backtrace as a record (docs/crashprobe.md). With `--journal`,
 //! reports the crashes systemd-coredump recorded in the journal instead (`probes::coredumpd`).
 //! See docs/crashprobe.md.
 

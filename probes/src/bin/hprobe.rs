@@ -1,5 +1,5 @@
 //! hprobe: sends a "hello" record (or a heartbeat with `-H`), optionally with the locale, the
-//! uptime and the installed bundles (spec §11.1).
+//! uptime and the installed bundles (the original probe's rules, docs/probes.md).
 
 use std::process::ExitCode;
 

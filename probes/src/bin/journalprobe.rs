@@ -1,5 +1,5 @@
 //! journalprobe: reports service failures of the current boot from the systemd journal
-//! (spec §11.4). A pass reads the entries after the stored cursor through `journalctl`,
+//! (the original probe's rules, docs/probes.md). A pass reads the entries after the stored cursor through `journalctl`,
 //! reports them and stores the cursor of the last entry handled. Without `--tail`/`--follow`
 //! one pass is made; with them, a pass every `--interval` seconds. See docs/probes.md.
 

@@ -1,5 +1,5 @@
 //! pstoreprobe: reports kernel oopses saved by pstore (EFI variables or ramoops) across a crash
-//! (spec §11.5). Dumps already handled are listed in `<cache_dir>/pstore/processed`, so they
+//! (the original probe's rules, docs/probes.md). Dumps already handled are listed in `<cache_dir>/pstore/processed`, so they
 //! are reported once; `pstoreclean` deletes them.
 
 use std::collections::HashMap;

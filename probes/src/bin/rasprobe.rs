@@ -32,11 +32,17 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.config_file.as_deref())?;
-    let mut sender = Sender::new(config, args.dry_run);
+    // The command line wins over the configuration (ras_storm_window, ras_uncorrected_limit).
     let limits = Limits {
-        window_ns: args.storm_window.saturating_mul(1_000_000_000),
-        uncorrected_limit: args.uncorrected_limit,
+        window_ns: args
+            .storm_window
+            .unwrap_or(config.ras_storm_window)
+            .saturating_mul(1_000_000_000),
+        uncorrected_limit: args
+            .uncorrected_limit
+            .unwrap_or(config.ras_uncorrected_limit),
     };
+    let mut sender = Sender::new(config, args.dry_run);
     match &args.replay {
         Some(file) => replay(&mut sender, &args, limits, file),
         None => live(&mut sender, &args, limits),

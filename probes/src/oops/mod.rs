@@ -1,4 +1,4 @@
-//! The kernel oops parser shared by klogscanner and pstoreprobe (spec §11.3): start patterns,
+//! The kernel oops parser shared by klogscanner and pstoreprobe (the original probe's rules, docs/probes.md): start patterns,
 //! the streaming detector, and the payload format. Pure: no I/O, no global state.
 
 mod parser;

@@ -1,6 +1,6 @@
 //! The streaming oops detector: feed it kernel log lines one at a time; it hands back each
-//! finished oops. Rules as the original `parse_single_line` (spec §11.3), with one fix from the
-//! contract §2: the line that ends an oops is examined again as a possible start, so two
+//! finished oops. Rules as the original `parse_single_line` (the original probe's rules, docs/probes.md), with one fix from the
+//! docs/compatibility.md: the line that ends an oops is examined again as a possible start, so two
 //! back-to-back warnings give two oopses.
 
 use super::patterns::{find_start, Pattern};

@@ -31,12 +31,6 @@ pub const EVENTS: [(&str, &str); 3] = [
     ("ras", "aer_event"),
 ];
 
-/// Default flood-control window, seconds.
-pub const DEFAULT_STORM_WINDOW: u64 = 60;
-
-/// Default number of uncorrected-error records per source and window sent at once.
-pub const DEFAULT_UNCORRECTED_LIMIT: u32 = 10;
-
 /// What can go wrong reading tracefs or format files.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -1,6 +1,6 @@
 //! Golden tests of the oops parser on the real samples (tests/data/oops, copied from
-//! shared/samples/oops): exact reason and exact payload. The expected payloads follow from the
-//! spec §11.3 rules applied by hand to each sample; the long `Modules` line is taken from the
+//! the real kernel oops samples): exact reason and exact payload. The expected payloads follow from the
+//! original parser's rules (docs/probes.md) applied by hand to each sample; the long `Modules` line is taken from the
 //! sample itself.
 
 use probes::oops::{scan_text, Oops, OopsParser};
@@ -314,7 +314,7 @@ fn raw_registers_when_privacy_filters_are_lifted() {
     assert!(!p.contains("Non-zero"));
 }
 
-/// The table of spec §13 (`check_probes.c`): reason and key payload lines per fixture.
+/// The table of the original's probe tests (`check_probes.c`): reason and key payload lines per fixture.
 #[test]
 fn spec_table() {
     let cases: [(&str, &str, &[&str]); 5] = [

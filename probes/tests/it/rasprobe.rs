@@ -138,7 +138,7 @@ fn replay_errors_are_clear() {
 }
 
 /// 100,000 corrected errors at 1,000 a second on two banks and one DIMM (100 s of event time),
-/// replayed with a 10 s window: each source gets one record per window, carrying the count of
+/// replayed with a 10 s window (set in the configuration): each source gets one record per window, carrying the count of
 /// its events in that window, and the counts add up to every error.
 #[test]
 fn a_storm_of_corrected_errors_becomes_one_record_per_source_and_window() {
@@ -171,13 +171,15 @@ fn a_storm_of_corrected_errors_becomes_one_record_per_source_and_window() {
     }
     let file = env.path("storm.txt");
     std::fs::write(&file, text).unwrap();
+    // The window comes from the configuration (ras_storm_window); --storm-window would win.
+    std::fs::write(
+        env.path("etc/telemetrics/telemetrics.conf"),
+        "[settings]\nras_storm_window=10\n",
+    )
+    .unwrap();
     let mut c = env.cmd(EXE);
-    c.args(["-n", "--replay", file.to_str().unwrap()]).args([
-        "--format-dir",
-        &data("kernel-6.18"),
-        "--storm-window",
-        "10",
-    ]);
+    c.args(["-n", "--replay", file.to_str().unwrap()])
+        .args(["--format-dir", &data("kernel-6.18")]);
     let out = run(&mut c);
     assert!(out.status.success(), "{}", stderr(&out));
     let records = dry_run_records(&stdout(&out));

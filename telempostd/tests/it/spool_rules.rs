@@ -215,9 +215,10 @@ fn d_log_text(env: &Env) -> String {
 #[test]
 fn not_opted_in_nothing_is_sent_until_opt_in() {
     let c = Collector::start("127.0.0.1:0", Options::default()).unwrap();
-    let mut env = Env::new(&c.url("/v2/collector"), "record_expiry=0");
+    // A minute's expiry and a record made two hours ago: expired, were it opted in.
+    let mut env = Env::new(&c.url("/v2/collector"), "record_expiry=1");
     fs::remove_file(env.root.join("etc/telemetrics/opt-in")).unwrap();
-    let r = record("private");
+    let r = with_created(&record("private"), now() - 7200);
     env.spool(&r, None);
     let d = env.start(FAST);
     // Several scan periods pass (and even expiry is not applied while opted out).
@@ -228,8 +229,16 @@ fn not_opted_in_nothing_is_sent_until_opt_in() {
     assert!(d.stop().success());
     assert_eq!(d_log_count(&env), 0);
 
-    env.write_config(&c.url("/v2/collector"), "");
+    // Opted in with the same expiry: now it expires, untouched before.
     fs::write(env.root.join("etc/telemetrics/opt-in"), "").unwrap();
+    let d = env.start(FAST);
+    assert!(wait_until(T, || d_log_count(&env) == 1), "{}", d.log_text());
+    assert!(d.stop().success());
+    assert_eq!(env.journal()[0].outcome, Some(Outcome::Expired));
+    assert!(c.requests().is_empty());
+
+    // And a fresh record is delivered.
+    env.spool(&record("later"), None);
     let d = env.start(FAST);
     assert!(c.wait_for_records(1, T), "{}", d.log_text());
     assert!(d.stop().success());
