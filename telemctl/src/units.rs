@@ -7,12 +7,13 @@ use std::process::Command;
 use anyhow::{bail, Result};
 
 /// Units that trigger the services (socket, path, timer) plus the always-on probes.
-pub const TRIGGERS: [&str; 5] = [
+pub const TRIGGERS: [&str; 6] = [
     "hprobe.timer",
     "telemprobd.socket",
     "telempostd.path",
     "klogscanner.service",
     "journal-probe-tail.service",
+    "rasprobe.service",
 ];
 /// Services that the triggers start.
 pub const SERVICES: [&str; 5] = [

@@ -89,7 +89,8 @@ fn opt_in_creates_the_file_and_starts_the_triggers() {
             "start telemprobd.socket",
             "start telempostd.path",
             "start klogscanner.service",
-            "start journal-probe-tail.service"
+            "start journal-probe-tail.service",
+            "start rasprobe.service"
         ]
     );
     env.cmd()
@@ -97,7 +98,7 @@ fn opt_in_creates_the_file_and_starts_the_triggers() {
         .assert()
         .success()
         .stdout(contains("Already opted in"));
-    assert_eq!(env.calls().len(), 5, "nothing started the second time");
+    assert_eq!(env.calls().len(), 6, "nothing started the second time");
 }
 
 #[test]
