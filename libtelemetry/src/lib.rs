@@ -15,6 +15,14 @@
 //! The C library (`libtelemetry.so.4`, `telemetry.h`) is the `ffi` module, the only place with
 //! `unsafe` code.
 
+/// What `-V`/`--version` of every program prints after its name: our version, then on a second
+/// line the release of the original client (telemetrics-client) this one replaces; the original
+/// printed its bare package version.
+pub const VERSION_TEXT: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncompatible with telemetrics-client 2.4.3"
+);
+
 pub mod client;
 pub mod collector_protocol;
 pub mod config;

@@ -24,7 +24,7 @@ pub struct ConfigArg {
 
 /// Report a crashed process from its core dump (read from stdin unless -c is given).
 #[derive(Debug, Parser)]
-#[command(name = "crashprobe", version)]
+#[command(name = "crashprobe", version = telemetry::VERSION_TEXT)]
 pub struct CrashprobeArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -85,7 +85,7 @@ pub struct CrashprobeArgs {
 
 /// Send a hello (or heartbeat) record to telemetry.
 #[derive(Debug, Parser)]
-#[command(name = "hprobe", version)]
+#[command(name = "hprobe", version = telemetry::VERSION_TEXT)]
 pub struct HprobeArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -111,7 +111,7 @@ pub struct HprobeArgs {
 
 /// Report failed services of the current boot from the systemd journal to telemetry.
 #[derive(Debug, Parser)]
-#[command(name = "journalprobe", version)]
+#[command(name = "journalprobe", version = telemetry::VERSION_TEXT)]
 pub struct JournalprobeArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -138,7 +138,7 @@ pub struct JournalprobeArgs {
 
 /// Report kernel oopses from the kernel log to telemetry.
 #[derive(Debug, Parser)]
-#[command(name = "klogscanner", version)]
+#[command(name = "klogscanner", version = telemetry::VERSION_TEXT)]
 pub struct KlogscannerArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -155,7 +155,7 @@ pub struct KlogscannerArgs {
 
 /// Report kernel crash dumps saved by pstore to telemetry.
 #[derive(Debug, Parser)]
-#[command(name = "pstoreprobe", version)]
+#[command(name = "pstoreprobe", version = telemetry::VERSION_TEXT)]
 pub struct PstoreprobeArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -172,7 +172,7 @@ pub struct PstoreprobeArgs {
 
 /// Delete pstore dumps that pstoreprobe has already handled.
 #[derive(Debug, Parser)]
-#[command(name = "pstoreclean", version)]
+#[command(name = "pstoreclean", version = telemetry::VERSION_TEXT)]
 pub struct PstorecleanArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -189,7 +189,7 @@ pub struct PstorecleanArgs {
 
 /// Report machine checks, memory (EDAC) and PCIe AER errors and CPU thermal throttling to telemetry.
 #[derive(Debug, Parser)]
-#[command(name = "rasprobe", version)]
+#[command(name = "rasprobe", version = telemetry::VERSION_TEXT)]
 pub struct RasprobeArgs {
     #[command(flatten)]
     pub config: ConfigArg,

@@ -13,7 +13,11 @@ use clap::Parser;
 ///
 /// Example: telem-record-gen -c org.example/backup/failed -s 3 -p "disk full on /srv"
 #[derive(Debug, Parser)]
-#[command(name = "telem-record-gen", version, disable_version_flag = true)]
+#[command(
+    name = "telem-record-gen",
+    version = telemetry::VERSION_TEXT,
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Classification: three parts separated by '/', e.g. org.example/probe/event (required)
     #[arg(short = 'c', long = "class", value_name = "CLASS")]

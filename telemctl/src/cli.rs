@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 /// Commands that change the system (opt-in, opt-out, start, stop, restart) need root, unless
 /// TELEM_ROOT points at a directory tree you own (tests, the local demo).
 #[derive(Debug, Parser)]
-#[command(name = "telemctl", version)]
+#[command(name = "telemctl", version = telemetry::VERSION_TEXT)]
 pub struct Cli {
     /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files)
     #[arg(
@@ -92,4 +92,37 @@ pub struct JournalArgs {
     /// Print column titles and a total
     #[arg(short = 'V', long = "verbose")]
     pub verbose: bool,
+}
+
+/// Print the newest 100 entries of the local journal of records that left the spool, one line
+/// each: classification, time, record id, event id, boot id
+///
+/// The journal viewer of the original client, with its options and columns; telemctl journal
+/// shows the same entries and what became of each.
+///
+/// Exit status: 0 when the journal was read (or does not exist yet), 1 when it cannot be read
+/// or on a usage error.
+#[derive(Debug, Parser)]
+#[command(
+    name = "telem_journal",
+    version = telemetry::VERSION_TEXT,
+    // -V is --verbose here, as in the original; the version is --version alone.
+    disable_version_flag = true
+)]
+pub struct JournalCli {
+    /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files)
+    #[arg(
+        short = 'f',
+        long = "config-file",
+        visible_alias = "config_file",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub journal: JournalArgs,
+
+    /// Print version
+    #[arg(long = "version", action = clap::ArgAction::Version)]
+    pub version: Option<bool>,
 }

@@ -18,6 +18,27 @@ use crate::purge::{self, Purged};
 use crate::timefmt::{ago, utc};
 use crate::units;
 
+/// Refuses an explicit configuration file (-f) that is not an absolute path to a regular file,
+/// with the original's message.
+pub fn check_config_file(file: Option<&Path>) -> Result<()> {
+    let Some(f) = file else {
+        return Ok(());
+    };
+    let why = if !f.is_absolute() {
+        Some("is not an absolute path")
+    } else if !f.exists() {
+        Some("does not exist")
+    } else if !f.is_file() {
+        Some("is not a regular file")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        bail!("Configuration file path not valid: {} {why}", f.display());
+    }
+    Ok(())
+}
+
 /// Refuses unless we are root, or TELEM_ROOT names a tree owned by the caller (then nothing of
 /// the real system is touched, so no privilege is needed).
 pub fn require_root(what: &str) -> Result<()> {
@@ -335,7 +356,17 @@ pub fn config_cmd(config: &Config, diagnostics: &[Diagnostic], check: bool) -> R
     Ok(code)
 }
 
-pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
+/// How `journal` prints its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// `telemctl journal`: the five columns with times in UTC, then what became of the record.
+    Telemctl,
+    /// `telem_journal`: the original's five columns and header widths, its time format
+    /// (`Thu 2023-11-14 22:13:20 UTC`, always in UTC), no outcome.
+    Original,
+}
+
+pub fn journal_cmd(config: &Config, args: &JournalArgs, columns: Columns) -> Result<ExitCode> {
     if matches!(fs::symlink_metadata(&config.journal_file), Err(e) if e.kind() == io::ErrorKind::NotFound)
     {
         eprintln!(
@@ -345,7 +376,8 @@ pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let entries = journal::read(&config.journal_file)?;
+    let entries = journal::read(&config.journal_file)
+        .with_context(|| format!("Unable to open journal {}", config.journal_file.display()))?;
     let filter = Filter {
         record_id: args.record_id.clone(),
         event_id: args.event_id.clone(),
@@ -354,10 +386,17 @@ pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
     };
     let mut out = String::new();
     if args.verbose {
-        out.push_str(&format!(
-            "{:<30} {:<23} {:<32} {:<32} {:<36} {}\n",
-            "Classification", "Time stamp", "Record ID", "Event ID", "Boot ID", "Outcome"
-        ));
+        let titles = ["Time stamp", "Record ID", "Event ID", "Boot ID"];
+        out.push_str(&match columns {
+            Columns::Telemctl => format!(
+                "{:<30} {:<23} {:<32} {:<32} {:<36} Outcome\n",
+                "Classification", titles[0], titles[1], titles[2], titles[3]
+            ),
+            Columns::Original => format!(
+                "{:<30} {:<27} {:<32} {:<32} {:<36}\n",
+                "Classification", titles[0], titles[1], titles[2], titles[3]
+            ),
+        });
     }
     let mut n = 0;
     for e in journal::newest(&entries, journal::RECORD_LIMIT) {
@@ -366,22 +405,30 @@ pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
         }
         n += 1;
         // Every field comes from the journal file, the detail from a collector: escaped.
-        let outcome = e.outcome.map_or(String::new(), |o| {
-            if e.detail.is_empty() {
-                o.as_str().to_string()
-            } else {
-                format!("{} ({})", o.as_str(), escape::field(&e.detail))
-            }
-        });
-        out.push_str(&format!(
-            "{:<30} {} {} {} {} {}\n",
+        let fields = format!(
+            "{:<30} {} {} {} {}",
             escape::field(&e.classification),
-            utc(e.timestamp),
+            match columns {
+                Columns::Telemctl => utc(e.timestamp),
+                Columns::Original => weekday_utc(e.timestamp),
+            },
             escape::field(&e.record_id),
             escape::field(&e.event_id),
             escape::field(&e.boot_id),
-            outcome
-        ));
+        );
+        out.push_str(&fields);
+        if columns == Columns::Telemctl {
+            let outcome = e.outcome.map_or(String::new(), |o| {
+                if e.detail.is_empty() {
+                    o.as_str().to_string()
+                } else {
+                    format!("{} ({})", o.as_str(), escape::field(&e.detail))
+                }
+            });
+            out.push(' ');
+            out.push_str(&outcome);
+        }
+        out.push('\n');
         if args.include_record {
             if let Ok(body) = fs::read(config.retention_dir.join(&e.record_id)) {
                 out.push_str(&escape::text(&String::from_utf8_lossy(&body)));
@@ -392,6 +439,13 @@ pub fn journal_cmd(config: &Config, args: &JournalArgs) -> Result<ExitCode> {
         out.push_str(&format!("Total records: {n}\n"));
     }
     write_out(&out)
+}
+
+/// The original's `%a %Y-%m-%d %H:%M:%S %Z`, in UTC (there is no time-zone database here).
+fn weekday_utc(secs: u64) -> String {
+    // 1970-01-01 was a Thursday.
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    format!("{} {}", DAYS[(secs / 86_400 % 7) as usize], utc(secs))
 }
 
 fn write_out(s: &str) -> Result<ExitCode> {
@@ -406,7 +460,14 @@ fn write_out(s: &str) -> Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::wrap;
+    use super::{weekday_utc, wrap};
+
+    #[test]
+    fn weekday_utc_names_the_day() {
+        assert_eq!(weekday_utc(0), "Thu 1970-01-01 00:00:00 UTC");
+        assert_eq!(weekday_utc(1_700_000_000), "Tue 2023-11-14 22:13:20 UTC");
+        assert_eq!(weekday_utc(951_825_600), "Tue 2000-02-29 12:00:00 UTC");
+    }
 
     #[test]
     fn wrap_fills_lines_up_to_the_width() {

@@ -1,16 +1,10 @@
 //! telemctl: the one front door — opt-in/opt-out, start/stop, journal, status, config.
 
-mod cli;
-mod commands;
-mod escape;
-mod purge;
-mod timefmt;
-mod units;
-
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use telemctl::cli::{Cli, Command};
+use telemctl::commands::{self, Columns};
 use telemetry::config::Severity;
 use telemetry::Config;
 
@@ -33,20 +27,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(f) = &cli.config_file {
-        let why = if !f.is_absolute() {
-            Some("is not an absolute path")
-        } else if !f.exists() {
-            Some("does not exist")
-        } else if !f.is_file() {
-            Some("is not a regular file")
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            anyhow::bail!("Configuration file path not valid: {} {why}", f.display());
-        }
-    }
+    commands::check_config_file(cli.config_file.as_deref())?;
     let explicit = cli.config_file.as_deref();
     match &cli.command {
         Command::OptIn => commands::opt_in(&Config::load(explicit)?),
@@ -70,7 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for d in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
                 eprintln!("telemctl: warning: {d}");
             }
-            commands::journal_cmd(&config, args)
+            commands::journal_cmd(&config, args, Columns::Telemctl)
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::Tuning;
 ///
 /// The tuning options exist for tests and benchmarks; production uses the defaults.
 #[derive(Debug, Parser)]
-#[command(name = "telempostd", version)]
+#[command(name = "telempostd", version = telemetry::VERSION_TEXT)]
 pub struct Cli {
     /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files).
     #[arg(

@@ -9,7 +9,7 @@ use crate::server::Options;
 
 /// Accepts telemetry records from probes over a Unix socket and spools them durably.
 #[derive(Debug, Parser)]
-#[command(name = "telemprobd", version, about)]
+#[command(name = "telemprobd", version = telemetry::VERSION_TEXT, about)]
 pub struct Cli {
     /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files).
     #[arg(
