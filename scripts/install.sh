@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs telemetrics: binaries, libtelemetry.so.4 with its links, libtelemetry.a, telemetry.h,
 # libtelemetry.pc, systemd units, tmpfiles.d, sysusers.d, sysctl.d, the default config with
-# every key commented, and man pages plus bash/zsh/fish completions generated from the binaries'
-# clap definitions by telem-docgen (built alongside them).
+# every key commented, and man pages (section 1 from the binaries' clap definitions, section 3
+# for the C library, section 5 for telemetrics.conf) plus bash/zsh/fish completions, generated
+# by telem-docgen (built alongside them).
 #
 #   scripts/install.sh [--no-build] [--profile-dir DIR] [--help]
 #
@@ -54,7 +55,7 @@ BASHCOMPLETIONDIR=${BASHCOMPLETIONDIR:-$DATADIR/bash-completion/completions}
 ZSHCOMPLETIONDIR=${ZSHCOMPLETIONDIR:-$DATADIR/zsh/site-functions}
 FISHCOMPLETIONDIR=${FISHCOMPLETIONDIR:-$DATADIR/fish/vendor_completions.d}
 
-bins="telemprobd telempostd telemctl telem-record-gen crashprobe klogscanner journalprobe pstoreprobe pstoreclean hprobe rasprobe"
+bins="telemprobd telempostd telemctl telem_journal telem-record-gen crashprobe klogscanner journalprobe pstoreprobe pstoreclean hprobe rasprobe"
 if [ "$build" = 1 ]; then
   cargo build --release --locked --workspace --exclude telem-collector
   profile_dir=target/release
@@ -65,7 +66,7 @@ done
 
 d() { install -d -m 0755 "$DESTDIR$1"; }
 for dir in "$BINDIR" "$LIBDIR/pkgconfig" "$INCLUDEDIR" "$UNITDIR" "$TMPFILESDIR" "$SYSUSERSDIR" \
-           "$SYSCTLDIR" "$SYSTEMCONFDIR" "$VENDORCONFDIR" "$MANDIR/man1" \
+           "$SYSCTLDIR" "$SYSTEMCONFDIR" "$VENDORCONFDIR" "$MANDIR/man1" "$MANDIR/man3" "$MANDIR/man5" \
            "$BASHCOMPLETIONDIR" "$ZSHCOMPLETIONDIR" "$FISHCOMPLETIONDIR"; do
   d "$dir"
 done
@@ -102,12 +103,16 @@ install -m 0644 "$stage/40-crash-probe.conf" "$DESTDIR$SYSCTLDIR/40-crash-probe.
 install -m 0644 systemd/40-core-ulimit.conf "$DESTDIR$SYSTEMCONFDIR/40-core-ulimit.conf"
 install -m 0644 systemd/telemetrics.conf "$DESTDIR$VENDORCONFDIR/telemetrics.conf"
 
-# Man pages (one per binary, plus telemctl-<subcommand>) and completions, rendered from the
-# same clap definitions the binaries parse with. telem-docgen itself is not installed.
+# Man pages (one per binary, plus telemctl-<subcommand>; telemetry(3) and one per C function;
+# telemetrics.conf(5)) and completions, rendered from the same clap definitions the binaries
+# parse with, the C library's return-value table and the configuration defaults. telem-docgen
+# itself is not installed.
 "$profile_dir/telem-docgen" man "$stage/man"
 "$profile_dir/telem-docgen" completions "$stage/completions"
-for f in "$stage"/man/man1/*.1; do
-  install -m 0644 "$f" "$DESTDIR$MANDIR/man1/$(basename "$f")"
+for s in 1 3 5; do
+  for f in "$stage"/man/man$s/*.$s; do
+    install -m 0644 "$f" "$DESTDIR$MANDIR/man$s/$(basename "$f")"
+  done
 done
 comp=$stage/completions
 for b in $bins; do

@@ -58,10 +58,11 @@ fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-const BINARIES: [&str; 11] = [
+const BINARIES: [&str; 12] = [
     "telemprobd",
     "telempostd",
     "telemctl",
+    "telem_journal",
     "telem-record-gen",
     "crashprobe",
     "klogscanner",
@@ -187,10 +188,100 @@ fn man_pages_in_place_with_their_options() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     pages.sort();
-    // The eleven binaries and telemctl's nine subcommands.
-    assert_eq!(pages.len(), 20, "{pages:?}");
+    // The twelve binaries and telemctl's nine subcommands.
+    assert_eq!(pages.len(), 21, "{pages:?}");
     for p in &pages {
         assert_eq!(mode(&man1.join(p)), 0o644, "{p}");
+    }
+    // telem_journal's page shows the original's options.
+    let journal = plain(&fs::read_to_string(man1.join("telem_journal.1")).unwrap());
+    for opt in [
+        "--record-id",
+        "--event-id",
+        "--boot-id",
+        "--include-record",
+        "--verbose",
+    ] {
+        assert!(journal.contains(opt), "telem_journal.1 lacks {opt}");
+    }
+}
+
+/// The C library's pages in man3 (telemetry(3) and one per exported function, each with its
+/// return values) and telemetrics.conf(5) with every key and its default.
+#[test]
+fn section_3_and_5_pages_in_place() {
+    let man = destdir().join("usr/share/man");
+    let functions = [
+        "tm_set_config_file",
+        "tm_create_record",
+        "tm_set_event_id",
+        "tm_set_payload",
+        "tm_send_record",
+        "tm_is_opted_in",
+        "tm_free_record",
+    ];
+    let mut pages: Vec<String> = fs::read_dir(man.join("man3"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    let mut expected: Vec<String> = functions.iter().map(|f| format!("{f}.3")).collect();
+    expected.push("telemetry.3".to_string());
+    expected.sort();
+    assert_eq!(pages, expected);
+    for p in &pages {
+        let path = man.join("man3").join(p);
+        assert_eq!(mode(&path), 0o644, "{p}");
+        let page = plain(&fs::read_to_string(&path).unwrap());
+        let name = p.trim_end_matches(".3");
+        assert!(page.starts_with(&format!(".TH {name} 3 ")), "{p}");
+        assert!(page.contains("#include <telemetry.h>"), "{p}");
+    }
+    let send = plain(&fs::read_to_string(man.join("man3/tm_send_record.3")).unwrap());
+    for errno in ["-ECONNREFUSED", "-ETIMEDOUT", "-ENOSPC", "-EBUSY", "-EIO"] {
+        assert!(send.contains(errno), "tm_send_record.3 lacks {errno}");
+    }
+    let conf = man.join("man5/telemetrics.conf.5");
+    assert_eq!(mode(&conf), 0o644);
+    assert_eq!(fs::read_dir(man.join("man5")).unwrap().count(), 1);
+    let page = plain(&fs::read_to_string(&conf).unwrap());
+    let defaults = telemetry::Config::defaults(Path::new("/"));
+    for key in telemetry::config::key_names() {
+        let value = defaults.value_of(key).unwrap();
+        let value = if value.is_empty() {
+            "(empty)".to_string()
+        } else {
+            // roff writes the backslash of \s as \e.
+            value.replace(' ', "\\es")
+        };
+        assert!(
+            page.contains(&format!("\n{key}={value}\n")),
+            "telemetrics.conf.5 lacks {key}={value}"
+        );
+    }
+}
+
+/// `-V` of every installed program: our version, then the original release it replaces.
+/// telem_journal keeps the original's -V (--verbose); its version is --version.
+#[test]
+fn version_flag_prints_ours_and_the_original_release() {
+    let bin = destdir().join("usr/bin");
+    for b in BINARIES {
+        let flag = if b == "telem_journal" {
+            "--version"
+        } else {
+            "-V"
+        };
+        let o = Command::new(bin.join(b)).arg(flag).output().unwrap();
+        assert!(o.status.success(), "{b} {flag}");
+        assert_eq!(
+            String::from_utf8(o.stdout).unwrap(),
+            format!(
+                "{b} {}\ncompatible with telemetrics-client 2.4.3\n",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "{b} {flag}"
+        );
     }
 }
 
@@ -233,7 +324,7 @@ fn shell_completions_in_place() {
         "zsh/site-functions",
         "fish/vendor_completions.d",
     ] {
-        assert_eq!(fs::read_dir(share.join(dir)).unwrap().count(), 11, "{dir}");
+        assert_eq!(fs::read_dir(share.join(dir)).unwrap().count(), 12, "{dir}");
     }
 }
 

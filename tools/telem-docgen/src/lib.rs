@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use clap::{Command, CommandFactory};
 use clap_complete::Shell;
 
+pub mod capi;
+pub mod conf;
 pub mod sections;
 
 #[path = "../../../telemctl/src/cli.rs"]
@@ -27,10 +29,11 @@ pub mod telemctl_cli;
 pub mod record_gen_cli;
 
 /// Every installed binary, in the order `scripts/install.sh` lists them.
-pub const BINARIES: [&str; 11] = [
+pub const BINARIES: [&str; 12] = [
     "telemprobd",
     "telempostd",
     "telemctl",
+    "telem_journal",
     "telem-record-gen",
     "crashprobe",
     "klogscanner",
@@ -50,6 +53,7 @@ pub fn command(bin: &str) -> Option<Command> {
         "telemprobd" => telemprobd::cli::Cli::command(),
         "telempostd" => telempostd::cli::Cli::command(),
         "telemctl" => telemctl_cli::Cli::command(),
+        "telem_journal" => telemctl_cli::JournalCli::command(),
         "telem-record-gen" => record_gen_cli::Cli::command(),
         "crashprobe" => probes::args::CrashprobeArgs::command(),
         "klogscanner" => probes::args::KlogscannerArgs::command(),
@@ -76,20 +80,38 @@ pub struct Generated {
 }
 
 /// `man1/<bin>.1` for every binary, plus `man1/telemctl-<subcommand>.1` for each subcommand
-/// (as git does), so `man telemctl-journal` documents the journal filters. `date` goes in the
+/// (as git does), so `man telemctl-journal` documents the journal filters; `man3/telemetry.3`
+/// and `man3/<function>.3` for the C library; `man5/telemetrics.conf.5`. `date` goes in the
 /// page footer (see [`man_date`]).
 pub fn man_pages(date: &str) -> io::Result<Vec<Generated>> {
     let mut out = Vec::new();
+    let source = format!("telemetrics {}", env!("CARGO_PKG_VERSION"));
+    out.push(Generated {
+        path: PathBuf::from("man3/telemetry.3"),
+        contents: capi::overview_page(date, &source).into_bytes(),
+    });
+    for f in &capi::FUNCTIONS {
+        out.push(Generated {
+            path: PathBuf::from(format!("man3/{}.3", f.name)),
+            contents: capi::function_page(f, date, &source).into_bytes(),
+        });
+    }
+    out.push(Generated {
+        path: PathBuf::from("man5/telemetrics.conf.5"),
+        contents: conf::page(date, &source).into_bytes(),
+    });
     for mut cmd in commands() {
         // The `help` subcommand is clap's, not ours: no page for it. Building sets the
         // subcommands' display names (`telemctl-journal`), which name their pages.
         cmd = cmd.disable_help_subcommand(true);
         cmd.build();
-        // Subcommands have no version of their own: their pages name the binary's.
+        // Subcommands have no version of their own: their pages name the binary's. The
+        // version's second line (the original release we replace) stays in VERSION.
+        let version = cmd.get_version().unwrap_or_default();
         let source = format!(
             "{} {}",
             cmd.get_name(),
-            cmd.get_version().unwrap_or_default()
+            version.lines().next().unwrap_or_default()
         );
         man_tree(&cmd, date, &source, &mut out)?;
     }
@@ -337,8 +359,13 @@ mod tests {
         assert!(!pages
             .iter()
             .any(|p| p.path.to_string_lossy().contains("help")));
-        // Eleven binaries, nine telemctl subcommands: nothing else.
-        assert_eq!(pages.len(), 20);
+        // Twelve binaries and nine telemctl subcommands in section 1; the C library's overview
+        // and seven functions in 3; the configuration file in 5: nothing else.
+        let in_section = |dir: &str| pages.iter().filter(|p| p.path.starts_with(dir)).count();
+        assert_eq!(in_section("man1"), 21);
+        assert_eq!(in_section("man3"), 8);
+        assert_eq!(in_section("man5"), 1);
+        assert_eq!(pages.len(), 30);
     }
 
     #[test]
@@ -373,6 +400,153 @@ mod tests {
         assert_eq!(man_date(Some("1714953600"), now), "2024-05-06");
         assert_eq!(man_date(Some("1735689599"), now), "2024-12-31");
         assert_eq!(man_date(Some("bogus"), now), "2000-02-29");
+    }
+
+    /// The errno names (`-EINVAL`) and `-errno` in the doc comment above `fn <name>` in the ffi.
+    fn errnos_in_ffi_doc(name: &str) -> Vec<String> {
+        let api = include_str!("../../../libtelemetry/src/ffi/api.rs");
+        let at = api
+            .find(&format!("extern \"C\" fn {name}("))
+            .unwrap_or_else(|| panic!("{name} not in api.rs"));
+        let doc: Vec<&str> = api[..at]
+            .lines()
+            .rev()
+            .skip(1)
+            .take_while(|l| l.trim_start().starts_with("///") || l.trim_start().starts_with("#["))
+            .collect();
+        let mut found = Vec::new();
+        for line in doc {
+            for word in line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+                let is_errno = word == "-errno"
+                    || (word.starts_with("-E")
+                        && word.len() > 3
+                        && word[1..].chars().all(|c| c.is_ascii_uppercase()));
+                if is_errno && !found.contains(&word.to_string()) {
+                    found.push(word.to_string());
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn section_3_pages_name_every_return_value_the_ffi_documents() {
+        let pages = man_pages("2024-05-06").unwrap();
+        let overview = find(&pages, "man3/telemetry.3");
+        assert!(
+            overview.starts_with(".TH telemetry 3 2024-05-06 "),
+            "{overview}"
+        );
+        for f in &capi::FUNCTIONS {
+            let page = find(&pages, &format!("man3/{}.3", f.name));
+            assert!(
+                page.starts_with(&format!(".TH {} 3 2024-05-06 ", f.name)),
+                "{page}"
+            );
+            assert!(page.contains("\\fB#include <telemetry.h>\\fR"), "{page}");
+            assert!(page.contains(f.since), "{}", f.name);
+            assert!(
+                overview.contains(&format!("\\fB{}\\fR(3)", f.name)),
+                "telemetry.3 lacks {}",
+                f.name
+            );
+            let documented = errnos_in_ffi_doc(f.name);
+            let returns: Vec<&str> = f.returns.iter().map(|(v, _)| *v).collect();
+            for errno in &documented {
+                assert!(
+                    returns.contains(&errno.as_str()),
+                    "{}: the ffi doc names {errno}, the table does not",
+                    f.name
+                );
+            }
+            // And each value in the table is on the page, as a .TP term.
+            for value in &returns {
+                let term = format!(".TP\n\\fB{}\\fR\n", value.replace('-', "\\-"));
+                assert!(page.contains(&term), "{}.3 lacks {value}", f.name);
+            }
+            if f.prototype.starts_with("int ") {
+                assert!(
+                    returns.contains(&"0") || f.name == "tm_is_opted_in",
+                    "{}",
+                    f.name
+                );
+                assert!(!returns.is_empty(), "{}", f.name);
+            }
+        }
+        // The check reads the comments for real: the functions that fail name their errnos.
+        assert!(errnos_in_ffi_doc("tm_send_record").contains(&"-ETIMEDOUT".to_string()));
+        assert!(errnos_in_ffi_doc("tm_set_payload").contains(&"-EMSGSIZE".to_string()));
+        assert!(errnos_in_ffi_doc("tm_free_record").is_empty());
+    }
+
+    #[test]
+    fn section_3_prototypes_are_the_headers() {
+        let header = include_str!("../../../include/telemetry.h");
+        let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let declared = header
+            .lines()
+            .filter(|l| l.starts_with("int tm_") || l.starts_with("void tm_"))
+            .count();
+        assert_eq!(declared, capi::FUNCTIONS.len(), "a function without a page");
+        let header = squash(header);
+        for f in &capi::FUNCTIONS {
+            assert!(
+                header.contains(&squash(f.prototype)),
+                "{} is not declared so in telemetry.h",
+                f.prototype
+            );
+        }
+    }
+
+    #[test]
+    fn telemetrics_conf_page_lists_every_key_with_its_default() {
+        let pages = man_pages("2024-05-06").unwrap();
+        let page = find(&pages, "man5/telemetrics.conf.5");
+        assert!(
+            page.starts_with(".TH telemetrics.conf 5 2024-05-06 "),
+            "{page}"
+        );
+        let defaults = telemetry::Config::defaults(Path::new("/"));
+        let mut keys = 0;
+        for key in telemetry::config::key_names() {
+            keys += 1;
+            let value = defaults.value_of(key).unwrap();
+            let value = if value.is_empty() {
+                "(empty)".to_string()
+            } else {
+                value.replace(' ', "\\s")
+            };
+            let term = format!(
+                ".TP\n\\fB{}\\fR=\\fI{}\\fR\n",
+                sections::esc(key),
+                sections::esc(&value)
+            );
+            let at = page
+                .find(&term)
+                .unwrap_or_else(|| panic!("telemetrics.conf.5 lacks {term:?}"));
+            // Each key is described (its unit is in the description).
+            let text = page[at + term.len()..].lines().next().unwrap();
+            assert!(text.len() > 10, "{key}: {text:?}");
+        }
+        assert!(keys > 20, "{keys}");
+        assert_eq!(page.matches(".TP\n").count(), keys);
+        for rule in [
+            "/usr/share/defaults/telemetrics/telemetrics.conf",
+            "/etc/telemetrics/telemetrics.conf",
+            "later wins",
+            "TELEM_CONFIG",
+        ] {
+            assert!(page.contains(&rule.replace('-', "\\-")), "lacks {rule}");
+        }
+        assert_eq!(
+            conf::description("send_timeout_ms").unwrap(),
+            "How long a sender waits for telemprobd's acknowledgement, in milliseconds."
+        );
+        assert_eq!(
+            conf::description("spool_max_size"),
+            conf::description("spool_dir")
+        );
+        assert!(conf::description("no_such_key").is_none());
     }
 
     #[test]

@@ -147,6 +147,13 @@ pub fn extra(bin: &str) -> Option<Extra> {
                 "Probes' caches, deleted by opt-out with the spool and the machine id.",
             ),
         ]),
+        "telem_journal" => files.extend([
+            journal,
+            e(
+                path(&c.retention_dir),
+                "Retained record bodies, printed by --include-record.",
+            ),
+        ]),
         "telem-record-gen" => files.push(socket),
         "crashprobe" => files.extend([
             socket,
@@ -207,6 +214,10 @@ pub fn extra(bin: &str) -> Option<Extra> {
             ),
             e("2", "A usage error."),
         ],
+        "telem_journal" => vec![
+            e("0", "The journal was printed (or does not exist yet)."),
+            e("1", "A usage error, or the journal could not be read."),
+        ],
         "telem-record-gen" => vec![
             e(
                 "0",
@@ -241,7 +252,7 @@ pub fn extra(bin: &str) -> Option<Extra> {
 
 /// Escapes text for a roff text line: backslashes, hyphens (as `\-`, so they stay hyphens and
 /// can be searched for), and a leading `.` or `'` that would read as a request.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = s.replace('\\', "\\e").replace('-', "\\-");
     if out.starts_with('.') || out.starts_with('\'') {
         out.insert_str(0, "\\&");

@@ -69,7 +69,10 @@ fn man_writes_a_page_per_binary_into_man1() {
         assert!(page.contains("\\-\\-config\\-file"), "{bin}");
     }
     assert!(out.join("man1/telemctl-journal.1").is_file());
-    assert_eq!(fs::read_dir(out.join("man1")).unwrap().count(), 20);
+    assert_eq!(fs::read_dir(out.join("man1")).unwrap().count(), 21);
+    assert_eq!(fs::read_dir(out.join("man3")).unwrap().count(), 8);
+    assert!(out.join("man3/telemetry.3").is_file());
+    assert!(out.join("man5/telemetrics.conf.5").is_file());
 }
 
 #[test]
