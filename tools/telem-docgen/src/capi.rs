@@ -3,7 +3,7 @@
 //! (every errno a function's comment names is in its RETURN VALUE) and against `telemetry.h`
 //! (every prototype as declared).
 
-use crate::sections::esc;
+use crate::sections::{self, esc};
 
 /// One function of `libtelemetry.so.4`.
 #[derive(Debug)]
@@ -187,13 +187,8 @@ fn th(name: &str, section: u8, date: &str, source: &str) -> String {
 }
 
 fn see_also(out: &mut String, pages: &[(&str, u8)]) {
-    out.push_str(".SH \"SEE ALSO\"\n");
-    let refs: Vec<String> = pages
-        .iter()
-        .map(|(p, s)| format!("\\fB{}\\fR({s})", esc(p)))
-        .collect();
-    out.push_str(&refs.join(",\n"));
-    out.push('\n');
+    let pages: Vec<(String, u8)> = pages.iter().map(|(p, s)| (p.to_string(), *s)).collect();
+    sections::see_also(out, &pages);
 }
 
 fn synopsis(out: &mut String, prototypes: &[&str]) {

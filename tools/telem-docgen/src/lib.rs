@@ -1,12 +1,14 @@
 //! Man pages and shell completions for every telemetrics binary, rendered from the clap
 //! definitions the binaries themselves parse with, so the documentation cannot drift from the
-//! options.
+//! options; plus the C library's pages ([`capi`], section 3) and `telemetrics.conf(5)`
+//! ([`conf`]).
 //!
 //! Where each definition comes from:
 //! - telemprobd, telempostd and the probes expose theirs from their libraries
 //!   (`telemprobd::cli::Cli`, `telempostd::cli::Cli`, `probes::args::*`);
-//! - telemctl and telem-record-gen are binary-only crates: their `src/cli.rs` (clap and std
-//!   only) is compiled into this crate with `#[path]`.
+//! - telemctl (and telem_journal, whose `JournalCli` lives beside telemctl's) and
+//!   telem-record-gen: their `src/cli.rs` (clap, std and libtelemetry's version text) is
+//!   compiled into this crate with `#[path]`.
 //!
 //! Rendering ([`man_pages`], [`completions`]) is pure and returns files relative to an output
 //! directory laid out as below `$DATADIR`; [`write_all`] puts them on disk.
@@ -135,7 +137,7 @@ fn man_tree(cmd: &Command, date: &str, source: &str, out: &mut Vec<Generated>) -
         None => {
             let mut s = String::new();
             let parent = source.split(' ').next().unwrap_or_default().to_string();
-            sections::see_also(&mut s, &[parent]);
+            sections::see_also(&mut s, &[(parent, 1)]);
             s
         }
     };
@@ -311,6 +313,7 @@ mod tests {
                 page.contains("/etc/telemetrics/telemetrics.conf"),
                 "{bin}.1"
             );
+            assert!(page.contains("\\fBtelemetrics.conf\\fR(5)"), "{bin}.1");
             for other in BINARIES.iter().filter(|b| **b != bin) {
                 let other = other.replace('-', "\\-");
                 assert!(

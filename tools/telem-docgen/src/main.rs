@@ -16,7 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum What {
-    /// Write OUTDIR/man1/<binary>.1 for every binary (and telemctl-<subcommand>.1)
+    /// Write OUTDIR/man1/<binary>.1 for every binary (and telemctl-<subcommand>.1),
+    /// OUTDIR/man3/ for the C library and OUTDIR/man5/telemetrics.conf.5
     Man {
         /// The directory to write into (created if missing), laid out as $MANDIR
         outdir: PathBuf,

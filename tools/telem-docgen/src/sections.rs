@@ -276,19 +276,22 @@ pub fn roff(extra: &Extra) -> String {
     entries(&mut out, "EXIT STATUS", &extra.exit_status);
     entries(&mut out, "ENVIRONMENT", &extra.environment);
     entries(&mut out, "FILES", &extra.files);
-    see_also(&mut out, &extra.see_also);
+    // Every program reads the configuration, whose page is in section 5.
+    let mut pages: Vec<(String, u8)> = extra.see_also.iter().map(|p| (p.clone(), 1)).collect();
+    pages.push(("telemetrics.conf".to_string(), 5));
+    see_also(&mut out, &pages);
     out
 }
 
-/// A SEE ALSO section naming `pages` (all in section 1).
-pub fn see_also(out: &mut String, pages: &[String]) {
+/// A SEE ALSO section naming `pages`, each with its section.
+pub fn see_also(out: &mut String, pages: &[(String, u8)]) {
     if pages.is_empty() {
         return;
     }
     out.push_str(".SH \"SEE ALSO\"\n");
     let refs: Vec<String> = pages
         .iter()
-        .map(|p| format!("\\fB{}\\fR(1)", esc(p)))
+        .map(|(p, section)| format!("\\fB{}\\fR({section})", esc(p)))
         .collect();
     out.push_str(&refs.join(",\n"));
     out.push('\n');
