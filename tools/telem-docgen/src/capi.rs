@@ -70,8 +70,8 @@ pub const FUNCTIONS: [Function; 7] = [
             ),
             (
                 "-errno",
-                "Another failure while building the headers (for example -EIO when no random \
-                 event id could be made, or an internal error); *t_ref is unchanged.",
+                "Another failure (an errno of the system, or -EIO after an internal error); \
+                 *t_ref is unchanged.",
             ),
         ],
     },
