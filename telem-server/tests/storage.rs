@@ -774,3 +774,63 @@ async fn heartbeat_population_per_build(db: Db) {
     );
 }
 both_engines!(heartbeat_population_per_build);
+
+/// Creates the schema of the first version (1) and stores one crash record in it, as that
+/// version did (no signature columns).
+macro_rules! schema_1_with_a_crash {
+    ($pool:expr, $ddl:expr, $payload:expr) => {{
+        let pool = $pool;
+        sqlx::raw_sql(schema::VERSIONS_TABLE)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql($ddl).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO records (identity, form, external, machine_id, classification, \
+             severity, build, kernel_version, arch, host_type, board_name, cpu_model, \
+             bios_version, system_name, event_id, payload_version, record_version, ts_capture, \
+             ts_reception, payload) VALUES ('id1', 'headers', false, 'm', \
+             'org.clearlinux/crash/clr', 2, '1', 'k', 'x86_64', 'h', 'b', 'c', 'v', 's', 'e', \
+             1, 4, 1, 1, $1)",
+        )
+        .bind($payload)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }};
+}
+
+async fn upgrade_from_schema_1_then_regroup(db: Db) {
+    let payload = crash_payload(&[("abort", LIBC), ("parse_config", APP), ("main", APP)]);
+    match &db {
+        Db::Sqlite(d) => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(d.path().join("records.db"))
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            schema_1_with_a_crash!(pool, schema::SQLITE[0].1, &payload);
+        }
+        Db::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            schema_1_with_a_crash!(pool, schema::POSTGRES[0].1, &payload);
+        }
+    }
+    let s = db.open().await;
+    assert_eq!(s.schema_version().await.unwrap(), 2);
+    let before = s.list(&Filter::default(), 10).await.unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].record.crash, None);
+    assert_eq!(before[0].record.payload, payload);
+    let done = s.regroup(&SkipList::default()).await.unwrap();
+    assert_eq!((done.examined, done.changed), (1, 1));
+    assert_eq!(
+        s.get(before[0].id).await.unwrap().unwrap().record.crash,
+        sig("parse_config", APP)
+    );
+}
+both_engines!(upgrade_from_schema_1_then_regroup);
