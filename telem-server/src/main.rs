@@ -62,6 +62,16 @@ fn main() -> anyhow::Result<()> {
                     "not required"
                 }
             );
+            let skip = cfg.crash.skip.len() + cfg.crash.skip_extra.len();
+            println!("crash skip list: {skip} entries");
+            if cfg.retention.enabled() {
+                println!("retention: {} days (0 = forever)", cfg.retention.days);
+                for (pattern, days) in &cfg.retention.classification {
+                    println!("retention: {pattern}: {days} days");
+                }
+            } else {
+                println!("retention: records kept forever");
+            }
             Ok(())
         }
         Command::Serve => serve(cfg),

@@ -243,10 +243,16 @@ fn regroup_and_purge_commands() {
     assert_eq!(crash_sig(&cfg).as_deref(), Some("main"));
 
     // Purge without retention deletes nothing; with it, the old hello record goes.
+    let out = run(&["check-config"], &f);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("retention: records kept forever"));
     let out = run(&["purge"], &f);
     assert!(out.status.success());
     assert_eq!(stored(&cfg).len(), 3);
     write_cfg("[retention.classification]\n\"org.clearlinux/hello/*\" = 1\n");
+    let out = run(&["check-config"], &f);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("retention: org.clearlinux/hello/*: 1 days")
+    );
     let out = run(&["purge"], &f);
     assert!(
         out.status.success(),
