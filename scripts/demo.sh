@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the whole of telemetrics locally as a normal user: builds it, then starts the test
-# collector, telemprobd and telempostd below a temporary directory (TELEM_ROOT), opts in there,
-# sends records with telem-record-gen, hprobe and a C program, shows them arriving at the
-# collector, shows `telemctl status` and `telemctl journal`, and stops everything.
+# Runs the whole of telemetrics locally as a normal user: builds it, then starts telem-server
+# (on an SQLite file), telemprobd and telempostd below a temporary directory (TELEM_ROOT), opts
+# in there, sends records with telem-record-gen, hprobe and a C program, shows them stored in
+# telem-server through its query API, shows `telemctl status` and `telemctl journal`, and stops
+# everything.
 # Nothing outside the temporary directory and target/ is read or written; it ends by itself.
 # If a step fails, the daemons' logs are kept and their place is printed.
 set -euo pipefail
@@ -13,7 +14,7 @@ steps=8
 say() { step=$((step + 1)); echo; echo "== $step/$steps $*"; }
 indent() { sed 's/^/   /'; }
 
-echo "telemetrics demo: the collector, both daemons and four senders, below a temporary directory"
+echo "telemetrics demo: telem-server, both daemons and four senders, below a temporary directory"
 
 # TELEM_DEMO_PROFILE=debug runs an existing debug build without building (the e2e test of
 # this script does that); the default builds and runs the release profile.
@@ -23,7 +24,7 @@ if [ "${TELEM_DEMO_PROFILE:-release}" = debug ]; then
 else
   say "build (release profile): a first build takes about 11 minutes on 2 cores, later ones seconds"
   cargo build --release --locked -p libtelemetry -p telemprobd -p telempostd -p telemctl \
-    -p telem-record-gen -p probes -p telem-collector
+    -p telem-record-gen -p probes -p telem-server
   bin=$PWD/target/release
 fi
 
@@ -53,13 +54,25 @@ wait_for() { # wait_for <what> <test command...>: up to 20 s
   echo "demo: timed out waiting for $what" >&2; return 1
 }
 
-say "test collector: a local stand-in for the backend (its /v2/collector protocol)"
-"$bin/telem-collector" --listen 127.0.0.1:0 --port-file "$demo/port" --store "$demo/received.jsonl" \
-  >"$demo/collector.log" 2>&1 &
+say "telem-server: the backend, storing what it receives in an SQLite file"
+cat > "$demo/telem-server.toml" <<CONF
+# Port 0: any free port; the server logs the one it got.
+listen = "127.0.0.1:0"
+[storage]
+path = "$demo/records.db"
+CONF
+NO_COLOR=1 "$bin/telem-server" serve --config "$demo/telem-server.toml" >"$demo/telem-server.log" 2>&1 &
 pids+=($!)
-wait_for "the collector" test -s "$demo/port"
-port=$(cat "$demo/port")
-echo "   listening on http://127.0.0.1:$port/v2/collector; what it accepts goes to received.jsonl"
+# Its log line "listening addr=127.0.0.1:PORT" (colour codes removed, should there be any).
+server_port() {
+  sed 's/\x1b\[[0-9;]*m//g' "$demo/telem-server.log" | grep -m1 -o 'listening addr=127\.0\.0\.1:[0-9]*' |
+    cut -d: -f2
+}
+server_listening() { [ -n "$(server_port)" ]; }
+wait_for "telem-server" server_listening
+port=$(server_port)
+api="http://127.0.0.1:$port/api/v1"
+echo "   listening on http://127.0.0.1:$port: /v2/collector for telempostd, $api/ for queries"
 
 # The administrator's config layer, below TELEM_ROOT like every other path.
 cat > "$TELEM_ROOT/etc/telemetrics/telemetrics.conf" <<CONF
@@ -96,23 +109,37 @@ gcc -o "$demo/send_record" examples/send_record.c -Iinclude -L"$demo/lib" -ltele
 "$demo/send_record" demo >/dev/null
 sent "examples/send_record.c (libtelemetry.so.4)" "org.example/c-example/hello"
 
-say "at the collector: waiting for all four to arrive"
-wait_for "delivery" sh -c "[ \$(wc -l < '$demo/received.jsonl' 2>/dev/null || echo 0) -ge 4 ]"
-python3 - "$demo/received.jsonl" <<'PY'
-import json, sys
+say "at telem-server: waiting for all four, then reading them back through the query API"
+# Python's urllib with no proxy (a proxy from the environment must not see 127.0.0.1).
+urlopen='import json, urllib.request; urlopen = urllib.request.build_opener(urllib.request.ProxyHandler({})).open'
+four_stored() {
+  local n
+  n=$(python3 -c "$urlopen"'
+import sys; print(len(json.load(urlopen(sys.argv[1]))["records"]))' "$api/records" 2>/dev/null) || return 1
+  [ "$n" -ge 4 ]
+}
+wait_for "delivery" four_stored
+python3 - "$api" <<'PY'
+import json, sys, urllib.request
+api = sys.argv[1]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+get = lambda path: json.load(opener.open(api + path))
 senders = {
     "org.example/demo/hello": "telem-record-gen",
     "org.example/demo/stdin": "telem-record-gen",
     "org.clearlinux/hello/world": "hprobe",
     "org.example/c-example/hello": "send_record.c",
 }
-records = [json.loads(line) for line in open(sys.argv[1])]
-print(f"   {len(records)} records received:")
+records = get("/records")["records"]
+print(f"   {len(records)} records received (GET /api/v1/records, newest first):")
 for r in records:
-    h = r["headers"]
-    c = h["classification"]
+    c = r["classification"]
     payload = r["payload"].strip().replace("\n", " | ")
-    print(f'   {c:<30} from {senders.get(c, "?"):<17} severity {h["severity"]}  payload {payload!r}')
+    print(f'   {c:<30} from {senders.get(c, "?"):<17} severity {r["severity"]}  payload {payload!r}')
+counts = get("/counts/classification?classification=org.example/*")["counts"]
+print("   GET /api/v1/counts/classification?classification=org.example/*:")
+for c in counts:
+    print(f'   {c["key"]:<30} {c["count"]}')
 PY
 
 say "telemctl status: the daemons, the spool, the last delivery and error"
@@ -124,4 +151,4 @@ say "telemctl journal -V: every record that left the spool, and what became of i
 "$bin/telemctl" journal -V | indent
 
 echo
-echo "== stopping the collector and both daemons; deleting $demo"
+echo "== stopping telem-server and both daemons; deleting $demo"

@@ -49,11 +49,11 @@ fn demo_runs_ends_by_itself_and_leaves_nothing_running() {
     let mut at = 0;
     for step in [
         "== 1/8 build",
-        "== 2/8 test collector",
+        "== 2/8 telem-server",
         "== 3/8 opt in",
         "== 4/8 daemons",
         "== 5/8 sending four records",
-        "== 6/8 at the collector",
+        "== 6/8 at telem-server",
         "== 7/8 telemctl status",
         "== 8/8 telemctl journal -V",
         "== stopping",
@@ -65,7 +65,8 @@ fn demo_runs_ends_by_itself_and_leaves_nothing_running() {
         );
         at += found.unwrap();
     }
-    // Each record: who sent it, and that it arrived at the collector from that sender.
+    // Each record: who sent it, and that telem-server stored it (read back through its query
+    // API) from that sender.
     for (sender, class) in [
         ("telem-record-gen -p", "org.example/demo/hello"),
         (
@@ -86,11 +87,12 @@ fn demo_runs_ends_by_itself_and_leaves_nothing_running() {
             .any(|l| l.trim_start().starts_with(class) && l.contains(&format!("from {from}")));
         assert!(
             arrived,
-            "{class} from {from} not shown at the collector in:\n{stdout}"
+            "{class} from {from} not shown by telem-server's query API in:\n{stdout}"
         );
     }
     for needle in [
-        "4 records received",
+        "4 records received (GET /api/v1/records",
+        "GET /api/v1/counts/classification",
         "delivered 4",
         "last error:  none",
         "Classification",

@@ -1,6 +1,7 @@
 //! The server's configuration file (TOML), with defaults for every key and the checks
 //! `check-config` runs before anything is opened.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +12,9 @@ use serde::Deserialize;
 pub const DEFAULT_PATH: &str = "/etc/telem-server/telem-server.toml";
 /// The TID the public backend ships with and telempostd sends by default.
 pub const DEFAULT_TID: &str = "6907c830-eed9-4ce9-81ae-76daf8d88f0f";
+
+/// Longest retention age a configuration may give (100 years: beyond it, use 0).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,57 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub storage: Storage,
     pub ingest: Ingest,
+    pub crash: Crash,
+    pub retention: Retention,
+}
+
+/// Crash grouping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Crash {
+    /// Frames never blamed (`function` or `function [module]`, `*` wildcards); replaces the
+    /// default list when given.
+    pub skip: Vec<String>,
+    /// Entries added to `skip` (the usual way to extend the defaults).
+    pub skip_extra: Vec<String>,
+}
+
+impl Default for Crash {
+    fn default() -> Self {
+        Crash {
+            skip: crate::crash::DEFAULT_SKIP
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            skip_extra: Vec::new(),
+        }
+    }
+}
+
+impl Crash {
+    /// The skip list this configuration means.
+    pub fn skip_list(&self) -> crate::crash::SkipList {
+        crate::crash::SkipList::new(self.skip.iter().chain(&self.skip_extra).map(String::as_str))
+    }
+}
+
+/// How long records are kept. Nothing is deleted unless configured.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Days a record is kept after its reception; 0 keeps records forever.
+    pub days: u32,
+    /// Days per classification pattern (`*` matches any text), e.g.
+    /// `"org.clearlinux/hello/*" = 1`; a record matching a pattern is kept by the patterns it
+    /// matches (the shortest non-zero age wins), not by `days`; 0 keeps it forever.
+    pub classification: BTreeMap<String, u32>,
+}
+
+impl Retention {
+    /// Whether any rule deletes anything.
+    pub fn enabled(&self) -> bool {
+        self.days > 0 || self.classification.values().any(|d| *d > 0)
+    }
 }
 
 /// Which engine holds the records.
@@ -88,6 +143,8 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             storage: Storage::default(),
             ingest: Ingest::default(),
+            crash: Crash::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -159,6 +216,26 @@ impl Config {
         if self.ingest.batch_max == 0 || self.ingest.queue == 0 {
             return bad("ingest.batch_max and ingest.queue must be at least 1".into());
         }
+        if self
+            .crash
+            .skip
+            .iter()
+            .chain(&self.crash.skip_extra)
+            .any(|e| e.trim().is_empty())
+        {
+            return bad("crash.skip entries must not be empty".into());
+        }
+        let too_long = |d: u32| d > MAX_RETENTION_DAYS;
+        if too_long(self.retention.days)
+            || self.retention.classification.values().any(|d| too_long(*d))
+        {
+            return bad(format!(
+                "retention ages are at most {MAX_RETENTION_DAYS} days (0 keeps forever)"
+            ));
+        }
+        if self.retention.classification.keys().any(|k| k.is_empty()) {
+            return bad("retention.classification patterns must not be empty".into());
+        }
         Ok(())
     }
 
@@ -199,5 +276,19 @@ mod tests {
         assert!(parse("[storage]\nengine = \"postgres\"\nurl = \"postgres://x/y\"").is_ok());
         assert!(parse("lisen = \"127.0.0.1:1\"").is_err());
         assert!(parse("fleet_token = \"short\"").is_err());
+    }
+
+    #[test]
+    fn crash_and_retention_keys() {
+        let c = parse("[crash]\nskip_extra = [\"my_abort\"]\n[retention]\ndays = 35\n[retention.classification]\n\"org.clearlinux/hello/*\" = 1").unwrap();
+        assert!(c.crash.skip_list().skips("my_abort", "/usr/bin/x"));
+        assert!(c.crash.skip_list().skips("abort", "/usr/lib64/libc.so.6"));
+        assert_eq!(c.retention.days, 35);
+        assert!(c.retention.enabled());
+        assert!(!parse("").unwrap().retention.enabled());
+        let c = parse("[crash]\nskip = [\"only_this\"]").unwrap();
+        assert!(!c.crash.skip_list().skips("abort", "/usr/lib64/libc.so.6"));
+        assert!(parse("[retention]\ndays = 40000").is_err());
+        assert!(parse("[crash]\nskip = [\"\"]").is_err());
     }
 }

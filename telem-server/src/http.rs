@@ -19,9 +19,13 @@ use telemetry::collector_protocol::{
 use telemetry::timefmt::utc_string;
 use tracing::{debug, warn};
 
+use crate::crash::SkipList;
 use crate::ingest::{Ingest, IngestError};
 use crate::metrics::Metrics;
-use crate::store::{CountBy, Filter, Inserted, NewRecord, Store, StoreError, StoredRecord};
+use crate::store::schema::unix_now;
+use crate::store::{
+    CountBy, Filter, Inserted, NewRecord, Store, StoreError, StoredRecord, MAX_CRASH_GROUPS,
+};
 
 /// Default and largest page of `GET /api/v1/records`.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -35,6 +39,8 @@ pub struct AppState {
     pub ingest: Ingest,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// Frames never blamed when a crash is grouped at ingest.
+    pub skip: SkipList,
 }
 
 type Shared = Arc<AppState>;
@@ -48,6 +54,10 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .route("/api/v1/records", get(list_records))
         .route("/api/v1/records/{id}", get(one_record))
         .route("/api/v1/counts/{by}", get(counts))
+        .route("/api/v1/crashes", get(crashes))
+        .route("/api/v1/population", get(population))
+        .route("/api/v1/export.csv", get(export_csv))
+        .route("/api/v1/export.jsonl", get(export_jsonl))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -139,6 +149,7 @@ async fn collect_inner(st: &AppState, form: Form, headers: &HeaderMap, body: &[u
         return message(StatusCode::INTERNAL_SERVER_ERROR, "timestamp out of range");
     };
     let a = &sub.accepted;
+    let crash = st.skip.signature(&sub.payload);
     let record = NewRecord {
         identity: a.identity(sub.payload.as_bytes()).to_string(),
         form: form.as_str().to_string(),
@@ -158,8 +169,9 @@ async fn collect_inner(st: &AppState, form: Form, headers: &HeaderMap, body: &[u
         payload_version: a.payload_version,
         record_version: a.record_version,
         ts_capture,
-        ts_reception: crate::store::schema::unix_now(),
+        ts_reception: unix_now(),
         payload: sub.payload,
+        crash,
     };
     match st.ingest.submit(record.clone()).await {
         Ok(Inserted::New(id)) => {
@@ -257,6 +269,8 @@ struct ApiRecord<'a> {
     form: &'a str,
     ts_capture_unix: i64,
     ts_reception_unix: i64,
+    crash_function: Option<&'a str>,
+    crash_module: Option<&'a str>,
 }
 
 impl<'a> From<&'a StoredRecord> for ApiRecord<'a> {
@@ -270,6 +284,161 @@ impl<'a> From<&'a StoredRecord> for ApiRecord<'a> {
             form: &r.form,
             ts_capture_unix: r.ts_capture,
             ts_reception_unix: r.ts_reception,
+            crash_function: r.crash.as_ref().map(|c| c.function.as_str()),
+            crash_module: r.crash.as_ref().map(|c| c.module.as_str()),
+        }
+    }
+}
+
+/// The export formats and the paged stream behind them.
+mod export {
+    use std::fmt::Write as _;
+
+    use axum::body::Bytes;
+    use futures_util::Stream;
+
+    use super::{unix_string, ApiRecord};
+    use crate::store::{Filter, Store, StoreError, StoredRecord};
+
+    /// Records read per query while exporting.
+    pub const PAGE: i64 = 1000;
+
+    #[derive(Debug, Clone, Copy)]
+    pub enum Format {
+        Csv,
+        JsonLines,
+    }
+
+    impl Format {
+        pub fn content_type(self) -> &'static str {
+            match self {
+                Format::Csv => "text/csv; charset=utf-8",
+                Format::JsonLines => "application/jsonl",
+            }
+        }
+    }
+
+    /// CSV columns: the backend's export columns, then the crash signature.
+    pub const CSV_HEADER: &str = "id,external,ts_reception,severity,classification,build,\
+        machine_id,payload,crash_function,crash_module\r\n";
+
+    /// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+    fn csv_field(out: &mut String, v: &str) {
+        if v.contains([',', '"', '\r', '\n']) {
+            out.push('"');
+            out.push_str(&v.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(v);
+        }
+    }
+
+    pub fn render(rows: &[StoredRecord], format: Format) -> String {
+        let mut out = String::new();
+        for s in rows {
+            match format {
+                Format::Csv => {
+                    let r = &s.record;
+                    let _ = write!(out, "{},{},", s.id, r.external);
+                    csv_field(&mut out, &unix_string(r.ts_reception));
+                    let _ = write!(out, ",{},", r.severity);
+                    for v in [&r.classification, &r.build, &r.machine_id, &r.payload] {
+                        csv_field(&mut out, v);
+                        out.push(',');
+                    }
+                    let crash = r.crash.as_ref();
+                    csv_field(&mut out, crash.map_or("", |c| c.function.as_str()));
+                    out.push(',');
+                    csv_field(&mut out, crash.map_or("", |c| c.module.as_str()));
+                    out.push_str("\r\n");
+                }
+                Format::JsonLines => {
+                    if let Ok(line) = serde_json::to_string(&ApiRecord::from(s)) {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    struct State {
+        store: Store,
+        filter: Filter,
+        /// Rows left to send when `limit` was given.
+        left: Option<i64>,
+        pending: Option<Vec<StoredRecord>>,
+        header: bool,
+        done: bool,
+        format: Format,
+    }
+
+    /// The export of `filter`, newest first, starting with the already read `first` page.
+    pub fn stream(
+        store: Store,
+        filter: Filter,
+        first: Vec<StoredRecord>,
+        format: Format,
+    ) -> impl Stream<Item = Result<Bytes, StoreError>> {
+        let left = filter.limit;
+        let st = State {
+            store,
+            filter,
+            left,
+            pending: Some(first),
+            header: matches!(format, Format::Csv),
+            done: false,
+            format,
+        };
+        futures_util::stream::try_unfold(st, |mut st| async move {
+            if st.done {
+                return Ok(None);
+            }
+            let mut out = String::new();
+            if st.header {
+                st.header = false;
+                out.push_str(CSV_HEADER);
+            }
+            let rows = match st.pending.take() {
+                Some(rows) => rows,
+                None => {
+                    let want = st.left.map_or(PAGE, |l| l.min(PAGE));
+                    st.store.list(&st.filter, want).await?
+                }
+            };
+            if let Some(l) = st.left.as_mut() {
+                *l -= rows.len() as i64;
+            }
+            // The next page starts below the last id sent (keyset, as the records listing).
+            match rows.last() {
+                Some(last) => st.filter.before_id = Some(last.id),
+                None => st.done = true,
+            }
+            if st.left.is_some_and(|l| l <= 0) {
+                st.done = true;
+            }
+            out.push_str(&render(&rows, st.format));
+            if out.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some((Bytes::from(out), st)))
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn csv_fields_are_quoted_when_needed() {
+            let mut s = String::new();
+            csv_field(&mut s, "plain");
+            s.push('|');
+            csv_field(&mut s, "a,b");
+            s.push('|');
+            csv_field(&mut s, "say \"hi\"\nbye");
+            assert_eq!(s, "plain|\"a,b\"|\"say \"\"hi\"\"\nbye\"");
         }
     }
 }
@@ -375,6 +544,92 @@ async fn counts(
         Ok(c) => Json(json!({ "counts": c })).into_response(),
         Err(e) => store_error(e),
     }
+}
+
+async fn crashes(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> Response {
+    if let Some(r) = query_denied(&st, &headers) {
+        return r;
+    }
+    let Query(f) = match q {
+        Ok(q) => q,
+        Err(r) => return bad_query(r),
+    };
+    let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_CRASH_GROUPS).contains(&limit) {
+        return message(
+            StatusCode::BAD_REQUEST,
+            &format!("limit must be between 1 and {MAX_CRASH_GROUPS}"),
+        );
+    }
+    match st.store.crash_groups(&f, limit).await {
+        Ok(groups) => Json(json!({ "groups": groups })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn population(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = query_denied(&st, &headers) {
+        return r;
+    }
+    match st.store.population(unix_now()).await {
+        Ok(builds) => Json(json!({ "builds": builds })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn export_csv(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> Response {
+    export(st, &headers, q, export::Format::Csv).await
+}
+
+async fn export_jsonl(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> Response {
+    export(st, &headers, q, export::Format::JsonLines).await
+}
+
+async fn export(
+    st: Shared,
+    headers: &HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+    format: export::Format,
+) -> Response {
+    if let Some(r) = query_denied(&st, headers) {
+        return r;
+    }
+    let Query(f) = match q {
+        Ok(q) => q,
+        Err(r) => return bad_query(r),
+    };
+    if f.limit.is_some_and(|l| l < 1) {
+        return message(StatusCode::BAD_REQUEST, "limit must be at least 1");
+    }
+    // The first page before the answer starts: a bad filter or a dead database is still a
+    // proper 400/503, not a cut stream.
+    let first = match st
+        .store
+        .list(&f, export::PAGE.min(f.limit.unwrap_or(i64::MAX)))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return store_error(e),
+    };
+    let body = axum::body::Body::from_stream(export::stream(st.store.clone(), f, first, format));
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    r
 }
 
 async fn healthz(State(st): State<Shared>) -> Response {

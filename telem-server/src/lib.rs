@@ -3,15 +3,19 @@
 //! PostgreSQL, and answers queries over a small JSON API.
 //!
 //! - [`config`]: the TOML configuration and its checks.
+//! - [`crash`]: crash signatures (the blamed frame of a backtrace) and the skip list.
+//! - [`retention`]: the purge of old records.
 //! - [`store`]: the storage interface, its two engines, filters and migrations.
 //! - [`ingest`]: group commit (one writer task, one transaction per burst).
 //! - [`http`]: the routes; [`metrics`]: the `/metrics` counters.
 //! - [`server`]: `run`, which wires them together for a bound listener and a shutdown future.
 
 pub mod config;
+pub mod crash;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod retention;
 pub mod server;
 pub mod store;
 

@@ -25,6 +25,11 @@ enum Command {
     Serve,
     /// Read and check the configuration, print it as understood, and exit.
     CheckConfig,
+    /// Recompute the crash signature of every stored record with the configured skip list
+    /// (after `crash.skip` changed), print what changed, and exit.
+    Regroup,
+    /// Delete the records older than the configured retention now, print the counts, and exit.
+    Purge,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,10 +62,65 @@ fn main() -> anyhow::Result<()> {
                     "not required"
                 }
             );
+            let skip = cfg.crash.skip.len() + cfg.crash.skip_extra.len();
+            println!("crash skip list: {skip} entries");
+            if cfg.retention.enabled() {
+                println!("retention: {} days (0 = forever)", cfg.retention.days);
+                for (pattern, days) in &cfg.retention.classification {
+                    println!("retention: {pattern}: {days} days");
+                }
+            } else {
+                println!("retention: records kept forever");
+            }
             Ok(())
         }
         Command::Serve => serve(cfg),
+        Command::Regroup => once(&cfg, |store, cfg| async move {
+            let done = store.regroup(&cfg.crash.skip_list()).await?;
+            println!(
+                "regrouped: {} records with a backtrace, {} changed",
+                done.examined, done.changed
+            );
+            Ok(())
+        }),
+        Command::Purge => once(&cfg, |store, cfg| async move {
+            if !cfg.retention.enabled() {
+                println!("retention: nothing configured, nothing deleted");
+                return Ok(());
+            }
+            for p in telem_server::retention::purge_once(&store, &cfg.retention).await? {
+                println!(
+                    "purged {} records of {} older than {} days",
+                    p.deleted,
+                    p.classification
+                        .as_deref()
+                        .unwrap_or("other classifications"),
+                    p.days
+                );
+            }
+            Ok(())
+        }),
     }
+}
+
+/// Opens the store, runs `job` on it, closes it: the one-shot commands.
+fn once<F, Fut>(cfg: &Config, job: F) -> anyhow::Result<()>
+where
+    F: FnOnce(telem_server::store::Store, Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let store = telem_server::store::Store::open(cfg)
+            .await
+            .context("opening the store")?;
+        let r = job(store.clone(), cfg.clone()).await;
+        store.close().await;
+        r
+    })
 }
 
 fn serve(cfg: Config) -> anyhow::Result<()> {

@@ -48,6 +48,13 @@ pub async fn run(
         ingest,
         store: store.clone(),
         metrics,
+        skip: cfg.crash.skip_list(),
+    });
+    let purge = cfg.retention.enabled().then(|| {
+        tokio::spawn(crate::retention::run_daily(
+            store.clone(),
+            cfg.retention.clone(),
+        ))
     });
     info!(addr = %listener.local_addr()?, "listening");
     let app = router(state, cfg.max_body_bytes);
@@ -56,6 +63,10 @@ pub async fn run(
         .await?;
     // The router (and with it every Ingest handle) is gone: the writer finishes its queue.
     let _ = writer.await;
+    if let Some(p) = purge {
+        p.abort();
+        let _ = p.await;
+    }
     store.close().await;
     info!("stopped");
     Ok(())

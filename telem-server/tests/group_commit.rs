@@ -33,6 +33,7 @@ fn record(n: u32) -> NewRecord {
         ts_capture: 1,
         ts_reception: 2,
         payload: format!("{n}"),
+        crash: None,
     }
 }
 

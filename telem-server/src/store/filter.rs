@@ -54,6 +54,10 @@ pub struct Filter {
     pub since: Option<i64>,
     /// Received before this time (unix seconds).
     pub until: Option<i64>,
+    /// The crash signature's function (exact).
+    pub crash_function: Option<String>,
+    /// The crash signature's module (exact).
+    pub crash_module: Option<String>,
     /// Keyset cursor: only records with a smaller id (the `next` of the previous page).
     pub before_id: Option<i64>,
     /// Page size for listings.
@@ -103,34 +107,16 @@ impl Filter {
             conds.push(sql(w.params.len()));
         };
         if let Some(c) = &self.classification {
-            if c.contains('*') {
-                let (op, pat) = match d {
-                    Dialect::Sqlite => ("GLOB", glob_pattern(c)),
-                    Dialect::Postgres => ("LIKE", like_pattern(c)),
-                };
-                let esc = if d == Dialect::Postgres {
-                    " ESCAPE '\\'"
-                } else {
-                    ""
-                };
-                add(
-                    &mut w,
-                    &|n| format!("classification {op} ${n}{esc}"),
-                    Param::Text(pat),
-                );
-            } else {
-                add(
-                    &mut w,
-                    &|n| format!("classification = ${n}"),
-                    Param::Text(c.clone()),
-                );
-            }
+            let (sql, p) = classification_match(d, c);
+            add(&mut w, &|n| sql.replace("$?", &format!("${n}")), p);
         }
         for (col, v) in [
             ("machine_id", &self.machine_id),
             ("build", &self.build),
             ("system_name", &self.system_name),
             ("host_type", &self.platform),
+            ("crash_function", &self.crash_function),
+            ("crash_module", &self.crash_module),
         ] {
             if let Some(v) = v {
                 add(&mut w, &|n| format!("{col} = ${n}"), Param::Text(v.clone()));
@@ -193,6 +179,28 @@ impl Filter {
             w.sql = format!("WHERE {}", conds.join(" AND "));
         }
         Ok(w)
+    }
+}
+
+/// SQL testing `classification` against `pattern` (exact, or `*` for any text), with its one
+/// parameter written `$?` for the caller to number.
+pub(crate) fn classification_match(d: Dialect, pattern: &str) -> (String, Param) {
+    if pattern.contains('*') {
+        match d {
+            Dialect::Sqlite => (
+                "classification GLOB $?".to_string(),
+                Param::Text(glob_pattern(pattern)),
+            ),
+            Dialect::Postgres => (
+                "classification LIKE $? ESCAPE '\\'".to_string(),
+                Param::Text(like_pattern(pattern)),
+            ),
+        }
+    } else {
+        (
+            "classification = $?".to_string(),
+            Param::Text(pattern.to_string()),
+        )
     }
 }
 

@@ -15,7 +15,9 @@ pub use filter::{CountBy, Filter};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::config::{Config, Engine};
+use crate::config::{Config, Engine, Retention};
+pub use crate::crash::Signature;
+use crate::crash::SkipList;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,8 @@ pub struct NewRecord {
     /// Reception time on the server, unix seconds.
     pub ts_reception: i64,
     pub payload: String,
+    /// The crash group, for a payload with a backtrace (see [`crate::crash`]).
+    pub crash: Option<Signature>,
 }
 
 /// A stored record: its row id and what was stored.
@@ -102,6 +106,61 @@ pub struct Count {
     pub key: String,
     pub count: i64,
 }
+
+/// One crash group: records with one signature, over the filtered records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrashGroup {
+    pub function: String,
+    pub module: String,
+    pub count: i64,
+    /// Distinct machines.
+    pub machines: i64,
+    /// Distinct builds, sorted.
+    pub builds: Vec<String>,
+    /// Reception times of the oldest and newest record (unix seconds).
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// What a regroup did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Regrouped {
+    /// Records with a backtrace payload that were looked at.
+    pub examined: u64,
+    /// Records whose signature changed.
+    pub changed: u64,
+}
+
+/// Records deleted by one retention rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    /// The classification pattern, or `None` for the general age.
+    pub classification: Option<String>,
+    pub days: u32,
+    pub deleted: u64,
+}
+
+/// Heartbeat population of one build: distinct machines that sent a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Population {
+    pub build: String,
+    /// Over all stored heartbeats.
+    pub all: i64,
+    pub last_1_days: i64,
+    pub last_3_days: i64,
+    pub last_7_days: i64,
+    pub last_14_days: i64,
+}
+
+/// Classification of the heartbeat record (`hprobe -H`).
+pub const HEARTBEAT: &str = "org.clearlinux/heartbeat/ping";
+
+/// Most crash groups one query answers.
+pub const MAX_CRASH_GROUPS: i64 = 1000;
+
+/// Records per regroup transaction and per purge DELETE: short transactions, so ingest on
+/// SQLite (one writer) waits at most for one of them.
+pub(crate) const CHUNK: i64 = 5000;
 
 /// The store, whichever engine holds it.
 #[derive(Clone)]
@@ -157,6 +216,30 @@ impl Store {
         dispatch!(self, s => s.counts(by, f).await)
     }
 
+    /// Crash groups among the records matching `f`, largest first, at most `limit`.
+    pub async fn crash_groups(
+        &self,
+        f: &Filter,
+        limit: i64,
+    ) -> Result<Vec<CrashGroup>, StoreError> {
+        dispatch!(self, s => s.crash_groups(f, limit).await)
+    }
+
+    /// Recomputes the signature of every record with a backtrace under `skip`.
+    pub async fn regroup(&self, skip: &SkipList) -> Result<Regrouped, StoreError> {
+        dispatch!(self, s => s.regroup(skip).await)
+    }
+
+    /// Deletes records older than `retention` allows at time `now` (unix seconds).
+    pub async fn purge(&self, retention: &Retention, now: i64) -> Result<Vec<Purged>, StoreError> {
+        dispatch!(self, s => s.purge(retention, now).await)
+    }
+
+    /// Heartbeat machines per build at time `now` (unix seconds), largest first.
+    pub async fn population(&self, now: i64) -> Result<Vec<Population>, StoreError> {
+        dispatch!(self, s => s.population(now).await)
+    }
+
     /// The schema version in the database.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         dispatch!(self, s => s.schema_version().await)
@@ -175,13 +258,14 @@ impl Store {
 /// The columns of `records` after `id`, in the order of every INSERT and SELECT.
 pub(crate) const COLUMNS: &str = "identity, form, external, machine_id, classification, severity, \
     build, kernel_version, arch, host_type, board_name, cpu_model, bios_version, system_name, \
-    event_id, payload_version, record_version, ts_capture, ts_reception, payload";
+    event_id, payload_version, record_version, ts_capture, ts_reception, payload, crash_function, \
+    crash_module";
 
 pub(crate) const INSERT: &str = "INSERT INTO records (identity, form, external, machine_id, \
     classification, severity, build, kernel_version, arch, host_type, board_name, cpu_model, \
     bios_version, system_name, event_id, payload_version, record_version, ts_capture, \
-    ts_reception, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-    $15, $16, $17, $18, $19, $20) ON CONFLICT (identity) DO NOTHING RETURNING id";
+    ts_reception, payload, crash_function, crash_module) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+    $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ON CONFLICT (identity) DO NOTHING RETURNING id";
 
 /// Binds the fields of a [`NewRecord`] in [`INSERT`] order.
 macro_rules! bind_record {
@@ -206,6 +290,8 @@ macro_rules! bind_record {
             .bind($r.ts_capture)
             .bind($r.ts_reception)
             .bind(&$r.payload)
+            .bind($r.crash.as_ref().map(|c| c.function.clone()))
+            .bind($r.crash.as_ref().map(|c| c.module.clone()))
     };
 }
 pub(crate) use bind_record;
@@ -254,6 +340,15 @@ macro_rules! record_from_row {
                 ts_capture: r.try_get("ts_capture")?,
                 ts_reception: r.try_get("ts_reception")?,
                 payload: r.try_get("payload")?,
+                crash: match (
+                    r.try_get::<Option<String>, _>("crash_function")?,
+                    r.try_get::<Option<String>, _>("crash_module")?,
+                ) {
+                    (Some(function), Some(module)) => {
+                        Some($crate::store::Signature { function, module })
+                    }
+                    _ => None,
+                },
             },
         })
     }};
@@ -349,6 +444,222 @@ macro_rules! engine_methods {
                 out.push($crate::store::Count {
                     key: row.try_get("k")?,
                     count: row.try_get("n")?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub async fn crash_groups(
+            &self,
+            f: &$crate::store::Filter,
+            limit: i64,
+        ) -> Result<Vec<$crate::store::CrashGroup>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let w = f.where_clause($dialect, false)?;
+            let cond = if w.sql.is_empty() {
+                "WHERE crash_function IS NOT NULL".to_string()
+            } else {
+                format!("{} AND crash_function IS NOT NULL", w.sql)
+            };
+            let sql = format!(
+                "SELECT crash_function AS f, crash_module AS m, COUNT(*) AS n, \
+                 COUNT(DISTINCT machine_id) AS machines, MIN(ts_reception) AS first_seen, \
+                 MAX(ts_reception) AS last_seen FROM records {cond} \
+                 GROUP BY crash_function, crash_module ORDER BY n DESC, f, m LIMIT ${}",
+                w.params.len() + 1
+            );
+            let q = $crate::store::bind_params!(sqlx::query(&sql), &w.params).bind(limit);
+            let rows = q.fetch_all(&self.pool).await?;
+            let mut groups = Vec::with_capacity(rows.len());
+            let mut index = std::collections::HashMap::new();
+            for row in &rows {
+                let g = $crate::store::CrashGroup {
+                    function: row.try_get("f")?,
+                    module: row.try_get("m")?,
+                    count: row.try_get("n")?,
+                    machines: row.try_get("machines")?,
+                    builds: Vec::new(),
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                };
+                index.insert((g.function.clone(), g.module.clone()), groups.len());
+                groups.push(g);
+            }
+            // The builds of each group: one more pass over the same records (a list per group
+            // is not portable SQL; the pairs are few).
+            let sql = format!(
+                "SELECT DISTINCT crash_function AS f, crash_module AS m, build FROM records {cond}"
+            );
+            let q = $crate::store::bind_params!(sqlx::query(&sql), &w.params);
+            for row in &q.fetch_all(&self.pool).await? {
+                let key: (String, String) = (row.try_get("f")?, row.try_get("m")?);
+                if let Some(g) = index.get(&key).and_then(|i| groups.get_mut(*i)) {
+                    g.builds.push(row.try_get("build")?);
+                }
+            }
+            for g in &mut groups {
+                g.builds.sort();
+            }
+            // Ties in byte order whatever the database's collation.
+            groups.sort_by(|a, b| {
+                b.count
+                    .cmp(&a.count)
+                    .then_with(|| a.function.cmp(&b.function))
+                    .then_with(|| a.module.cmp(&b.module))
+            });
+            Ok(groups)
+        }
+
+        pub async fn regroup(
+            &self,
+            skip: &$crate::crash::SkipList,
+        ) -> Result<$crate::store::Regrouped, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let mut out = $crate::store::Regrouped::default();
+            let mut after = 0i64;
+            loop {
+                // Only the two payload shapes that carry frames; the crash module decides.
+                let rows = sqlx::query(
+                    "SELECT id, payload, crash_function, crash_module FROM records \
+                     WHERE id > $1 AND (substr(payload, 1, 9) = 'Process: ' \
+                     OR substr(payload, 1, 13) = 'Crash Report:') ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind($crate::store::CHUNK)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut changes = Vec::new();
+                for row in &rows {
+                    let id: i64 = row.try_get("id")?;
+                    let payload: String = row.try_get("payload")?;
+                    let old = match (
+                        row.try_get::<Option<String>, _>("crash_function")?,
+                        row.try_get::<Option<String>, _>("crash_module")?,
+                    ) {
+                        (Some(function), Some(module)) => {
+                            Some($crate::store::Signature { function, module })
+                        }
+                        _ => None,
+                    };
+                    after = id;
+                    out.examined += 1;
+                    let new = skip.signature(&payload);
+                    if new != old {
+                        changes.push((id, new));
+                    }
+                }
+                if !changes.is_empty() {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    for (id, sig) in &changes {
+                        sqlx::query(
+                            "UPDATE records SET crash_function = $1, crash_module = $2 WHERE id = $3",
+                        )
+                        .bind(sig.as_ref().map(|s| s.function.clone()))
+                        .bind(sig.as_ref().map(|s| s.module.clone()))
+                        .bind(*id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    out.changed += changes.len() as u64;
+                }
+                if (rows.len() as i64) < $crate::store::CHUNK {
+                    break;
+                }
+            }
+            Ok(out)
+        }
+
+        pub async fn purge(
+            &self,
+            ret: &$crate::config::Retention,
+            now: i64,
+        ) -> Result<Vec<$crate::store::Purged>, $crate::store::StoreError> {
+            use $crate::store::filter::{classification_match, Param};
+            let cutoff = |days: u32| now.saturating_sub(i64::from(days) * 86_400);
+            let mut out = Vec::new();
+            for (pattern, days) in ret.classification.iter().filter(|(_, d)| **d > 0) {
+                let (m, p) = classification_match($dialect, pattern);
+                let cond = format!("{} AND ts_reception < $2", m.replace("$?", "$1"));
+                let deleted = self
+                    .delete_where(&cond, &[p, Param::Int(cutoff(*days))])
+                    .await?;
+                out.push($crate::store::Purged {
+                    classification: Some(pattern.clone()),
+                    days: *days,
+                    deleted,
+                });
+            }
+            if ret.days > 0 {
+                // Records a pattern covers are kept by their pattern, not by the general age.
+                let mut params = vec![Param::Int(cutoff(ret.days))];
+                let mut cond = "ts_reception < $1".to_string();
+                for pattern in ret.classification.keys() {
+                    let (m, p) = classification_match($dialect, pattern);
+                    params.push(p);
+                    let n = format!("${}", params.len());
+                    cond.push_str(&format!(" AND NOT ({})", m.replace("$?", &n)));
+                }
+                let deleted = self.delete_where(&cond, &params).await?;
+                out.push($crate::store::Purged {
+                    classification: None,
+                    days: ret.days,
+                    deleted,
+                });
+            }
+            Ok(out)
+        }
+
+        /// Deletes the records matching `cond` in chunks (each its own transaction).
+        async fn delete_where(
+            &self,
+            cond: &str,
+            params: &[$crate::store::filter::Param],
+        ) -> Result<u64, $crate::store::StoreError> {
+            let sql = format!(
+                "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE {cond} LIMIT {})",
+                $crate::store::CHUNK
+            );
+            let mut total = 0u64;
+            loop {
+                let q = $crate::store::bind_params!(sqlx::query(&sql), params);
+                let n = q.execute(&self.pool).await?.rows_affected();
+                total += n;
+                if n < $crate::store::CHUNK as u64 {
+                    return Ok(total);
+                }
+            }
+        }
+
+        pub async fn population(
+            &self,
+            now: i64,
+        ) -> Result<Vec<$crate::store::Population>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let sql = format!(
+                "SELECT build, COUNT(DISTINCT machine_id) AS all_n, \
+                 COUNT(DISTINCT CASE WHEN ts_reception >= $2 THEN machine_id END) AS d1, \
+                 COUNT(DISTINCT CASE WHEN ts_reception >= $3 THEN machine_id END) AS d3, \
+                 COUNT(DISTINCT CASE WHEN ts_reception >= $4 THEN machine_id END) AS d7, \
+                 COUNT(DISTINCT CASE WHEN ts_reception >= $5 THEN machine_id END) AS d14 \
+                 FROM records WHERE classification = $1 GROUP BY build \
+                 ORDER BY all_n DESC, build LIMIT {}",
+                $crate::store::filter::MAX_GROUPS
+            );
+            let mut q = sqlx::query(&sql).bind($crate::store::HEARTBEAT);
+            for days in [1i64, 3, 7, 14] {
+                q = q.bind(now.saturating_sub(days * 86_400));
+            }
+            let rows = q.fetch_all(&self.pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push($crate::store::Population {
+                    build: row.try_get("build")?,
+                    all: row.try_get("all_n")?,
+                    last_1_days: row.try_get("d1")?,
+                    last_3_days: row.try_get("d3")?,
+                    last_7_days: row.try_get("d7")?,
+                    last_14_days: row.try_get("d14")?,
                 });
             }
             Ok(out)

@@ -3,9 +3,10 @@
 //! program is refused rather than guessed at.
 
 /// Version and DDL of each SQLite migration.
-pub const SQLITE: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE records (
+pub const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE records (
         id INTEGER PRIMARY KEY,
         identity TEXT NOT NULL UNIQUE,
         form TEXT NOT NULL,
@@ -34,12 +35,21 @@ pub const SQLITE: &[(i64, &str)] = &[(
     CREATE INDEX records_platform ON records (host_type, id);
     CREATE INDEX records_reception ON records (ts_reception, id);
     CREATE INDEX records_event ON records (event_id);",
-)];
+    ),
+    (2, CRASH_COLUMNS),
+];
+
+/// Version 2: the crash signature of each record (NULL without one), indexed for the groups.
+const CRASH_COLUMNS: &str = "ALTER TABLE records ADD COLUMN crash_function TEXT;
+    ALTER TABLE records ADD COLUMN crash_module TEXT;
+    CREATE INDEX records_crash ON records (crash_function, crash_module)
+        WHERE crash_function IS NOT NULL;";
 
 /// Version and DDL of each PostgreSQL migration.
-pub const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE records (
+pub const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE records (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         identity TEXT NOT NULL UNIQUE,
         form TEXT NOT NULL,
@@ -68,7 +78,9 @@ pub const POSTGRES: &[(i64, &str)] = &[(
     CREATE INDEX records_platform ON records (host_type, id);
     CREATE INDEX records_reception ON records (ts_reception, id);
     CREATE INDEX records_event ON records (event_id);",
-)];
+    ),
+    (2, CRASH_COLUMNS),
+];
 
 /// The table that records applied versions (same DDL on both engines).
 pub const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
