@@ -322,10 +322,18 @@ mod export {
     pub const CSV_HEADER: &str = "id,external,ts_reception,severity,classification,build,\
         machine_id,payload,crash_function,crash_module\r\n";
 
-    /// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+    /// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break. A value a
+    /// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+    /// return: any machine can send one in a build string or payload) gets a leading `'`, as
+    /// OWASP advises, so opening the export never runs it; the JSON-lines export keeps values as
+    /// they are.
     fn csv_field(out: &mut String, v: &str) {
-        if v.contains([',', '"', '\r', '\n']) {
+        let formula = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
+        if formula || v.contains([',', '"', '\r', '\n']) {
             out.push('"');
+            if formula {
+                out.push('\'');
+            }
             out.push_str(&v.replace('"', "\"\""));
             out.push('"');
         } else {
@@ -439,6 +447,18 @@ mod export {
             s.push('|');
             csv_field(&mut s, "say \"hi\"\nbye");
             assert_eq!(s, "plain|\"a,b\"|\"say \"\"hi\"\"\nbye\"");
+        }
+
+        #[test]
+        fn csv_fields_a_spreadsheet_would_run_are_defused() {
+            for v in ["=HYPERLINK(1)", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+                let mut s = String::new();
+                csv_field(&mut s, v);
+                assert_eq!(s, format!("\"'{v}\""), "{v:?}");
+            }
+            let mut s = String::new();
+            csv_field(&mut s, "a-b");
+            assert_eq!(s, "a-b");
         }
     }
 }
