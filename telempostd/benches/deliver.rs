@@ -294,6 +294,17 @@ fn after_outage(n: usize) -> Run {
     measure("drain after outage (keep-alive)", n, &c, child, t0, c0)
 }
 
+/// `n` copies of `rec` that differ only in their event id, so each is a record of its own.
+fn distinct(rec: &telemetry::Record, n: usize) -> Vec<telemetry::Record> {
+    (0..n)
+        .map(|i| {
+            let mut r = rec.clone();
+            r.set_event_id(&format!("{i:032x}")).unwrap();
+            r
+        })
+        .collect()
+}
+
 /// A plain client loop against a server that closes after every answer: a ureq agent that
 /// keeps no connection (so each record gets a new one, as that server demands), sending the
 /// request telempostd would send, pre-encoded. No spool, no journal.
@@ -307,7 +318,12 @@ fn plain_client_closing(n: usize) -> Run {
         .record;
     let config = telemetry::Config::load_from(&s.root, Some(&s.conf)).unwrap();
     let target = telempostd::deliver::Target::from_config(&config);
-    let req = telempostd::deliver::encode(&rec, &target, true);
+    // A distinct record per request (the collector stores each identity once), encoded before
+    // the clock starts.
+    let reqs: Vec<_> = distinct(&rec, n)
+        .iter()
+        .map(|r| telempostd::deliver::encode(r, &target, true))
+        .collect();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_idle_connections(0)
@@ -316,7 +332,7 @@ fn plain_client_closing(n: usize) -> Run {
         .into();
     let t0 = Instant::now();
     let c0 = collector_cpu_secs();
-    for _ in 0..n {
+    for req in &reqs {
         if t0.elapsed() > DEADLINE {
             break;
         }
@@ -353,23 +369,31 @@ fn raw_client(n: usize) -> Run {
     let rec = spool::decode(&fs::read(file.path()).unwrap())
         .unwrap()
         .record;
-    let mut head = format!(
-        "POST /v2/collector HTTP/1.1\r\nHost: {}\r\nX-Telemetry-TID: {}\r\n",
-        c.addr(),
-        telem_collector::DEFAULT_TID
-    );
-    for (name, value) in HEADER_NAMES.iter().zip(rec.values()) {
-        head.push_str(&telempostd::deliver::hyphenated(name));
-        head.push_str(": ");
-        head.push_str(value);
-        head.push_str("\r\n");
-    }
-    head.push_str(&format!(
-        "Content-Type: application/text\r\nContent-Length: {}\r\n\r\n",
-        rec.payload().len()
-    ));
-    let mut req = head.into_bytes();
-    req.extend_from_slice(rec.payload());
+    // A distinct record per request (the collector stores each identity once), encoded before
+    // the clock starts.
+    let reqs: Vec<Vec<u8>> = distinct(&rec, n)
+        .iter()
+        .map(|rec| {
+            let mut head = format!(
+                "POST /v2/collector HTTP/1.1\r\nHost: {}\r\nX-Telemetry-TID: {}\r\n",
+                c.addr(),
+                telem_collector::DEFAULT_TID
+            );
+            for (name, value) in HEADER_NAMES.iter().zip(rec.values()) {
+                head.push_str(&telempostd::deliver::hyphenated(name));
+                head.push_str(": ");
+                head.push_str(value);
+                head.push_str("\r\n");
+            }
+            head.push_str(&format!(
+                "Content-Type: application/text\r\nContent-Length: {}\r\n\r\n",
+                rec.payload().len()
+            ));
+            let mut req = head.into_bytes();
+            req.extend_from_slice(rec.payload());
+            req
+        })
+        .collect();
     let mut stream = TcpStream::connect(c.addr()).unwrap();
     stream.set_nodelay(true).unwrap();
     stream
@@ -378,11 +402,11 @@ fn raw_client(n: usize) -> Run {
     let t0 = Instant::now();
     let c0 = collector_cpu_secs();
     let mut buf = vec![0u8; 16 * 1024];
-    for _ in 0..n {
+    for req in &reqs {
         if t0.elapsed() > DEADLINE {
             break;
         }
-        stream.write_all(&req).unwrap();
+        stream.write_all(req).unwrap();
         // Read the head, then the body to its Content-Length.
         let mut have = 0;
         let (end, len) = loop {
