@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::state::{unix_now, Fault, RequestLog, State, StoredRecord};
-use crate::validate::{validate, Fields, Rejection};
+use crate::validate::{parse_json, validate, Fields, Rejection};
 use telemetry::timefmt::utc_string;
 
 type Resp = Response<Full<Bytes>>;
@@ -195,27 +195,6 @@ fn normalize_headers(h: &HeaderMap) -> Fields {
         out.entry(key).or_insert(value);
     }
     out
-}
-
-/// The v2.4 client's JSON body: an object of string values. Returns (fields, payload).
-fn parse_json(body: &[u8]) -> Result<(Fields, String), String> {
-    let invalid = || "Request body is not a JSON object of strings".to_string();
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|_| invalid())?;
-    let mut fields = Fields::new();
-    let mut payload = None;
-    for (k, v) in map {
-        let serde_json::Value::String(s) = v else {
-            return Err(invalid());
-        };
-        if k == "payload" {
-            payload = Some(s);
-        } else {
-            fields.insert(k.to_ascii_lowercase().replace('_', "-"), s);
-        }
-    }
-    let payload = payload.ok_or_else(|| "Record payload is missing".to_string())?;
-    Ok((fields, payload))
 }
 
 fn route(
