@@ -10,7 +10,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 fn workspace() -> PathBuf {
@@ -281,6 +281,33 @@ fn version_flag_prints_ours_and_the_original_release() {
                 env!("CARGO_PKG_VERSION")
             ),
             "{b} {flag}"
+        );
+    }
+}
+
+/// A usage error exits as the original's programs did: 2 for telemctl, 1 for every other
+/// program (daemons, probes, telem-record-gen, telem_journal), with the usage on stderr and
+/// nothing on stdout.
+#[test]
+fn usage_errors_exit_as_the_originals() {
+    let bin = destdir().join("usr/bin");
+    let root = tempfile::tempdir().unwrap();
+    for b in BINARIES {
+        let want = if b == "telemctl" { 2 } else { 1 };
+        let o = Command::new(bin.join(b))
+            .arg("--no-such-option")
+            .env("TELEM_ROOT", root.path())
+            .env_remove("TELEM_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(want), "{b}: {stderr}");
+        assert!(stderr.contains("--no-such-option"), "{b}: {stderr}");
+        assert!(
+            o.stdout.is_empty(),
+            "{b}: {}",
+            String::from_utf8_lossy(&o.stdout)
         );
     }
 }
