@@ -485,6 +485,20 @@ fn bad_query(r: QueryRejection) -> Response {
     message(StatusCode::BAD_REQUEST, &r.body_text())
 }
 
+/// The filter of a listing and its `limit` (default [`DEFAULT_LIMIT`], at most `max`), or the
+/// message of the 400 to answer.
+fn filter_with_limit(
+    q: Result<Query<Filter>, QueryRejection>,
+    max: i64,
+) -> Result<(Filter, i64), String> {
+    let Query(f) = q.map_err(|r| r.body_text())?;
+    let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=max).contains(&limit) {
+        return Err(format!("limit must be between 1 and {max}"));
+    }
+    Ok((f, limit))
+}
+
 async fn list_records(
     State(st): State<Shared>,
     headers: HeaderMap,
@@ -493,17 +507,10 @@ async fn list_records(
     if let Some(r) = query_denied(&st, &headers) {
         return r;
     }
-    let Query(f) = match q {
-        Ok(q) => q,
-        Err(r) => return bad_query(r),
+    let (f, limit) = match filter_with_limit(q, MAX_LIMIT) {
+        Ok(v) => v,
+        Err(m) => return message(StatusCode::BAD_REQUEST, &m),
     };
-    let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return message(
-            StatusCode::BAD_REQUEST,
-            &format!("limit must be between 1 and {MAX_LIMIT}"),
-        );
-    }
     match st.store.list(&f, limit).await {
         Ok(rows) => {
             // A full page may have more behind it: the cursor for the next one.
@@ -574,17 +581,10 @@ async fn crashes(
     if let Some(r) = query_denied(&st, &headers) {
         return r;
     }
-    let Query(f) = match q {
-        Ok(q) => q,
-        Err(r) => return bad_query(r),
+    let (f, limit) = match filter_with_limit(q, MAX_CRASH_GROUPS) {
+        Ok(v) => v,
+        Err(m) => return message(StatusCode::BAD_REQUEST, &m),
     };
-    let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_CRASH_GROUPS).contains(&limit) {
-        return message(
-            StatusCode::BAD_REQUEST,
-            &format!("limit must be between 1 and {MAX_CRASH_GROUPS}"),
-        );
-    }
     match st.store.crash_groups(&f, limit).await {
         Ok(groups) => Json(json!({ "groups": groups })).into_response(),
         Err(e) => store_error(e),
