@@ -492,6 +492,11 @@ fn records_filters_pages_and_poll(cfg: telem_server::Config) {
     assert_eq!(b.get("/records?payload_regex=(").status, 400);
     assert_eq!(b.get("/records?nonsense=1").status, 400);
     assert_eq!(b.get("/records/poll?after_id=x").status, 400);
+    assert_eq!(
+        b.get("/records/poll?build=41000").status,
+        400,
+        "no after_id"
+    );
     assert_eq!(b.get("/records/999999").status, 404);
 }
 both_engines!(records_filters_pages_and_poll);
