@@ -12,6 +12,7 @@ use serde_json::json;
 use super::auth::Session;
 use super::layout::{render, time, Layout};
 use super::{error_page, store_error_page, FilterQuery, Web};
+use crate::store::schema::unix_now;
 use crate::store::{CountBy, StoredRecord};
 
 /// Records per page, unless `limit` says otherwise (at most [`MAX_PAGE`]).
@@ -56,6 +57,8 @@ pub struct Field {
     pub label: &'static str,
     pub value: String,
     pub hint: &'static str,
+    /// The value read for people (a time as UTC), or empty.
+    pub note: String,
 }
 
 /// The filter parameters the form offers (every one the query API reads but the paging ones).
@@ -94,6 +97,7 @@ struct RecordsPage {
     fresh: String,
     export: String,
     filtered: bool,
+    ranges: Vec<(&'static str, String)>,
 }
 
 pub(super) async fn page(
@@ -138,13 +142,43 @@ pub(super) async fn page(
     });
     let fields = FIELDS
         .iter()
-        .map(|(name, label, hint)| Field {
-            name,
-            label,
-            value: q.get(name).to_string(),
-            hint,
+        .map(|(name, label, hint)| {
+            let value = q.get(name).to_string();
+            let note = match (*name, value.parse::<i64>()) {
+                ("since" | "until", Ok(t)) => time(t),
+                _ => String::new(),
+            };
+            Field {
+                name,
+                label,
+                value,
+                hint,
+                note,
+            }
         })
         .collect();
+    // Quick time ranges: the same filter received in the last hour, day, week, month.
+    let now = unix_now();
+    let ranges = [
+        ("last hour", 3600),
+        ("last day", 86_400),
+        ("last 7 days", 7 * 86_400),
+        ("last 30 days", 30 * 86_400),
+    ]
+    .iter()
+    .map(|(label, secs)| {
+        (
+            *label,
+            format!(
+                "/records?{}",
+                q.with(
+                    &["since", "until", "before_id"],
+                    &[("since", (now - secs).to_string())]
+                )
+            ),
+        )
+    })
+    .collect();
     let filtered = q
         .pairs
         .iter()
@@ -161,6 +195,7 @@ pub(super) async fn page(
             q.with(&["before_id", "limit"], &[])
         ),
         filtered,
+        ranges,
     };
     render(&page)
 }
