@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start-up and client cost of telem-record-gen against C baselines (docs/benchmarks.md):
-#   bench/startup.sh [--rounds N] [--profile]
+#   bench/startup.sh [--rounds N] [--profile] [--also OTHER-TELEM-RECORD-GEN]
 # Whole-process times, every command once per round in turn (bench/spawnbench.c), medians:
 #  - `true`: an empty process on this machine, the same-run baseline;
 #  - `cfloor -n -o` / `telem-record-gen -n -o`: read the system facts, print the record;
@@ -9,16 +9,18 @@
 #    floor of a lean C client doing the same; libsend is a C program sending through our
 #    libtelemetry.so.4.
 # --profile adds callgrind instruction counts of the -n -o runs (needs valgrind): where start-up
-# goes. The C programs are built here with gcc. Writes nothing outside target/.
+# goes. --also times another build of telem-record-gen (an older commit's) in the same rounds. The C programs are built here with gcc. Writes nothing outside target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=1000
 profile=0
+also=
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --profile) profile=1; shift ;;
-    *) echo "usage: $0 [--rounds N] [--profile]" >&2; exit 2 ;;
+    --also) also=$(realpath "$2"); shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--profile] [--also BIN]" >&2; exit 2 ;;
   esac
 done
 
@@ -58,6 +60,9 @@ $out/cfloor $args
 $gen $args
 $out/libsend org.example/bench/cli payload
 EOT
+if [ -n "$also" ]; then
+  printf '%s -n -o %s\n%s %s\n' "$also" "$args" "$also" "$args" >> "$root/commands"
+fi
 echo "== whole process, $rounds interleaved rounds; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$out/spawnbench" "$rounds" "$root/commands" | sed "s|$PWD/||g"
 
@@ -67,7 +72,8 @@ if [ "$profile" = 1 ]; then
     exit 0
   fi
   echo "== instructions (callgrind), -n -o"
-  for cmd in "$(type -P true)" "$out/cfloor -n -o $args" "$gen -n -o $args"; do
+  for cmd in "$(type -P true)" "$out/cfloor -n -o $args" "$gen -n -o $args" \
+    ${also:+"$also -n -o $args"}; do
     f=$root/callgrind.out
     # shellcheck disable=SC2086
     valgrind --tool=callgrind --callgrind-out-file="$f" $cmd >/dev/null 2>"$root/vg.err"
