@@ -47,6 +47,11 @@ const BACKEND_ARCHES: [&str; 10] = [
 /// Printable ASCII only (other whitespace → space, anything else → `?`), trimmed, at most `max`
 /// characters.
 fn ascii(s: &str, max: usize) -> String {
+    // The usual case, already acceptable: no per-character rebuilding (record creation's
+    // start-up cost, docs/benchmarks.md).
+    if s.len() <= max && s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return s.trim().to_string();
+    }
     let mut out: String = s
         .chars()
         .map(|c| match c {
@@ -233,8 +238,8 @@ fn under(root: &Path, abs: &str) -> PathBuf {
 }
 
 fn dmi_value(root: &Path, file: &str, key: &str) -> String {
-    match fs::read(under(root, &format!("/sys/class/dmi/id/{file}"))) {
-        Err(_) => format!("no_{key}_file"),
+    match fs::read(under(root, &["/sys/class/dmi/id/", file].concat())) {
+        Err(_) => ["no_", key, "_file"].concat(),
         Ok(bytes) => lossy(&bytes, "blank"),
     }
 }
