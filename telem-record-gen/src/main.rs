@@ -21,9 +21,8 @@ use clap::Parser;
 /// Exit status of a panic, as std's own runtime reports one.
 const PANIC_STATUS: i32 = 101;
 
-/// The program proper; returns the exit status.
-fn run_main() -> i32 {
-    let args: Vec<OsString> = std::env::args_os().collect();
+/// The program proper, given its arguments (the program name first); returns the exit status.
+fn run_main(args: Vec<OsString>) -> i32 {
     let cli = match quick_args::parse(&args) {
         Some(c) => c,
         // Help, version, usage errors and every less common spelling: clap's parser.
@@ -51,12 +50,11 @@ fn run_main() -> i32 {
 #[cfg(not(test))]
 #[allow(unsafe_code)] // an exported symbol: the C start-up code calls it
 #[no_mangle]
-extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
-) -> std::ffi::c_int {
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     startup::prepare();
-    let status = std::panic::catch_unwind(run_main).unwrap_or(PANIC_STATUS);
+    // SAFETY: the C start-up code passes main argc valid NUL-terminated strings in argv.
+    let args = unsafe { startup::args(argc, argv) };
+    let status = std::panic::catch_unwind(|| run_main(args)).unwrap_or(PANIC_STATUS);
     startup::finish();
     status
 }

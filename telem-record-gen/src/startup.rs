@@ -13,7 +13,9 @@
 //! SIGPIPE is ignored, so printing into a closed pipe is an error this program handles instead of
 //! a signal that kills it.
 
+use std::ffi::{c_char, c_int, CStr, OsStr, OsString};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 /// Runs before anything else: the standard descriptors and SIGPIPE, as std's runtime sets them.
 pub fn prepare() {
@@ -32,6 +34,26 @@ pub fn prepare() {
         }
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+}
+
+/// The arguments from `main`'s own `argc` and `argv`: `std::env::args_os` depends on the C
+/// library handing them to std's initialiser too, which glibc does and others need not.
+///
+/// # Safety
+/// `argv` holds `argc` pointers to NUL-terminated strings (or is null), as `main` receives them.
+#[allow(unsafe_code)]
+pub unsafe fn args(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
+    let count = usize::try_from(argc).unwrap_or(0);
+    if argv.is_null() {
+        return Vec::new();
+    }
+    (0..count)
+        .map(|i| {
+            // SAFETY: i < argc, and each of the first argc entries is a valid C string.
+            let arg = unsafe { CStr::from_ptr(*argv.add(i)) };
+            OsStr::from_bytes(arg.to_bytes()).to_os_string()
+        })
+        .collect()
 }
 
 /// Runs after the program: what std's runtime does at exit (standard output's buffer flushed).
