@@ -1,4 +1,5 @@
-//! HTTP routes: the collector endpoints, the query API, `/healthz` and `/metrics`.
+//! HTTP routes: the collector endpoints, the query API, `/healthz` and `/metrics`; the web pages
+//! (`crate::web`) are merged in.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,7 +61,8 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::web::router(state))
 }
 
 pub(crate) fn message(status: StatusCode, msg: &str) -> Response {
@@ -465,7 +467,10 @@ mod export {
 /// Checks the query credential; `None` when the request may go on.
 pub(crate) fn query_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
     match &st.query_token {
-        Some(t) if !bearer_ok(headers, t) => Some(unauthorized()),
+        // A page's session also reads the API (the export and JSON links of the pages).
+        Some(t) if !bearer_ok(headers, t) && !crate::web::auth::session_ok(headers, t) => {
+            Some(unauthorized())
+        }
         _ => None,
     }
 }
@@ -554,11 +559,12 @@ async fn counts(
         "classification" => CountBy::Classification,
         "build" => CountBy::Build,
         "platform" => CountBy::Platform,
+        "severity" => CountBy::Severity,
         "day" => CountBy::Day,
         _ => {
             return message(
                 StatusCode::NOT_FOUND,
-                "counts are by classification, build, platform or day",
+                "counts are by classification, build, platform, severity or day",
             )
         }
     };

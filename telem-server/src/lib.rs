@@ -7,7 +7,10 @@
 //! - [`retention`]: the purge of old records.
 //! - [`store`]: the storage interface, its two engines, filters and migrations.
 //! - [`ingest`]: group commit (one writer task, one transaction per burst).
-//! - [`http`]: the routes; [`api`]: the crash-group and hardware parts of the query API; [`metrics`]: the `/metrics` counters.
+//! - [`http`]: the routes; [`api`]: the crash-group and hardware parts of the query API;
+//!   [`metrics`]: the `/metrics` counters.
+//! - [`web`]: the HTML pages (login, overview, records, population, crashes, hardware) and their
+//!   charts.
 //! - [`server`]: `run`, which wires them together for a bound listener and a shutdown future.
 
 pub mod api;
@@ -19,6 +22,7 @@ pub mod metrics;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod web;
 
 pub use config::Config;
 pub use server::run;
