@@ -185,6 +185,8 @@ fn login_logout_and_redirects(cfg: telem_server::Config) {
     }
     assert_eq!(b.get("/static/style.css").status, 200);
     assert_eq!(b.get("/static/app.js").status, 200);
+    assert_eq!(b.get("/static/favicon.svg").status, 200);
+    assert_eq!(b.get("/favicon.ico").status, 200);
     // A wrong token: no cookie, the error shown.
     let bad = b.login("not-the-token");
     assert_eq!(bad.status, 401, "{bad:?}");
@@ -487,11 +489,29 @@ fn records_filters_pages_and_poll(cfg: telem_server::Config) {
     assert_eq!(j["count"], 2, "{j}");
     assert_eq!(j["newest_id"], n2);
     assert!(n1 < n2);
+    // Times are unix seconds in the URL, shown as UTC beside the input; quick ranges keep the
+    // rest of the filter.
+    let t = b.get("/records?since=86400&build=41000");
+    assert!(
+        t.body.contains("<small>1970-01-02 00:00:00 UTC</small>"),
+        "{}",
+        t.body
+    );
+    assert!(
+        t.body.contains("href=\"/records?build=41000&#38;since="),
+        "{}",
+        t.body
+    );
     // A filter the API refuses is a 400 page, not a 500.
     assert_eq!(b.get("/records?severity=high").status, 400);
     assert_eq!(b.get("/records?payload_regex=(").status, 400);
     assert_eq!(b.get("/records?nonsense=1").status, 400);
     assert_eq!(b.get("/records/poll?after_id=x").status, 400);
+    assert_eq!(
+        b.get("/records/poll?build=41000").status,
+        400,
+        "no after_id"
+    );
     assert_eq!(b.get("/records/999999").status, 404);
 }
 both_engines!(records_filters_pages_and_poll);
@@ -588,6 +608,16 @@ fn overview_and_population_numbers(cfg: telem_server::Config) {
     assert!(sev.contains("severity=1\">1</a></td><td>2</td>"), "{sev}");
     assert!(sev.contains("severity=3\">3</a></td><td>2</td>"), "{sev}");
     assert!(sev.contains("severity=4\">4</a></td><td>1</td>"), "{sev}");
+    // The same per severity from the API, in severity order.
+    let api = common::get(&s.url("/api/v1/counts/severity"), &[]).json();
+    assert_eq!(
+        api["counts"],
+        serde_json::json!([
+            {"key": "1", "count": 2},
+            {"key": "3", "count": 2},
+            {"key": "4", "count": 1}
+        ])
+    );
     // The numbers behind the chart, also as the API's JSON.
     let json_link = o.body.split("href=\"/api/v1/counts/day?").nth(1).unwrap();
     assert!(json_link.starts_with("since="), "{json_link}");
@@ -638,17 +668,19 @@ fn the_cookie_is_secure_behind_a_tls_proxy() {
     let set = p.header("set-cookie").unwrap();
     assert!(set.ends_with("; Secure"), "{set}");
     // An open redirect through `next` is not followed.
-    let body = serde_urlencoded::to_string([
-        ("token", TOKEN),
-        ("csrf", &csrf),
-        ("next", "//evil.example/"),
-    ])
-    .unwrap();
-    let r = b
-        .agent
-        .post(s.url("/login"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send(body.as_bytes())
-        .unwrap();
-    assert_eq!(Browser::page(r).header("location"), Some("/"));
+    for next in [
+        "//evil.example/",
+        "/\t/evil.example/",
+        "https://evil.example/",
+    ] {
+        let body = serde_urlencoded::to_string([("token", TOKEN), ("csrf", &csrf), ("next", next)])
+            .unwrap();
+        let r = b
+            .agent
+            .post(s.url("/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(body.as_bytes())
+            .unwrap();
+        assert_eq!(Browser::page(r).header("location"), Some("/"), "{next:?}");
+    }
 }
