@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p telemprobd -p telempostd
-//! cargo bench -p e2e --bench idle [-- --secs 60] [-- --old DIR]
+//! cargo bench -p e2e --bench idle [-- [--secs 60] [--old DIR]]
 //! ```
 //!
 //! Each build gets its own temporary root (the tests' layout: `-f <config>`, `TELEM_ROOT`), an
