@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use telemetry::config::{RateLimitStrategy, Severity};
-use telemetry::journal::{Entry, Journal, Outcome};
+use telemetry::journal::{Entry, Outcome};
 use telemetry::spool::{self, SpoolRecord};
 use telemetry::Config;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -27,7 +27,8 @@ use ureq::Agent;
 
 use crate::attempts::{self, Attempts};
 use crate::deliver::{self, AgentError, Attempt, HttpSettings, Target, Verdict};
-use crate::finish::{Finisher, Leaving};
+use crate::finish::Leaving;
+use crate::finishing::Finishing;
 use crate::quarantine;
 use crate::rate::{Decision, Limits, RateLimiter};
 use crate::readahead::ReadAhead;
@@ -174,6 +175,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<Ex
             info!("nothing to deliver for a while; exiting (daemon_recycling_enabled)");
             break Exit::Idle;
         }
+        // The finishing thread goes once nothing has left the spool for a while.
+        d.finisher.stop_if_idle();
         let deadline = d.next_wakeup(opted_in);
         // Records that left during housekeeping (expiry, quota) are finished while we wait.
         d.finisher.hand_over();
@@ -230,8 +233,9 @@ struct Daemon {
     /// The last attempt failed (to log the change of state once, not every retry).
     failing: bool,
     rate: RateLimiter,
-    /// Journals and unlinks records that left the spool, on the other core.
-    finisher: Finisher,
+    /// Journals and unlinks records that left the spool, on the other core (a thread that runs
+    /// only while records leave).
+    finisher: Finishing,
     /// Reads the next record while the collector answers the current one.
     read_ahead: ReadAhead,
     status: Reporter,
@@ -265,11 +269,8 @@ impl Daemon {
             not_before: None,
             failing: false,
             rate: RateLimiter::new(Limits::from_config(&config)),
-            finisher: Finisher::start(
-                open_journal(&config.journal_file),
-                config.retention_dir.clone(),
-            )
-            .map_err(Error::Finisher)?,
+            finisher: Finishing::new(&config.journal_file, &config.retention_dir)
+                .map_err(Error::Finisher)?,
             read_ahead: ReadAhead::new(uid),
             status: Reporter::new(&config),
             watcher: Watcher::new().map_err(Error::Inotify)?,
@@ -378,6 +379,9 @@ impl Daemon {
             }
         }
         if let Some(s) = self.status.due() {
+            t = t.min(s);
+        }
+        if let Some(s) = self.finisher.stop_at() {
             t = t.min(s);
         }
         if self.config.daemon_recycling_enabled && self.queue.is_empty() {
@@ -925,7 +929,7 @@ impl Daemon {
             || new.retention_dir != self.config.retention_dir
         {
             self.finisher
-                .reconfigure(open_journal(&new.journal_file), new.retention_dir.clone());
+                .reconfigure(&new.journal_file, &new.retention_dir);
         }
         self.target = Arc::new(Target::from_config(&new));
         self.attempts.set_path(Attempts::path_in(&new.state_dir));
@@ -956,18 +960,5 @@ fn policy(config: &Config, tuning: &Tuning) -> Policy {
         cap: tuning
             .retry_cap
             .unwrap_or(Duration::from_secs(config.spool_process_time)),
-    }
-}
-
-fn open_journal(path: &Path) -> Option<Journal> {
-    if let Some(dir) = path.parent() {
-        let _ = fs::DirBuilder::new().recursive(true).create(dir);
-    }
-    match Journal::open(path) {
-        Ok(j) => Some(j),
-        Err(e) => {
-            warn!(error = %e, "journal disabled");
-            None
-        }
     }
 }

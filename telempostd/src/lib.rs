@@ -3,7 +3,8 @@
 //! - [`spool_scan`]: finding records oldest first and opening them safely; [`watch`]: inotify.
 //! - [`deliver`]: the ureq agent, the `headers` and `json` encodings, outcome classification.
 //! - [`retry`]: the backoff policy (pure); [`rate`]: rate limiting by wall-clock windows.
-//! - [`finish`]: journaling and unlinking delivered records on a thread of their own;
+//! - [`finish`]: journaling and unlinking delivered records on a thread of their own, which
+//!   [`finishing`] runs only while records leave;
 //!   [`readahead`]: reading the next record while the collector answers.
 //! - [`attempts`]: failure counts for the head-of-line rule; [`quarantine`]: moving files that
 //!   are not records aside.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod daemon;
 pub mod deliver;
 pub mod finish;
+pub mod finishing;
 pub mod quarantine;
 pub mod rate;
 pub mod readahead;

@@ -9,6 +9,18 @@
 //! logic; [`machineid`] the id substituted into records; [`stats`] counters and status file;
 //! [`shutdown`] the signals; [`cli`] is used by the binary (logging: the `daemon-logging` crate).
 
+use std::time::Duration;
+
+/// How long a helper thread (the spool writer with its sync threads, the stock filler) stays
+/// after its last piece of work. An idle daemon is one thread blocked in `epoll_wait`; a
+/// burst keeps its threads, and the next burst after this long starts them again (a few
+/// thread starts, tens of microseconds each). Ten seconds, as tokio's blocking pool.
+pub const THREAD_KEEP_ALIVE: Duration = if cfg!(test) {
+    Duration::from_millis(300)
+} else {
+    Duration::from_secs(10)
+};
+
 pub mod cli;
 pub mod fair;
 pub mod fast;

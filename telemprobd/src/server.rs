@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use telemetry::Config;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 
 use crate::fair::{Admitted, Fair, Ticket};
 use crate::fast;
@@ -22,6 +22,9 @@ use crate::peer::Peer;
 use crate::ratelimit::{Limits, PerUid};
 use crate::stats::{Stats, StatusWriter};
 use crate::store::{self, StoreConfig};
+
+/// Shortest time between two writes of the status file.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// Tuning that is not in the config file.
 #[derive(Debug, Clone)]
@@ -99,8 +102,14 @@ pub async fn run(
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "ready");
 
     tokio::pin!(shutdown);
-    let mut status_tick = interval(Duration::from_secs(1));
-    status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // No timer runs while nothing happens: the status file is looked at every second only
+    // from a client's arrival until two looks in a row found nothing new and no record or
+    // connection in hand (a count changed by another thread just as the first look ran is
+    // caught by the second), and the writer's threads are parked after a quiet spell.
+    let mut status_at: Option<Instant> = None;
+    let mut status_seen = stats.generation();
+    let mut status_quiet = 0u8;
+    let mut park_at: Option<Instant> = None;
     let mut id_tick = interval_at(
         Instant::now() + machineid::CHECK_EVERY,
         machineid::CHECK_EVERY,
@@ -113,10 +122,12 @@ pub async fn run(
 
     let exit = loop {
         let recycling = config.borrow().daemon_recycling_enabled;
+        let mut activity = false;
         tokio::select! {
             () = &mut shutdown => break Exit::Stopped,
             (accepted, permit) = accept(&listener, &slots, &fair) => {
                 last_activity = Instant::now();
+                activity = true;
                 match accepted {
                     Ok(fd) => {
                         // Served here if the whole frame is already queued, else by a task.
@@ -140,6 +151,7 @@ pub async fn run(
                 }
             }
             Some((fd, ticket)) = promoted.recv() => {
+                activity = true;
                 // A parked connection got its uid's free place: served as if just accepted.
                 let permit = slots.clone().try_acquire_owned().ok();
                 let others = || listener.has_waiting();
@@ -149,12 +161,28 @@ pub async fn run(
             }
             changed = config.changed(), if config_open => match changed {
                 Ok(()) => {
+                    activity = true;
                     let cfg = config.borrow_and_update().clone();
                     apply_config(&cfg, &shared, &store, &mut status).await;
                 }
                 Err(_) => config_open = false,
             },
-            _ = status_tick.tick() => status.write(&stats, false),
+            () = sleep_until(status_at.unwrap_or(last_activity)), if status_at.is_some() => {
+                status.write(&stats, false);
+                let seen = stats.generation();
+                let busy = slots.available_permits() != max || !store.idle();
+                status_quiet = if seen != status_seen || busy { 0 } else { status_quiet + 1 };
+                status_seen = seen;
+                status_at = (status_quiet < 2).then(|| Instant::now() + STATUS_EVERY);
+            }
+            () = sleep_until(park_at.unwrap_or(last_activity)), if park_at.is_some() => {
+                park_at = if slots.available_permits() == max && store.idle() {
+                    store.park();
+                    None
+                } else {
+                    Some(Instant::now() + crate::THREAD_KEEP_ALIVE)
+                };
+            }
             _ = id_tick.tick() => machine_id.refresh(&config.borrow().clone()),
             () = sleep_until(last_activity + options.idle_exit), if recycling => {
                 if slots.available_permits() == max {
@@ -163,6 +191,14 @@ pub async fn run(
                 }
                 last_activity = Instant::now();
             }
+        }
+        if activity {
+            let now = Instant::now();
+            if status_at.is_none() {
+                status_at = Some(now + STATUS_EVERY);
+                status_quiet = 0;
+            }
+            park_at = Some(now + crate::THREAD_KEEP_ALIVE);
         }
     };
 

@@ -26,8 +26,13 @@
 //! and `sync_file_range` in a profile). So it was dropped, and `writeout.rs`, the crate's
 //! `unsafe` wrapper of `sync_file_range`, with it.
 //!
-//! When creation fails (no inodes, no permission), the thread logs it once, retries after a
-//! pause, and the writer creates files itself, which reports the error to the sender.
+//! When creation fails (no inodes, no permission), the thread logs it once and ends; the
+//! writer creates files itself, which reports the error to the sender, and the next file taken
+//! at least [`RETRY_AFTER`] later starts a new attempt.
+//!
+//! The thread is there only while there is filling to do: it ends after
+//! [`crate::THREAD_KEEP_ALIVE`] without any (an idle daemon has no thread waiting), and taking
+//! a file that leaves the stock low starts it again.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -36,7 +41,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use telemetry::spool;
@@ -45,7 +50,7 @@ use telemetry::spool;
 pub const CAPACITY: usize = 32;
 /// The thread refills the stock (up to [`CAPACITY`]) once it is down to this many.
 const REFILL_AT: usize = CAPACITY / 2;
-/// Pause after a failed creation before trying again. Ten minutes in unit tests, so that a test
+/// Time after a failed creation before a file taken starts another attempt. Ten minutes in unit tests, so that a test
 /// showing that a stop does not wait out the pause can use a bound no loaded machine reaches.
 const RETRY_AFTER: Duration = if cfg!(test) {
     Duration::from_secs(600)
@@ -74,7 +79,6 @@ impl Temp {
 /// The stock of ready temporary files for one spool directory, and its filling thread.
 pub struct Stock {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 struct Shared {
@@ -87,6 +91,12 @@ struct Shared {
 struct State {
     ready: VecDeque<Temp>,
     closed: bool,
+    /// The filling thread, while it runs (it clears this when it ends on its own).
+    thread: Option<JoinHandle<()>>,
+    /// When creating failed last; no new attempt before [`RETRY_AFTER`] from then.
+    failed_at: Option<Instant>,
+    /// A file was created by the thread before (to log a recovery once).
+    failing: bool,
 }
 
 impl Shared {
@@ -94,33 +104,50 @@ impl Shared {
         // A panic while holding the lock cannot leave the queue inconsistent (push/pop only).
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Starts the filling thread (the caller holds the lock and saw none running).
+    fn spawn_filler(self: &Arc<Self>, state: &mut State) {
+        if state.closed {
+            return;
+        }
+        let filler = self.clone();
+        state.thread = std::thread::Builder::new()
+            .name("spool-stock".into())
+            .stack_size(64 * 1024)
+            .spawn(move || fill(&filler))
+            .map_err(|e| tracing::warn!(error = %e, "spool stock thread not started"))
+            .ok();
+        if state.thread.is_none() {
+            state.failed_at = Some(Instant::now());
+        }
+    }
 }
 
 impl Stock {
-    /// Starts filling a stock in `dir`. If the thread cannot start, [`Stock::take`] always
-    /// returns `None` and the writer creates every file itself.
+    /// Starts filling a stock in `dir`. If the thread cannot start, [`Stock::take`] returns
+    /// `None` until a later attempt starts it, and the writer creates files itself.
     pub fn start(dir: Arc<OwnedFd>) -> Stock {
         let shared = Arc::new(Shared {
             dir,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
         });
-        let filler = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("spool-stock".into())
-            .stack_size(64 * 1024)
-            .spawn(move || fill(&filler))
-            .map_err(|e| tracing::warn!(error = %e, "spool stock thread not started"))
-            .ok();
-        Stock { shared, thread }
+        let stock = Stock { shared };
+        stock.shared.spawn_filler(&mut stock.shared.lock());
+        stock
     }
 
-    /// A ready temporary file, if there is one; never waits.
+    /// A ready temporary file, if there is one; never waits. Taking one that leaves the stock
+    /// low wakes the filling thread, or starts it if it has ended.
     pub fn take(&self) -> Option<Temp> {
         let mut state = self.shared.lock();
         let temp = state.ready.pop_front();
         if state.ready.len() <= REFILL_AT {
-            self.shared.wake.notify_one();
+            if state.thread.is_some() {
+                self.shared.wake.notify_one();
+            } else if state.failed_at.is_none_or(|t| t.elapsed() >= RETRY_AFTER) {
+                self.shared.spawn_filler(&mut state);
+            }
         }
         temp
     }
@@ -135,9 +162,13 @@ impl Stock {
 impl Drop for Stock {
     /// Stops the thread and removes the files still in stock.
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let thread = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            state.thread.take()
+        };
         self.shared.wake.notify_one();
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = thread {
             let _ = t.join();
         }
         let left = std::mem::take(&mut self.shared.lock().ready);
@@ -152,17 +183,27 @@ fn remove(dir: &OwnedFd, temp: Temp) {
     let _ = rustix::fs::unlinkat(dir, temp.name.as_str(), AtFlags::empty());
 }
 
-/// The thread: waits until the stock is low, creates a batch, syncs the directory once,
-/// hands the batch over.
+/// The thread: creates a batch whenever the stock is low, syncs the directory once per batch,
+/// hands the batch over; ends when closed, after [`crate::THREAD_KEEP_ALIVE`] with nothing to
+/// do, or when creating fails.
 fn fill(shared: &Shared) {
-    // Its own name space (`.ahead-…`), so names never collide with the writer's own temporaries.
+    // Its own name space (`.ahead-…`), so names never collide with the writer's own
+    // temporaries; the nanoseconds in the name keep a later thread's names apart.
     let mut seq: u64 = 0;
-    let mut failing = false;
     loop {
         let want = {
             let mut state = shared.lock();
             while !state.closed && state.ready.len() > REFILL_AT {
-                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                let (s, waited) = shared
+                    .wake
+                    .wait_timeout(state, crate::THREAD_KEEP_ALIVE)
+                    .unwrap_or_else(|p| p.into_inner());
+                state = s;
+                if waited.timed_out() && !state.closed && state.ready.len() > REFILL_AT {
+                    // Nothing to do for a while: end. Dropping our own handle detaches us.
+                    state.thread = None;
+                    return;
+                }
             }
             if state.closed {
                 return;
@@ -198,35 +239,30 @@ fn fill(shared: &Shared) {
                 tracing::debug!(error = %e, "spool stock: directory sync failed");
             }
         }
-        let closed = {
-            let mut state = shared.lock();
-            if !state.closed {
-                state.ready.extend(batch.drain(..));
+        let mut state = shared.lock();
+        if state.closed {
+            drop(state);
+            for temp in batch {
+                remove(&shared.dir, temp);
             }
-            state.closed
-        };
-        for temp in batch {
-            remove(&shared.dir, temp);
-        }
-        if closed {
             return;
         }
+        state.ready.extend(batch.drain(..));
         match error {
             Some(e) => {
-                if !failing {
+                if !state.failing {
                     tracing::warn!(error = %e, "cannot create spool files ahead; creating them per record");
-                    failing = true;
+                    state.failing = true;
                 }
-                let state = shared.lock();
-                let _ = shared
-                    .wake
-                    .wait_timeout_while(state, RETRY_AFTER, |s| !s.closed)
-                    .map_err(|p| p.into_inner());
+                // Ended; a file taken after the pause starts another attempt.
+                state.failed_at = Some(Instant::now());
+                state.thread = None;
+                return;
             }
             None => {
-                if failing {
+                if state.failing {
                     tracing::info!("creating spool files ahead again");
-                    failing = false;
+                    state.failing = false;
                 }
             }
         }

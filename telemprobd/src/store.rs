@@ -163,6 +163,9 @@ fn lock_recent(r: &RecentIds) -> MutexGuard<'_, Recent> {
 enum Msg {
     Write(Job),
     Reconfigure(StoreConfig, oneshot::Sender<io::Result<()>>),
+    /// Nothing happened for a while ([`StoreHandle::park`]): once everything before it is
+    /// answered, the writer stops its sync threads and ends, unless more is queued.
+    Park,
 }
 
 struct Job {
@@ -206,6 +209,17 @@ struct Shared {
     stats: Arc<Stats>,
     /// Identities of the records stored last.
     recent: RecentIds,
+    /// The writer thread's queue while no writer runs.
+    writer: Mutex<WriterSlot>,
+    /// Dropped with the last reference, after the spool (fields drop in order): what
+    /// [`StoreDone`] waits for.
+    _done: oneshot::Sender<()>,
+}
+
+/// Whether the writer thread runs; if not, its queue waits here for the next one.
+struct WriterSlot {
+    running: bool,
+    rx: Option<mpsc::Receiver<Msg>>,
 }
 
 impl Shared {
@@ -213,6 +227,66 @@ impl Shared {
         // A panic while the lock was held left at worst a stale count, which the next full
         // scan corrects; the spool itself is files on disk.
         self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn writer(&self) -> MutexGuard<'_, WriterSlot> {
+        // Two plain fields, each written whole.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the writer thread if none runs, after something was queued for it. Under the
+    /// slot's lock, so that a writer deciding to end (it looks at its queue under the same
+    /// lock) either sees what was queued or leaves its queue here for this call to hand on.
+    fn wake_writer(self: &Arc<Self>) {
+        let mut slot = self.writer();
+        if slot.running {
+            return;
+        }
+        if slot.rx.is_none() {
+            return;
+        }
+        let writer = self.clone();
+        // The thread takes the queue from the slot itself (once this lock is released), so
+        // that it stays here if the thread cannot start.
+        let spawned = std::thread::Builder::new()
+            .name("spool-writer".into())
+            // Small stack: the writer's frames are shallow, and this keeps the daemon's RSS low.
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let rx = writer.writer().rx.take();
+                if let Some(rx) = rx {
+                    writer_loop(&writer, rx);
+                }
+            });
+        match spawned {
+            Ok(_) => slot.running = true,
+            Err(e) => {
+                // No thread: commit what is queued on this thread, so that nobody waits for an
+                // answer that would never come.
+                tracing::warn!(error = %e, "spool writer thread not started; writing here");
+                let rx = slot.rx.take();
+                drop(slot);
+                if let Some(mut rx) = rx {
+                    self.drain_here(&mut rx);
+                    self.writer().rx = Some(rx);
+                }
+            }
+        }
+    }
+
+    /// Commits everything queued, one record at a time, on the calling thread.
+    fn drain_here(&self, rx: &mut mpsc::Receiver<Msg>) {
+        while let Ok(msg) = rx.try_recv() {
+            let mut spool = self.lock();
+            match msg {
+                Msg::Write(job) => spool.commit_here(&mut vec![job]),
+                Msg::Reconfigure(cfg, reply) => {
+                    let _ = reply.send(spool.reconfigure(cfg));
+                }
+                Msg::Park => {}
+            }
+            self.stats.set_quota_used_bytes(spool.used());
+        }
     }
 }
 
@@ -289,6 +363,7 @@ impl StoreHandle {
         if self.tx.send(Msg::Write(job)).await.is_err() {
             return failed;
         }
+        self.shared.wake_writer();
         rx.await
             .map(|(status, answered)| Stored { status, answered })
             .unwrap_or(failed)
@@ -317,12 +392,17 @@ impl StoreHandle {
             return;
         };
         match self.tx.try_send(Msg::Write(job)) {
-            Ok(()) => {}
+            Ok(()) => self.shared.wake_writer(),
             Err(mpsc::error::TrySendError::Full(msg)) => {
-                let tx = self.tx.clone();
+                // Full: the writer runs (it ends only with an empty queue).
+                let (tx, shared) = (self.tx.clone(), self.shared.clone());
                 tokio::spawn(async move {
-                    if let Err(mpsc::error::SendError(Msg::Write(job))) = tx.send(msg).await {
-                        job.answer(-libc_errno::EIO);
+                    match tx.send(msg).await {
+                        Ok(()) => shared.wake_writer(),
+                        Err(mpsc::error::SendError(Msg::Write(job))) => {
+                            job.answer(-libc_errno::EIO)
+                        }
+                        Err(_) => {}
                     }
                 });
             }
@@ -362,6 +442,21 @@ impl StoreHandle {
         Ok(())
     }
 
+    /// The writer thread runs (with its sync threads, while it has any).
+    pub fn writer_running(&self) -> bool {
+        self.shared.writer().running
+    }
+
+    /// Asks the writer to end once it has answered everything queued so far, taking its sync
+    /// threads with it, unless more arrives meanwhile; the next record starts it again. For a
+    /// daemon with nothing to do, so that it waits as one thread.
+    pub fn park(&self) {
+        if self.writer_running() {
+            // A full queue means work: then there is nothing to park.
+            let _ = self.tx.try_send(Msg::Park);
+        }
+    }
+
     /// Switches directory or quota (config reload). Records already queued use the old values.
     ///
     /// # Errors
@@ -372,12 +467,14 @@ impl StoreHandle {
             .send(Msg::Reconfigure(config, reply))
             .await
             .map_err(|_| io::Error::other("spool writer has stopped"))?;
+        self.shared.wake_writer();
         rx.await
             .map_err(|_| io::Error::other("spool writer has stopped"))?
     }
 }
 
-/// Resolves once the writer thread has answered every queued record and exited.
+/// Resolves once every record handed to the store is answered, the writer has ended and the
+/// spool is closed (its stock of temporaries removed).
 pub struct StoreDone(oneshot::Receiver<()>);
 
 impl StoreDone {
@@ -388,37 +485,31 @@ impl StoreDone {
 }
 
 /// Opens the spool (creating the directory if needed, removing temporary files a crash left,
-/// measuring its size) and starts the writer thread.
+/// measuring its size). The writer thread starts with the first record that needs it.
 ///
 /// # Errors
-/// The spool directory cannot be created or opened, or the thread cannot be started.
+/// The spool directory cannot be created or opened.
 pub fn start(config: StoreConfig, stats: Arc<Stats>) -> io::Result<(StoreHandle, StoreDone)> {
     let spool = Spool::open(config)?;
     stats.set_quota_used_bytes(spool.used);
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (done_tx, done_rx) = oneshot::channel();
     let shared = Arc::new(Shared {
         spool: Mutex::new(spool),
         in_flight: Arc::new(AtomicUsize::new(0)),
         stats,
         recent: RecentIds::default(),
+        writer: Mutex::new(WriterSlot {
+            running: false,
+            rx: Some(rx),
+        }),
+        _done: done_tx,
     });
-    let writer = shared.clone();
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let (done_tx, done_rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("spool-writer".into())
-        // Small stack: the writer's frames are shallow, and this keeps the daemon's RSS low.
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            writer_loop(&writer, rx);
-            // The spool (and its stock of temporaries) goes with the last reference; the
-            // handles are all gone by now, so that is this one.
-            drop(writer);
-            let _ = done_tx.send(());
-        })?;
     Ok((StoreHandle { tx, shared }, StoreDone(done_rx)))
 }
 
-fn writer_loop(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
+/// The sync workers and the directory syncer, started with the writer's first group.
+fn sync_threads() -> (Workers<Handed>, DirSyncer) {
     let syncer = DirSyncer::start();
     let handoff = syncer.handoff.clone();
     let workers = Workers::start(SYNC_WORKERS, "spool-sync", move |h: Handed| {
@@ -426,8 +517,16 @@ fn writer_loop(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
             handoff.send(Renamed::one(dir, job));
         }
     });
+    (workers, syncer)
+}
+
+/// The writer thread: takes what is queued, in batches, until every handle is gone (then it
+/// answers everything and ends) or it is asked to park with nothing queued.
+fn writer_loop(shared: &Arc<Shared>, mut rx: mpsc::Receiver<Msg>) {
+    let mut threads: Option<(Workers<Handed>, DirSyncer)> = None;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
+        let mut park = false;
         let mut spool = shared.lock();
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -435,9 +534,11 @@ fn writer_loop(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
                 Msg::Write(job) => batch.push(job),
                 Msg::Reconfigure(cfg, reply) => {
                     // Records queued before the reload are committed under the old settings.
-                    spool.dispatch(&mut batch, &workers, &syncer);
+                    let (workers, syncer) = threads.get_or_insert_with(sync_threads);
+                    spool.dispatch(&mut batch, workers, syncer);
                     let _ = reply.send(spool.reconfigure(cfg));
                 }
+                Msg::Park => park = true,
             }
             if batch.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -448,17 +549,36 @@ fn writer_loop(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
         // (always handing it over cost one sender 9 %). Otherwise the workers take it, even
         // when the queue is empty at this moment: records tend to arrive while others sync,
         // and the writer must be free to write them.
-        if batch.len() == 1 && rx.is_empty() && workers.idle() {
+        let workers_idle = threads.as_ref().is_none_or(|(w, _)| w.idle());
+        if batch.len() == 1 && rx.is_empty() && workers_idle {
             spool.commit_here(&mut batch);
-        } else {
-            spool.dispatch(&mut batch, &workers, &syncer);
+        } else if !batch.is_empty() {
+            let (workers, syncer) = threads.get_or_insert_with(sync_threads);
+            spool.dispatch(&mut batch, workers, syncer);
         }
         shared.stats.set_quota_used_bytes(spool.used());
+        drop(spool);
+        if park {
+            // Everything handed over is answered before the threads end.
+            if let Some((workers, syncer)) = threads.take() {
+                workers.finish();
+                syncer.finish();
+            }
+            let mut slot = shared.writer();
+            if rx.is_empty() {
+                slot.rx = Some(rx);
+                slot.running = false;
+                tracing::debug!("spool writer parked");
+                return;
+            }
+        }
     }
     // Every record handed over is synced, renamed, its directory synced and answered before
     // the writer reports done (the workers hand over to the syncer, so they finish first).
-    workers.finish();
-    syncer.finish();
+    if let Some((workers, syncer)) = threads.take() {
+        workers.finish();
+        syncer.finish();
+    }
 }
 
 /// Records whose files are in place under their final names, waiting for the directory sync.
@@ -930,6 +1050,54 @@ mod tests {
         assert_eq!(names(dir, true), Vec::<String>::new());
     }
 
+    fn wait_until(what: &str, ok: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ok() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_writer_starts_with_work_parks_when_asked_and_starts_again() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool");
+        let (h, done, _) = handle(&spool, None);
+        assert!(!h.writer_running(), "no writer before the first record");
+        // Several at once, so that the sync threads have work too.
+        let many: Vec<_> = (0..20)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move { h.store(format!("first {i}\n").into_bytes()).await })
+            })
+            .collect();
+        for t in many {
+            assert_eq!(t.await.unwrap(), 0);
+        }
+        assert!(h.writer_running());
+        h.park();
+        wait_until("writer not parked", || !h.writer_running());
+        // The next record starts it again and is stored.
+        assert_eq!(h.store(b"after parking\n".to_vec()).await, 0);
+        assert_eq!(files(&spool).len(), 21);
+        // A park request with records queued behind it leaves the writer running for them.
+        let again: Vec<_> = (0..20)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move { h.store(format!("second {i}\n").into_bytes()).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        h.park();
+        for t in again {
+            assert_eq!(t.await.unwrap(), 0);
+        }
+        assert_eq!(files(&spool).len(), 41);
+        drop(h);
+        done.wait().await;
+        no_temporaries_left(&spool);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn stores_in_order_with_mode_0600_and_no_temporaries() {
         let d = tempfile::tempdir().unwrap();
@@ -1051,6 +1219,7 @@ mod tests {
         assert_eq!(files(&spool).len(), 1, "nothing committed on the way");
         // Queued instead, it is stored by the writer.
         h.tx.send(Msg::Write(job)).await.unwrap();
+        h.shared.wake_writer();
         drop(h);
         done.wait().await;
         assert_eq!(answer_of(&mut sender), Some(0));

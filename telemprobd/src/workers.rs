@@ -1,4 +1,4 @@
-//! A fixed set of OS threads that take items from one shared queue: the spool writer hands each
+//! Up to N OS threads that take items from one shared queue: the spool writer hands each
 //! written record to them so that several records' syncs are in flight at once (see
 //! `store`). Knows nothing about spools: it runs a function on items and counts what is
 //! still in hand.
@@ -8,12 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-/// The threads and the queue in front of them.
+/// The threads and the queue in front of them. Threads are started as items need them (an item
+/// queued with no thread waiting for it starts one, up to the limit) and end after
+/// [`crate::THREAD_KEEP_ALIVE`] without an item.
 pub struct Workers<T: Send + 'static> {
     shared: Arc<Shared<T>>,
     /// Items submitted and not yet finished (queued or being worked on).
     busy: Arc<AtomicUsize>,
-    threads: Vec<JoinHandle<()>>,
+    work: Arc<dyn Fn(T) + Send + Sync>,
+    name: String,
+    max: usize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// The queue, and the condition idle threads wait on. A queue under a mutex with a condition
@@ -27,6 +32,10 @@ struct Shared<T> {
 struct Queue<T> {
     items: VecDeque<T>,
     closed: bool,
+    /// Threads running.
+    live: usize,
+    /// Threads waiting for an item.
+    waiting: usize,
 }
 
 impl<T> Shared<T> {
@@ -37,53 +46,78 @@ impl<T> Shared<T> {
 }
 
 impl<T: Send + 'static> Workers<T> {
-    /// Starts up to `n` threads named `name` (small stacks: the work is a few syscalls) that
-    /// call `work` on each item. Threads that cannot be started are logged and done without;
-    /// with none at all, [`Workers::submit`] gives every item back.
+    /// Up to `n` threads named `name` (small stacks: the work is a few syscalls) that call
+    /// `work` on each item, started as items come. With `n` = 0, or when no thread can be
+    /// started, [`Workers::submit`] gives the item back.
     pub fn start(n: usize, name: &str, work: impl Fn(T) + Send + Sync + 'static) -> Workers<T> {
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                items: VecDeque::new(),
-                closed: false,
-            }),
-            ready: Condvar::new(),
-        });
-        let work = Arc::new(work);
-        let busy = Arc::new(AtomicUsize::new(0));
-        let mut threads = Vec::with_capacity(n);
-        for i in 0..n {
-            let (shared, work, busy) = (shared.clone(), work.clone(), busy.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
-                .stack_size(64 * 1024)
-                .spawn(move || run(&shared, &*work, &busy));
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    tracing::warn!(error = %e, thread = name, "worker thread not started");
-                    break;
-                }
-            }
-        }
         Workers {
-            shared,
-            busy,
-            threads,
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    items: VecDeque::new(),
+                    closed: false,
+                    live: 0,
+                    waiting: 0,
+                }),
+                ready: Condvar::new(),
+            }),
+            busy: Arc::new(AtomicUsize::new(0)),
+            work: Arc::new(work),
+            name: name.to_string(),
+            max: n,
+            threads: Mutex::new(Vec::new()),
         }
     }
 
-    /// Queues `item` for the next free thread, or gives it back when no thread runs.
+    /// Queues `item` for the next free thread (starting one if none is free and fewer than
+    /// the limit run), or gives it back when no thread runs.
     ///
     /// # Errors
     /// No worker thread is running: the caller does the work itself.
     pub fn submit(&self, item: T) -> Result<(), T> {
-        if self.threads.is_empty() {
+        if self.max == 0 {
             return Err(item);
         }
         self.busy.fetch_add(1, Ordering::AcqRel);
-        self.shared.lock().items.push_back(item);
+        let mut queue = self.shared.lock();
+        queue.items.push_back(item);
+        let spawn = queue.items.len() > queue.waiting && queue.live < self.max;
+        if spawn {
+            queue.live += 1;
+        }
+        drop(queue);
+        if spawn {
+            let (shared, work, busy) = (self.shared.clone(), self.work.clone(), self.busy.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-{}", self.name, self.live_index()))
+                .stack_size(64 * 1024)
+                .spawn(move || run(&shared, &*work, &busy));
+            match spawned {
+                Ok(t) => {
+                    let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+                    threads.retain(|t| !t.is_finished());
+                    threads.push(t);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, thread = %self.name, "worker thread not started");
+                    let mut queue = self.shared.lock();
+                    queue.live -= 1;
+                    if queue.live == 0 {
+                        // Nobody to take it: the last item queued is this one.
+                        if let Some(item) = queue.items.pop_back() {
+                            self.busy.fetch_sub(1, Ordering::AcqRel);
+                            return Err(item);
+                        }
+                    }
+                }
+            }
+        }
         self.shared.ready.notify_one();
         Ok(())
+    }
+
+    /// A number for a new thread's name.
+    fn live_index(&self) -> usize {
+        self.shared.lock().live.saturating_sub(1)
     }
 
     /// Nothing queued and nothing being worked on.
@@ -92,17 +126,19 @@ impl<T: Send + 'static> Workers<T> {
     }
 
     /// Finishes every item submitted so far, then stops the threads.
-    pub fn finish(mut self) {
+    pub fn finish(self) {
         self.shared.lock().closed = true;
         self.shared.ready.notify_all();
-        for t in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
             let _ = t.join();
         }
     }
 }
 
-/// One thread: takes items until the queue is closed and empty.
-fn run<T>(shared: &Shared<T>, work: &(impl Fn(T) + ?Sized), busy: &AtomicUsize) {
+/// One thread: takes items until the queue is closed and empty, or none came for the
+/// keep-alive.
+fn run<T>(shared: &Shared<T>, work: &(dyn Fn(T) + Send + Sync), busy: &AtomicUsize) {
     loop {
         let item = {
             let mut queue = shared.lock();
@@ -111,9 +147,20 @@ fn run<T>(shared: &Shared<T>, work: &(impl Fn(T) + ?Sized), busy: &AtomicUsize) 
                     break item;
                 }
                 if queue.closed {
+                    queue.live -= 1;
                     return;
                 }
-                queue = shared.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+                queue.waiting += 1;
+                let (q, waited) = shared
+                    .ready
+                    .wait_timeout(queue, crate::THREAD_KEEP_ALIVE)
+                    .unwrap_or_else(|p| p.into_inner());
+                queue = q;
+                queue.waiting -= 1;
+                if waited.timed_out() && queue.items.is_empty() && !queue.closed {
+                    queue.live -= 1;
+                    return;
+                }
             }
         };
         // A panic loses this item (dropping it closes whatever it holds, e.g. a sender's
@@ -190,6 +237,55 @@ mod tests {
         }
         w.finish();
         assert_eq!(done.load(Ordering::SeqCst), 45);
+    }
+
+    /// Threads of this process whose name starts with `prefix`.
+    fn threads_named(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+            })
+            .count()
+    }
+
+    #[test]
+    fn threads_start_as_items_need_them_and_end_when_idle() {
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = Mutex::new(go_rx);
+        let w = Workers::start(4, "lazyw", move |()| {
+            let _ = go_rx.lock().unwrap().recv();
+        });
+        assert_eq!(threads_named("lazyw"), 0, "none before the first item");
+        w.submit(()).unwrap();
+        // A thread names itself once it runs.
+        let named = |n: usize| {
+            let start = std::time::Instant::now();
+            while threads_named("lazyw") != n {
+                assert!(start.elapsed() < Duration::from_secs(20), "not {n} threads");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        named(1);
+        // Two more while the first is busy: each finds no free thread and starts one.
+        w.submit(()).unwrap();
+        w.submit(()).unwrap();
+        named(3);
+        for _ in 0..3 {
+            go_tx.send(()).unwrap();
+        }
+        // Idle past the keep-alive (300 ms in tests): they end.
+        let start = std::time::Instant::now();
+        while threads_named("lazyw") > 0 {
+            assert!(start.elapsed() < Duration::from_secs(20), "threads stay");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(w.idle());
+        // And the next item starts one again.
+        w.submit(()).unwrap();
+        go_tx.send(()).unwrap();
+        w.finish();
     }
 
     #[test]

@@ -226,3 +226,66 @@ fn command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.conf:2"));
 }
+
+/// Threads and voluntary + involuntary context switches of a process, over all its threads.
+fn threads_and_switches(pid: u32) -> (usize, u64) {
+    let mut threads = 0;
+    let mut switches = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(s) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        threads += 1;
+        for l in s.lines() {
+            if let Some(v) = l
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                switches += v.trim().parse::<u64>().unwrap();
+            }
+        }
+    }
+    (threads, switches)
+}
+
+#[test]
+fn after_a_burst_the_daemon_is_one_thread_that_no_timer_wakes() {
+    let d = Daemon::start("", &[]);
+    let c = d.config();
+    // Eight senders at once: the writer and its sync threads have work.
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let c = &c;
+            s.spawn(move || {
+                for i in 0..5 {
+                    client::send(&record(&format!("burst {t} {i}")), c).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(d.spool_files().len(), 40);
+    let pid = d.child.id();
+    // The helper threads end after their keep-alive (10 s); the bound is generous.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while threads_and_switches(pid).0 > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "still {} threads:\n{}",
+            threads_and_switches(pid).0,
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Idle, nothing wakes it: a timer every second would show 5 here.
+    let (_, before) = threads_and_switches(pid);
+    std::thread::sleep(Duration::from_secs(5));
+    let (threads, after) = threads_and_switches(pid);
+    assert_eq!(threads, 1);
+    assert!(after - before <= 2, "{} wake-ups in 5 s", after - before);
+    // And it still serves.
+    client::send(&record("after the pause"), &c).unwrap();
+    assert_eq!(d.spool_files().len(), 41);
+}
