@@ -1,4 +1,5 @@
-//! HTTP routes: the collector endpoints, the query API, `/healthz` and `/metrics`.
+//! HTTP routes: the collector endpoints, the query API, `/healthz` and `/metrics`; the web pages
+//! (`crate::web`) are merged in.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,7 +62,8 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::web::router(state))
 }
 
 fn message(status: StatusCode, msg: &str) -> Response {
@@ -466,7 +468,10 @@ mod export {
 /// Checks the query credential; `None` when the request may go on.
 fn query_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
     match &st.query_token {
-        Some(t) if !bearer_ok(headers, t) => Some(unauthorized()),
+        // A page's session also reads the API (the export and JSON links of the pages).
+        Some(t) if !bearer_ok(headers, t) && !crate::web::auth::session_ok(headers, t) => {
+            Some(unauthorized())
+        }
         _ => None,
     }
 }
@@ -555,11 +560,12 @@ async fn counts(
         "classification" => CountBy::Classification,
         "build" => CountBy::Build,
         "platform" => CountBy::Platform,
+        "severity" => CountBy::Severity,
         "day" => CountBy::Day,
         _ => {
             return message(
                 StatusCode::NOT_FOUND,
-                "counts are by classification, build, platform or day",
+                "counts are by classification, build, platform, severity or day",
             )
         }
     };

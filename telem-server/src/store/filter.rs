@@ -71,6 +71,7 @@ pub enum CountBy {
     Classification,
     Build,
     Platform,
+    Severity,
     /// UTC day of reception, `YYYY-MM-DD`.
     Day,
 }
@@ -81,6 +82,7 @@ impl CountBy {
             (CountBy::Classification, _) => "classification",
             (CountBy::Build, _) => "build",
             (CountBy::Platform, _) => "host_type",
+            (CountBy::Severity, _) => "CAST(severity AS TEXT)",
             (CountBy::Day, Dialect::Sqlite) => "strftime('%Y-%m-%d', ts_reception, 'unixepoch')",
             (CountBy::Day, Dialect::Postgres) => {
                 "to_char(to_timestamp(ts_reception) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
@@ -92,6 +94,8 @@ impl CountBy {
     pub(crate) fn order_sql(self) -> &'static str {
         match self {
             CountBy::Day => "k",
+            // Severity 1 to 4 in order: one digit each, so text order is number order.
+            CountBy::Severity => "k",
             _ => "n DESC, k",
         }
     }

@@ -107,6 +107,15 @@ pub struct Count {
     pub count: i64,
 }
 
+/// One group of a count per UTC day (see [`Store::day_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayCount {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub key: String,
+    pub count: i64,
+}
+
 /// One crash group: records with one signature, over the filtered records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CrashGroup {
@@ -233,6 +242,12 @@ impl Store {
     /// Deletes records older than `retention` allows at time `now` (unix seconds).
     pub async fn purge(&self, retention: &Retention, now: i64) -> Result<Vec<Purged>, StoreError> {
         dispatch!(self, s => s.purge(retention, now).await)
+    }
+
+    /// Counts of the filtered records per UTC day of reception and `by` (a chart of records per
+    /// day by classification), days in order. `by` must not be [`CountBy::Day`].
+    pub async fn day_counts(&self, by: CountBy, f: &Filter) -> Result<Vec<DayCount>, StoreError> {
+        dispatch!(self, s => s.day_counts(by, f).await)
     }
 
     /// Heartbeat machines per build at time `now` (unix seconds), largest first.
@@ -442,6 +457,34 @@ macro_rules! engine_methods {
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 out.push($crate::store::Count {
+                    key: row.try_get("k")?,
+                    count: row.try_get("n")?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub async fn day_counts(
+            &self,
+            by: $crate::store::CountBy,
+            f: &$crate::store::Filter,
+        ) -> Result<Vec<$crate::store::DayCount>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let w = f.where_clause($dialect, false)?;
+            let day = $crate::store::CountBy::Day.key_sql($dialect);
+            let key = by.key_sql($dialect);
+            let sql = format!(
+                "SELECT {day} AS d, {key} AS k, COUNT(*) AS n FROM records {} \
+                 GROUP BY d, k ORDER BY d, n DESC, k LIMIT {}",
+                w.sql,
+                $crate::store::filter::MAX_GROUPS
+            );
+            let q = $crate::store::bind_params!(sqlx::query(&sql), &w.params);
+            let rows = q.fetch_all(&self.pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push($crate::store::DayCount {
+                    day: row.try_get("d")?,
                     key: row.try_get("k")?,
                     count: row.try_get("n")?,
                 });
