@@ -34,25 +34,37 @@ pub struct Frame<'a> {
 
 /// The frames of `payload` when it has one of the two backtrace shapes, innermost first.
 pub fn frames(payload: &str) -> Option<Vec<Frame<'_>>> {
+    Some(
+        numbered_frames(payload)?
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect(),
+    )
+}
+
+/// The frames of `payload` with the index of the line each was read from.
+fn numbered_frames(payload: &str) -> Option<Vec<(usize, Frame<'_>)>> {
     if payload.starts_with("Crash Report:\n") {
-        let mut lines = payload.lines().skip_while(|l| *l != "Backtrace :");
+        let mut lines = payload
+            .lines()
+            .enumerate()
+            .skip_while(|(_, l)| *l != "Backtrace :");
         lines.next()?;
         Some(
             lines
-                .filter_map(|l| frame_text(l))
-                .map(kernel_frame)
+                .filter_map(|(n, l)| frame_text(l).map(|t| (n, kernel_frame(t))))
                 .collect(),
         )
     } else if payload.starts_with("Process: ") {
         let mut lines = payload
             .lines()
-            .skip_while(|l| !l.starts_with("Backtrace (TID "));
+            .enumerate()
+            .skip_while(|(_, l)| !l.starts_with("Backtrace (TID "));
         lines.next()?;
         Some(
             lines
-                .take_while(|l| !l.is_empty())
-                .filter_map(|l| frame_text(l))
-                .map(user_frame)
+                .take_while(|(_, l)| !l.is_empty())
+                .filter_map(|(n, l)| frame_text(l).map(|t| (n, user_frame(t))))
                 .collect(),
         )
     } else {
@@ -273,15 +285,173 @@ impl SkipList {
     /// The signature of `payload`: its first frame that is known, not guessed and not skipped.
     /// `None` for a payload without a backtrace or without such a frame.
     pub fn signature(&self, payload: &str) -> Option<Signature> {
-        frames(payload)?
+        self.deciding(payload).map(|(_, s)| s)
+    }
+
+    /// The index (in `payload.lines()`) of the frame that decided the signature, for showing it.
+    pub fn deciding_line(&self, payload: &str) -> Option<usize> {
+        self.deciding(payload).map(|(n, _)| n)
+    }
+
+    fn deciding(&self, payload: &str) -> Option<(usize, Signature)> {
+        numbered_frames(payload)?
             .into_iter()
-            .filter(|f| !f.function.is_empty() && !f.guessed)
-            .map(|f| (demangle(f.function), f.module))
-            .find(|(function, module)| !self.skips(function, module))
-            .map(|(function, module)| Signature {
-                function,
-                module: module.to_string(),
+            .filter(|(_, f)| !f.function.is_empty() && !f.guessed)
+            .map(|(n, f)| (n, demangle(f.function), f.module))
+            .find(|(_, function, module)| !self.skips(function, module))
+            .map(|(n, function, module)| {
+                (
+                    n,
+                    Signature {
+                        function,
+                        module: module.to_string(),
+                    },
+                )
             })
+    }
+}
+
+/// A change to the configured skip list, kept in the database so every instance sharing it
+/// applies the same list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkipEdit {
+    pub entry: String,
+    /// Added to the list (`true`) or removed from it.
+    pub added: bool,
+}
+
+/// The longest skip-list entry an edit may add.
+pub const MAX_SKIP_ENTRY: usize = 512;
+
+/// The list in force: the configured entries without the removed ones, then the added ones
+/// that are not configured already.
+pub fn effective_entries(configured: &[String], edits: &[SkipEdit]) -> Vec<String> {
+    let removed = |e: &str| edits.iter().any(|x| !x.added && x.entry == e);
+    let mut out: Vec<String> = configured.iter().filter(|e| !removed(e)).cloned().collect();
+    for x in edits.iter().filter(|x| x.added) {
+        if !out.contains(&x.entry) {
+            out.push(x.entry.clone());
+        }
+    }
+    out
+}
+
+/// What a background regroup is doing or did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RegroupStatus {
+    /// `idle` (none since start), `running`, `done` or `failed`.
+    pub state: &'static str,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub examined: u64,
+    pub changed: u64,
+    pub error: Option<String>,
+}
+
+/// The grouping in force in a running server: the configured skip list with the stored edits
+/// applied (replaced whenever the edits are read again), and the state of its regroup job.
+#[derive(Debug)]
+pub struct Grouping {
+    configured: Vec<String>,
+    current: std::sync::RwLock<std::sync::Arc<(Vec<String>, SkipList)>>,
+    regroup: std::sync::Mutex<RegroupStatus>,
+}
+
+impl Grouping {
+    /// The configured entries, no edits yet.
+    pub fn new(configured: Vec<String>) -> Grouping {
+        let list = SkipList::new(configured.iter().map(String::as_str));
+        Grouping {
+            current: std::sync::RwLock::new(std::sync::Arc::new((configured.clone(), list))),
+            configured,
+            regroup: std::sync::Mutex::new(RegroupStatus {
+                state: "idle",
+                ..RegroupStatus::default()
+            }),
+        }
+    }
+
+    /// The entries as configured, before any edit.
+    pub fn configured(&self) -> &[String] {
+        &self.configured
+    }
+
+    /// Applies `edits` (the whole stored set) to the configured entries.
+    pub fn set_edits(&self, edits: &[SkipEdit]) {
+        let entries = effective_entries(&self.configured, edits);
+        let list = SkipList::new(entries.iter().map(String::as_str));
+        let next = std::sync::Arc::new((entries, list));
+        match self.current.write() {
+            Ok(mut g) => *g = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+
+    fn current(&self) -> std::sync::Arc<(Vec<String>, SkipList)> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The entries in force.
+    pub fn entries(&self) -> Vec<String> {
+        self.current().0.clone()
+    }
+
+    /// The list in force.
+    pub fn list(&self) -> SkipList {
+        self.current().1.clone()
+    }
+
+    /// The signature of `payload` under the list in force.
+    pub fn signature(&self, payload: &str) -> Option<Signature> {
+        self.current().1.signature(payload)
+    }
+
+    /// The regroup job's state.
+    pub fn regroup_status(&self) -> RegroupStatus {
+        match self.regroup.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Marks a regroup as started unless one runs; whether this call started it.
+    pub fn regroup_start(&self, now: i64) -> bool {
+        let mut g = match self.regroup.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if g.state == "running" {
+            return false;
+        }
+        *g = RegroupStatus {
+            state: "running",
+            started_at: Some(now),
+            ..RegroupStatus::default()
+        };
+        true
+    }
+
+    /// Records how the running regroup ended.
+    pub fn regroup_finish(&self, now: i64, result: Result<(u64, u64), String>) {
+        let mut g = match self.regroup.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        g.finished_at = Some(now);
+        match result {
+            Ok((examined, changed)) => {
+                g.state = "done";
+                g.examined = examined;
+                g.changed = changed;
+            }
+            Err(e) => {
+                g.state = "failed";
+                g.error = Some(e);
+            }
+        }
     }
 }
 
@@ -384,5 +554,45 @@ mod tests {
         );
         let only_abort = "Process: x\nPID: 1\n\nBacktrace (TID 1):\n#0 abort() - [/l/libc.so.6]\n#1 (no symbols)\n";
         assert_eq!(SkipList::default().signature(only_abort), None);
+    }
+
+    #[test]
+    fn the_deciding_frame_is_the_signature_line() {
+        let p = "Process: /usr/bin/x\nPID: 7\n\nBacktrace (TID 7):\n\
+                 #0 raise() - [/usr/lib64/libc.so.6]\n\
+                 #1 parse() - [/usr/bin/x]\n";
+        assert_eq!(SkipList::default().deciding_line(p), Some(5));
+        assert_eq!(p.lines().nth(5), Some("#1 parse() - [/usr/bin/x]"));
+        assert_eq!(SkipList::default().deciding_line("hello"), None);
+    }
+
+    #[test]
+    fn edits_change_the_configured_list() {
+        let configured = vec!["abort".to_string(), "raise".to_string()];
+        let edits = [
+            SkipEdit {
+                entry: "raise".into(),
+                added: false,
+            },
+            SkipEdit {
+                entry: "parse".into(),
+                added: true,
+            },
+            SkipEdit {
+                entry: "abort".into(),
+                added: true,
+            },
+        ];
+        assert_eq!(
+            effective_entries(&configured, &edits),
+            vec!["abort".to_string(), "parse".to_string()]
+        );
+        let g = Grouping::new(configured.clone());
+        assert!(g.list().skips("raise", "/l/libc.so.6"));
+        g.set_edits(&edits);
+        assert!(!g.list().skips("raise", "/l/libc.so.6"));
+        assert!(g.list().skips("parse", "/usr/bin/x"));
+        g.set_edits(&[]);
+        assert_eq!(g.entries(), configured);
     }
 }

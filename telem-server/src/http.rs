@@ -20,13 +20,11 @@ use telemetry::collector_protocol::{
 use telemetry::timefmt::utc_string;
 use tracing::{debug, warn};
 
-use crate::crash::SkipList;
+use crate::crash::Grouping;
 use crate::ingest::{Ingest, IngestError};
 use crate::metrics::Metrics;
 use crate::store::schema::unix_now;
-use crate::store::{
-    CountBy, Filter, Inserted, NewRecord, Store, StoreError, StoredRecord, MAX_CRASH_GROUPS,
-};
+use crate::store::{CountBy, Filter, Inserted, NewRecord, Store, StoreError, StoredRecord};
 
 /// Default and largest page of `GET /api/v1/records`.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -40,11 +38,11 @@ pub struct AppState {
     pub ingest: Ingest,
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    /// Frames never blamed when a crash is grouped at ingest.
-    pub skip: SkipList,
+    /// The skip list in force (configured, with the stored edits) and its regroup job.
+    pub skip: Grouping,
 }
 
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
 /// The router of one server.
 pub fn router(state: Shared, max_body_bytes: usize) -> Router {
@@ -55,10 +53,11 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .route("/api/v1/records", get(list_records))
         .route("/api/v1/records/{id}", get(one_record))
         .route("/api/v1/counts/{by}", get(counts))
-        .route("/api/v1/crashes", get(crashes))
         .route("/api/v1/population", get(population))
         .route("/api/v1/export.csv", get(export_csv))
         .route("/api/v1/export.jsonl", get(export_jsonl))
+        .merge(crate::api::crash_groups::routes())
+        .merge(crate::api::hardware::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -66,7 +65,7 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .merge(crate::web::router(state))
 }
 
-fn message(status: StatusCode, msg: &str) -> Response {
+pub(crate) fn message(status: StatusCode, msg: &str) -> Response {
     (status, Json(json!({ "message": msg }))).into_response()
 }
 
@@ -466,7 +465,7 @@ mod export {
 }
 
 /// Checks the query credential; `None` when the request may go on.
-fn query_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn query_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
     match &st.query_token {
         // A page's session also reads the API (the export and JSON links of the pages).
         Some(t) if !bearer_ok(headers, t) && !crate::web::auth::session_ok(headers, t) => {
@@ -476,7 +475,7 @@ fn query_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-fn store_error(e: StoreError) -> Response {
+pub(crate) fn store_error(e: StoreError) -> Response {
     match e {
         StoreError::BadFilter(m) => message(StatusCode::BAD_REQUEST, &m),
         e => {
@@ -492,7 +491,7 @@ fn bad_query(r: QueryRejection) -> Response {
 
 /// The filter of a listing and its `limit` (default [`DEFAULT_LIMIT`], at most `max`), or the
 /// message of the 400 to answer.
-fn filter_with_limit(
+pub(crate) fn filter_with_limit(
     q: Result<Query<Filter>, QueryRejection>,
     max: i64,
 ) -> Result<(Filter, i64), String> {
@@ -575,24 +574,6 @@ async fn counts(
     };
     match st.store.counts(by, &f).await {
         Ok(c) => Json(json!({ "counts": c })).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-async fn crashes(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> Response {
-    if let Some(r) = query_denied(&st, &headers) {
-        return r;
-    }
-    let (f, limit) = match filter_with_limit(q, MAX_CRASH_GROUPS) {
-        Ok(v) => v,
-        Err(m) => return message(StatusCode::BAD_REQUEST, &m),
-    };
-    match st.store.crash_groups(&f, limit).await {
-        Ok(groups) => Json(json!({ "groups": groups })).into_response(),
         Err(e) => store_error(e),
     }
 }

@@ -7,10 +7,13 @@
 //! - [`retention`]: the purge of old records.
 //! - [`store`]: the storage interface, its two engines, filters and migrations.
 //! - [`ingest`]: group commit (one writer task, one transaction per burst).
-//! - [`http`]: the routes; [`metrics`]: the `/metrics` counters.
-//! - [`web`]: the HTML pages (login, overview, records, population) and their charts.
+//! - [`http`]: the routes; [`api`]: the crash-group and hardware parts of the query API;
+//!   [`metrics`]: the `/metrics` counters.
+//! - [`web`]: the HTML pages (login, overview, records, population, crashes, hardware) and their
+//!   charts.
 //! - [`server`]: `run`, which wires them together for a bound listener and a shutdown future.
 
+pub mod api;
 pub mod config;
 pub mod crash;
 pub mod http;

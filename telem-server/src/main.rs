@@ -76,7 +76,16 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve => serve(cfg),
         Command::Regroup => once(&cfg, |store, cfg| async move {
-            let done = store.regroup(&cfg.crash.skip_list()).await?;
+            // The configured list with the edits made through the API, as a running server has it.
+            let configured: Vec<String> = cfg
+                .crash
+                .skip
+                .iter()
+                .chain(&cfg.crash.skip_extra)
+                .cloned()
+                .collect();
+            let skip = store.effective_skip(&configured).await?;
+            let done = store.regroup(&skip).await?;
             println!(
                 "regrouped: {} records with a backtrace, {} changed",
                 done.examined, done.changed

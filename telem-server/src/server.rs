@@ -48,8 +48,20 @@ pub async fn run(
         ingest,
         store: store.clone(),
         metrics,
-        skip: cfg.crash.skip_list(),
+        skip: crate::crash::Grouping::new(
+            cfg.crash
+                .skip
+                .iter()
+                .chain(&cfg.crash.skip_extra)
+                .cloned()
+                .collect(),
+        ),
     });
+    state.skip.set_edits(&store.skip_edits().await?);
+    // Holds only a weak reference: the writer below ends when the last strong one is gone.
+    let skip_reload = tokio::spawn(crate::api::crash_groups::reload_skip_edits(Arc::downgrade(
+        &state,
+    )));
     let purge = cfg.retention.enabled().then(|| {
         tokio::spawn(crate::retention::run_daily(
             store.clone(),
@@ -61,6 +73,8 @@ pub async fn run(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    skip_reload.abort();
+    let _ = skip_reload.await;
     // The router (and with it every Ingest handle) is gone: the writer finishes its queue.
     let _ = writer.await;
     if let Some(p) = purge {

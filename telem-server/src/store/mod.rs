@@ -5,6 +5,8 @@
 //! [`schema`].
 
 pub mod filter;
+pub mod groups;
+pub mod hardware;
 mod postgres;
 pub mod schema;
 mod sqlite;

@@ -49,4 +49,6 @@ impl PgStore {
     }
 
     super::engine_methods!("BEGIN", Dialect::Postgres);
+    super::groups::group_methods!(Dialect::Postgres);
+    super::hardware::hardware_methods!();
 }

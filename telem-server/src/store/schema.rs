@@ -37,6 +37,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     CREATE INDEX records_event ON records (event_id);",
     ),
     (2, CRASH_COLUMNS),
+    (3, SQLITE_ANNOTATIONS),
 ];
 
 /// Version 2: the crash signature of each record (NULL without one), indexed for the groups.
@@ -80,7 +81,56 @@ pub const POSTGRES: &[(i64, &str)] = &[
     CREATE INDEX records_event ON records (event_id);",
     ),
     (2, CRASH_COLUMNS),
+    (3, POSTGRES_ANNOTATIONS),
 ];
+
+/// Version 3: what people said about crash groups, and the skip-list edits every instance
+/// sharing the database applies. A group is keyed by its signature, so a regroup that moves
+/// records to another signature leaves the notes with the old one.
+const SQLITE_ANNOTATIONS: &str = "CREATE TABLE crash_group_flags (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        hidden BOOLEAN NOT NULL,
+        changed_at INTEGER NOT NULL,
+        PRIMARY KEY (crash_function, crash_module)
+    );
+    CREATE TABLE crash_group_comments (
+        id INTEGER PRIMARY KEY,
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX crash_group_comments_group ON crash_group_comments (crash_function, crash_module, id);
+    CREATE TABLE skip_edits (
+        entry TEXT PRIMARY KEY,
+        added BOOLEAN NOT NULL,
+        changed_at INTEGER NOT NULL
+    );";
+
+/// Version 3 on PostgreSQL (the same tables; only the identity column differs).
+const POSTGRES_ANNOTATIONS: &str = "CREATE TABLE crash_group_flags (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        hidden BOOLEAN NOT NULL,
+        changed_at BIGINT NOT NULL,
+        PRIMARY KEY (crash_function, crash_module)
+    );
+    CREATE TABLE crash_group_comments (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX crash_group_comments_group ON crash_group_comments (crash_function, crash_module, id);
+    CREATE TABLE skip_edits (
+        entry TEXT PRIMARY KEY,
+        added BOOLEAN NOT NULL,
+        changed_at BIGINT NOT NULL
+    );";
 
 /// The table that records applied versions (same DDL on both engines).
 pub const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

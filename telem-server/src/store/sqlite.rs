@@ -51,4 +51,6 @@ impl SqliteStore {
     }
 
     super::engine_methods!("BEGIN IMMEDIATE", Dialect::Sqlite);
+    super::groups::group_methods!(Dialect::Sqlite);
+    super::hardware::hardware_methods!();
 }
