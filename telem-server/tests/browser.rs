@@ -18,7 +18,7 @@ mod webdriver;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::TestServer;
 use seed::SeedRecord;
@@ -197,14 +197,23 @@ fn browser_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Fails the test if the page logged an error (console error, failed load, CSP violation),
-/// opened a dialog, or ran a payload.
-#[allow(dead_code)] // until the pages land
-fn assert_clean(b: &Browser, what: &str) {
-    let errors: Vec<_> = b
-        .log()
+/// The errors the browser logged since the last call (console errors, failed loads, Content
+/// Security Policy violations).
+fn console_errors(b: &Browser) -> Vec<String> {
+    b.log()
         .into_iter()
         .filter(|(level, _)| level == "SEVERE")
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// Fails the test if the page logged an error, opened a dialog, or ran a payload. A missing
+/// /favicon.ico is left to `every_page_loads_without_console_errors`, so the flows test what
+/// they are about.
+fn assert_clean(b: &Browser, what: &str) {
+    let errors: Vec<_> = console_errors(b)
+        .into_iter()
+        .filter(|m| !m.contains("/favicon.ico - "))
         .collect();
     assert!(errors.is_empty(), "{what}: console errors: {errors:#?}");
     assert_eq!(b.alert_text(), None, "{what}: an alert opened");
@@ -216,13 +225,11 @@ fn assert_clean(b: &Browser, what: &str) {
 }
 
 /// Opens `path` and checks the page is clean.
-#[allow(dead_code)]
 fn visit(b: &Browser, site: &Site, path: &str) {
     b.goto(&site.url(path));
     assert_clean(b, path);
 }
 
-#[allow(dead_code)]
 fn screenshot_dirs() -> Vec<PathBuf> {
     let mut dirs = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")];
     if std::env::var_os("TELEM_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
@@ -232,9 +239,8 @@ fn screenshot_dirs() -> Vec<PathBuf> {
 }
 
 /// Saves a screenshot of the whole page as `name.png`.
-#[allow(dead_code)]
 fn screenshot(b: &Browser, name: &str) {
-    let png = b.page_screenshot(2400);
+    let png = b.page_screenshot(1800);
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
     for dir in screenshot_dirs() {
         std::fs::create_dir_all(&dir).unwrap();
@@ -270,4 +276,530 @@ fn browser_harness_reads_console_errors_and_dialogs() {
         log.iter().any(|(l, m)| l == "SEVERE" && m.contains("boom")),
         "{log:?}"
     );
+}
+
+/// Waits up to `limit` for `f` to hold.
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Logs in through the form (the browser is on any page that redirected to /login).
+fn log_in(b: &Browser, token: &str) {
+    b.wait_for("#login-form");
+    let input = b.find("#token");
+    input.clear();
+    input.send_keys(token);
+    b.find("#login-submit").click();
+}
+
+/// The ids of the record rows on the page, top to bottom.
+fn row_ids(b: &Browser) -> Vec<i64> {
+    b.all("#records tr.record")
+        .iter()
+        .map(|r| r.attr("data-id").unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The `ids` of an API records answer.
+fn api_ids(v: &Value) -> Vec<i64> {
+    v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Sets the filter form's input `name` to `value` and submits it.
+fn filter(b: &Browser, name: &str, value: &str) {
+    let input = b.find(&format!("#filter [name=\"{name}\"]"));
+    input.clear();
+    input.send_keys(value);
+    b.find("#filter-submit").click();
+}
+
+#[test]
+fn log_in_filter_records_and_open_one() {
+    let _one = browser_lock();
+    let Some(b) = Browser::start(1280, 900) else {
+        return;
+    };
+    let site = Site::start(Some(TOKEN));
+
+    // Without a session every page leads to the login form, which remembers where to go.
+    b.goto(&site.url("/records"));
+    b.wait_for("#login-form");
+    assert!(b.url().contains("/login?next="), "{}", b.url());
+    assert_clean(&b, "login");
+    // A wrong token is refused with a message, and the form is shown again.
+    log_in(&b, "not-the-query-token-at-all");
+    assert!(b.wait_for("#login-error").displayed());
+    assert!(b.try_find("#records").is_none());
+    // The refusal is a 401, which the browser logs as a failed load of the page itself.
+    let errors = console_errors(&b);
+    assert!(
+        errors
+            .iter()
+            .all(|m| m.contains("/login - ") && m.contains("401")),
+        "{errors:?}"
+    );
+    assert_clean(&b, "failed login");
+    log_in(&b, TOKEN);
+    b.wait_for("#records");
+    assert!(b.url().ends_with("/records"), "{}", b.url());
+    assert_clean(&b, "records after login");
+    for id in [
+        "#nav-overview",
+        "#nav-records",
+        "#nav-crashes",
+        "#nav-population",
+        "#nav-hardware",
+        "#logout",
+        "#main",
+    ] {
+        b.find(id);
+    }
+
+    // The first page is the newest records, as the API lists them.
+    let all = site.api("/api/v1/records?limit=1000");
+    let rows = row_ids(&b);
+    assert!(!rows.is_empty());
+    assert_eq!(rows, api_ids(&all)[..rows.len()].to_vec());
+
+    // Filtering by classification keeps it in the URL and shows only those records.
+    let class = seed::CRASH_CLASS;
+    filter(&b, "classification", class);
+    wait_until("filtered URL", Duration::from_secs(30), || {
+        b.url()
+            .contains("classification=org.clearlinux%2Fcrash%2Fclr")
+            || b.url().contains("classification=org.clearlinux/crash/clr")
+    });
+    assert_clean(&b, "filtered records");
+    let crashes = site.api("/api/v1/records?classification=org.clearlinux/crash/clr&limit=1000");
+    let crash_ids = api_ids(&crashes);
+    let page1 = row_ids(&b);
+    assert!(!page1.is_empty());
+    assert_eq!(page1, crash_ids[..page1.len()].to_vec());
+    let csv = b.find("#export-csv").attr("href").unwrap();
+    assert!(
+        csv.contains("/api/v1/export.csv?") && csv.contains("classification="),
+        "{csv}"
+    );
+    // The next page continues where the first stopped.
+    if page1.len() < crash_ids.len() {
+        b.find("#next-page").click();
+        wait_until("second page", Duration::from_secs(30), || {
+            b.url().contains("before_id=")
+        });
+        assert_clean(&b, "second page");
+        let page2 = row_ids(&b);
+        assert_eq!(
+            page2,
+            crash_ids[page1.len()..page1.len() + page2.len()].to_vec()
+        );
+        b.back();
+        b.wait_for("#records");
+    }
+
+    // A new record matching the filter is announced by the page's polling.
+    let fresh = {
+        let mut r = site
+            .records
+            .iter()
+            .rev()
+            .find(|(_, r)| r.header("Classification") == class)
+            .unwrap()
+            .1
+            .clone();
+        for (k, v) in r.headers.iter_mut() {
+            if k == "Event-Id" {
+                *v = "0123456789abcdef0123456789abcdef".into();
+            }
+        }
+        r
+    };
+    seed::post(&format!("http://{}", site.server.addr), &[fresh]);
+    wait_until("new records notice", Duration::from_secs(90), || {
+        b.try_find("#new-records").is_some_and(|e| e.displayed())
+    });
+    assert_clean(&b, "new records notice");
+
+    // Opening a record shows every header, the payload as text and links to the machine's
+    // records and the crash group.
+    let first = *page1
+        .iter()
+        .find(|id| {
+            site.records
+                .iter()
+                .any(|(i, r)| i == *id && r.payload.starts_with("Process: /usr/bin/imgview"))
+        })
+        .unwrap();
+    b.find(&format!(
+        "#records tr.record[data-id=\"{first}\"] a.record-link"
+    ))
+    .click();
+    b.wait_for("#payload");
+    assert!(
+        b.url().ends_with(&format!("/records/{first}")),
+        "{}",
+        b.url()
+    );
+    assert_clean(&b, "record");
+    let api = site.api(&format!("/api/v1/records/{first}"));
+    let headers = b.find("#headers").text();
+    for key in [
+        "machine_id",
+        "build",
+        "board_name",
+        "cpu_model",
+        "classification",
+    ] {
+        let v = api[key].as_str().unwrap();
+        assert!(headers.contains(v), "{key} {v} not in {headers}");
+    }
+    let payload = b.find("#payload").text();
+    assert!(payload.contains("Backtrace (TID"), "{payload}");
+    assert!(payload.contains("Process: /usr/bin/imgview"), "{payload}");
+    let machine = b.find("#machine-records").attr("href").unwrap();
+    assert!(machine.contains("machine_id="), "{machine}");
+    let group = b.find("#crash-group").attr("href").unwrap();
+    assert!(group.contains("/crashes/group?function="), "{group}");
+
+    // Logging out ends the session.
+    b.find("#logout").click();
+    b.goto(&site.url("/records"));
+    b.wait_for("#login-form");
+}
+
+/// The crash group rows of the crashes page: (function, module, count).
+fn group_rows(b: &Browser) -> Vec<(String, String, i64)> {
+    b.all("#crashes tr.crash-group")
+        .iter()
+        .map(|r| {
+            (
+                r.attr("data-function").unwrap(),
+                r.attr("data-module").unwrap(),
+                r.find("td.count")
+                    .text()
+                    .trim()
+                    .replace(',', "")
+                    .parse()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn has_group(b: &Browser, function: &str) -> bool {
+    group_rows(b).iter().any(|(f, _, _)| f == function)
+}
+
+#[test]
+fn triage_the_top_crasher_hide_it_and_edit_the_skip_list() {
+    let _one = browser_lock();
+    let Some(b) = Browser::start(1280, 900) else {
+        return;
+    };
+    let site = Site::start(None);
+
+    visit(&b, &site, "/crashes?window=30");
+    let rows = group_rows(&b);
+    assert!(rows.len() >= 5, "{rows:?}");
+    // Largest first; the top crasher's count is the API's for the same window.
+    assert!(rows.windows(2).all(|w| w[0].2 >= w[1].2), "{rows:?}");
+    let (top_fn, top_mod, top_count) = rows[0].clone();
+    let since = now() - 30 * seed::DAY;
+    let api = site.api(&format!("/api/v1/crashes?since={since}&limit=1000"));
+    let expected = api["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["function"] == json!(top_fn) && g["module"] == json!(top_mod))
+        .unwrap_or_else(|| panic!("{top_fn} not in {api}"))["count"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(top_count, expected);
+    b.find("#crashes tr.crash-group a.group-link").click();
+    b.wait_for("#group-title");
+    assert_clean(&b, "top crash group");
+    assert!(b.find("#group-title").text().contains(&top_fn));
+    assert_eq!(b.find("#per-day").tag(), "svg");
+    for t in ["#per-build", "#per-system", "#machines"] {
+        b.find(t);
+    }
+    let samples = b.all("#samples pre.backtrace");
+    assert!(!samples.is_empty());
+    let deciding = b.find("#samples mark.deciding-frame").text();
+    assert!(deciding.contains(&top_fn), "{deciding}");
+
+    // A comment is kept and shown as text.
+    let comment = "Seen on XPS 13 after resume <b>not bold</b>";
+    b.find("#comment-form textarea[name=comment]")
+        .send_keys(comment);
+    b.find("#comment-submit").click();
+    wait_until("comment shown", Duration::from_secs(30), || {
+        b.try_find("#comments")
+            .is_some_and(|c| c.text().contains(comment))
+    });
+    assert_clean(&b, "comment");
+
+    // Hidden, it leaves the list; "show hidden" brings it back; unhidden it is back for good.
+    b.find("#hide").click();
+    b.wait_for("#unhide");
+    assert_clean(&b, "hidden");
+    visit(&b, &site, "/crashes?window=30");
+    assert!(!has_group(&b, &top_fn), "{top_fn} still listed");
+    b.find("#show-hidden").click();
+    wait_until("hidden group shown", Duration::from_secs(30), || {
+        has_group(&b, &top_fn)
+    });
+    assert_clean(&b, "show hidden");
+    let path = format!(
+        "/crashes/group?function={}&module={}",
+        enc(&top_fn),
+        enc(&top_mod)
+    );
+    visit(&b, &site, &path);
+    b.find("#unhide").click();
+    b.wait_for("#hide");
+    visit(&b, &site, "/crashes?window=30");
+    assert!(has_group(&b, &top_fn));
+
+    // The program's own allocation wrapper is blamed until it goes on the skip list; then
+    // its caller is.
+    assert!(has_group(&b, "xmalloc") && !has_group(&b, "load_image"));
+    visit(&b, &site, "/crashes/skip");
+    let entries = b.find("#skip-list").text();
+    assert!(entries.contains("abort"), "{entries}");
+    b.find("#skip-add input[name=entry]")
+        .send_keys("xmalloc [imgview]");
+    b.find("#skip-add button, #skip-add input[type=submit]")
+        .click();
+    wait_until("entry added", Duration::from_secs(30), || {
+        b.all("#skip-list li.skip-entry")
+            .iter()
+            .any(|e| e.text().contains("xmalloc [imgview]"))
+    });
+    assert_clean(&b, "skip entry added");
+    b.find("#regroup").click();
+    let result = b.wait_for("#regroup-result").text();
+    assert!(!result.trim().is_empty());
+    assert_clean(&b, "regrouped");
+    visit(&b, &site, "/crashes?window=30");
+    assert!(
+        has_group(&b, "load_image") && !has_group(&b, "xmalloc"),
+        "{:?}",
+        group_rows(&b)
+    );
+    // Removing the entry and re-grouping puts it back.
+    visit(&b, &site, "/crashes/skip");
+    b.all("#skip-list li.skip-entry")
+        .into_iter()
+        .find(|e| e.text().contains("xmalloc [imgview]"))
+        .unwrap()
+        .find("button.skip-remove")
+        .click();
+    wait_until("entry removed", Duration::from_secs(30), || {
+        !b.find("#skip-list").text().contains("xmalloc [imgview]")
+    });
+    b.find("#regroup").click();
+    b.wait_for("#regroup-result");
+    visit(&b, &site, "/crashes?window=30");
+    assert!(has_group(&b, "xmalloc") && !has_group(&b, "load_image"));
+}
+
+/// Percent-encodes a query parameter value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn html_sent_by_machines_stays_text_on_every_page() {
+    let _one = browser_lock();
+    let Some(b) = Browser::start(1280, 900) else {
+        return;
+    };
+    let site = Site::start(None);
+    let evil: Vec<i64> = site
+        .records
+        .iter()
+        .filter(|(_, r)| r.header("Machine-Id") == "<svg onload=window.__xss=1>")
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(evil.len(), 3);
+    for path in [
+        "/",
+        "/records",
+        "/crashes?window=1",
+        "/crashes?window=30",
+        "/crashes/skip",
+        "/population",
+        "/hardware",
+    ] {
+        visit(&b, &site, path);
+    }
+    // The list shows the hostile fields as text.
+    visit(
+        &b,
+        &site,
+        &format!("/records?machine_id={}", enc("<svg onload=window.__xss=1>")),
+    );
+    assert_eq!(row_ids(&b).len(), 3);
+    let text = b.find("#records").text();
+    assert!(
+        text.contains("<img src=x onerror=window.__xss=1;alert(1)>"),
+        "{text}"
+    );
+    for id in &evil {
+        visit(&b, &site, &format!("/records/{id}"));
+        let headers = b.find("#headers").text();
+        for v in [
+            "<script>window.__xss=1;alert(1)</script>",
+            "</pre><script>window.__xss=1</script>",
+            "'><svg onload=window.__xss=1>",
+            "<svg onload=window.__xss=1>",
+        ] {
+            assert!(headers.contains(v), "{v} not in {headers}");
+        }
+    }
+    let hostile = &site
+        .records
+        .iter()
+        .find(|(_, r)| r.payload.starts_with("hostile"))
+        .unwrap();
+    visit(&b, &site, &format!("/records/{}", hostile.0));
+    let payload = b.find("#payload").text();
+    for x in seed::XSS {
+        assert!(payload.contains(x), "{x} not in {payload}");
+    }
+    // The hostile crash group: listed, and its page shows the function name as text.
+    visit(&b, &site, "/crashes?window=30");
+    let row = b
+        .all("#crashes tr.crash-group")
+        .into_iter()
+        .find(|r| r.attr("data-function").unwrap().starts_with("<script>"))
+        .expect("the hostile crash group is listed");
+    assert!(row
+        .text()
+        .contains("<script>window.__xss=1;alert(1)</script>"));
+    row.find("a.group-link").click();
+    b.wait_for("#group-title");
+    assert_clean(&b, "hostile crash group");
+    assert!(b
+        .find("#group-title")
+        .text()
+        .contains("<script>window.__xss=1;alert(1)</script>"));
+    // A skip entry full of markup is text too.
+    visit(&b, &site, "/crashes/skip");
+    let entry = "<img src=x onerror=window.__xss=1;alert(1)>";
+    b.find("#skip-add input[name=entry]").send_keys(entry);
+    b.find("#skip-add button, #skip-add input[type=submit]")
+        .click();
+    wait_until("entry added", Duration::from_secs(30), || {
+        b.find("#skip-list").text().contains(entry)
+    });
+    assert_clean(&b, "hostile skip entry");
+    for path in ["/", "/records", "/hardware"] {
+        visit(&b, &site, path);
+    }
+}
+
+#[test]
+fn every_page_loads_without_console_errors() {
+    let _one = browser_lock();
+    let Some(b) = Browser::start(1280, 900) else {
+        return;
+    };
+    let site = Site::start(None);
+    let record = site.records.last().unwrap().0;
+    let record = format!("/records/{record}");
+    let mut failed = Vec::new();
+    for path in PAGES
+        .iter()
+        .map(|(_, p)| if p.is_empty() { record.as_str() } else { p })
+        .chain(["/login"])
+    {
+        b.goto(&site.url(path));
+        let errors = console_errors(&b);
+        if !errors.is_empty() {
+            failed.push((path.to_string(), errors));
+        }
+    }
+    assert!(failed.is_empty(), "console errors: {failed:#?}");
+}
+
+/// The pages screenshotted, by name.
+const PAGES: [(&str, &str); 8] = [
+    ("overview", "/"),
+    ("records", "/records"),
+    ("crashes", "/crashes?window=30"),
+    (
+        "crash-group",
+        "/crashes/group?function=parse_config&module=%2Fusr%2Fbin%2Fimgview",
+    ),
+    ("skip-list", "/crashes/skip"),
+    ("population", "/population"),
+    ("hardware", "/hardware"),
+    ("record", ""),
+];
+
+#[test]
+fn screenshots_of_every_page_at_desktop_and_phone_width() {
+    let _one = browser_lock();
+    let Some(b) = Browser::start(1280, 900) else {
+        return;
+    };
+    let site = Site::start(Some(TOKEN));
+    b.goto(&site.url("/login"));
+    b.wait_for("#login-form");
+    assert_clean(&b, "login");
+    screenshot(&b, "login");
+    log_in(&b, TOKEN);
+    b.wait_for("#main");
+    let crash = site
+        .records
+        .iter()
+        .rev()
+        .find(|(_, r)| {
+            r.header("Classification") == seed::CRASH_CLASS && r.payload.contains("render_row")
+        })
+        .unwrap()
+        .0;
+    let record = format!("/records/{crash}");
+    for (width, height, suffix) in [(1280, 900, ""), (390, 844, "-phone")] {
+        b.resize(width, height);
+        for (name, path) in PAGES {
+            let path = if path.is_empty() {
+                record.as_str()
+            } else {
+                path
+            };
+            visit(&b, &site, path);
+            // Wide tables may scroll inside the page; a page that scrolls sideways as a whole
+            // at phone width is worth a note.
+            let overflow = b
+                .exec(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                    json!([]),
+                )
+                .as_i64()
+                .unwrap_or(0);
+            if overflow > 0 {
+                eprintln!("note: {name} scrolls sideways by {overflow} px at {width} px");
+            }
+            screenshot(&b, &format!("{name}{suffix}"));
+        }
+    }
 }

@@ -243,7 +243,12 @@ impl Browser {
 
     /// Waits (up to 30 s) for an element matching `css`.
     pub fn wait_for(&self, css: &str) -> Element<'_> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(css, Duration::from_secs(30))
+    }
+
+    /// Waits up to `limit` for an element matching `css`.
+    pub fn wait_for_within(&self, css: &str, limit: Duration) -> Element<'_> {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(e) = self.try_find(css) {
                 return e;
@@ -387,6 +392,10 @@ impl Element<'_> {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    pub fn displayed(&self) -> bool {
+        self.b.cmd("GET", &self.rel("/displayed"), None) == json!(true)
     }
 
     pub fn click(&self) {
