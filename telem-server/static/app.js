@@ -12,13 +12,12 @@
     if (!url) {
       return;
     }
-    function show(count, more) {
+    function show(count) {
       notice.textContent = "";
       var a = document.createElement("a");
       a.href = href;
       a.id = "new-records-link";
-      var n = more ? count + "+" : String(count);
-      a.textContent = n + (count === 1 && !more ? " new record, show" : " new records, show");
+      a.textContent = count + (count === 1 ? " new record, show" : " new records, show");
       notice.appendChild(a);
       notice.hidden = false;
     }
@@ -29,7 +28,7 @@
         })
         .then(function (j) {
           if (j && typeof j.count === "number" && j.count > 0) {
-            show(j.count, j.more === true);
+            show(j.count);
           }
         })
         .catch(function () {

@@ -185,6 +185,8 @@ fn login_logout_and_redirects(cfg: telem_server::Config) {
     }
     assert_eq!(b.get("/static/style.css").status, 200);
     assert_eq!(b.get("/static/app.js").status, 200);
+    assert_eq!(b.get("/static/favicon.svg").status, 200);
+    assert_eq!(b.get("/favicon.ico").status, 200);
     // A wrong token: no cookie, the error shown.
     let bad = b.login("not-the-token");
     assert_eq!(bad.status, 401, "{bad:?}");
@@ -487,11 +489,29 @@ fn records_filters_pages_and_poll(cfg: telem_server::Config) {
     assert_eq!(j["count"], 2, "{j}");
     assert_eq!(j["newest_id"], n2);
     assert!(n1 < n2);
+    // Times are unix seconds in the URL, shown as UTC beside the input; quick ranges keep the
+    // rest of the filter.
+    let t = b.get("/records?since=86400&build=41000");
+    assert!(
+        t.body.contains("<small>1970-01-02 00:00:00 UTC</small>"),
+        "{}",
+        t.body
+    );
+    assert!(
+        t.body.contains("href=\"/records?build=41000&#38;since="),
+        "{}",
+        t.body
+    );
     // A filter the API refuses is a 400 page, not a 500.
     assert_eq!(b.get("/records?severity=high").status, 400);
     assert_eq!(b.get("/records?payload_regex=(").status, 400);
     assert_eq!(b.get("/records?nonsense=1").status, 400);
     assert_eq!(b.get("/records/poll?after_id=x").status, 400);
+    assert_eq!(
+        b.get("/records/poll?build=41000").status,
+        400,
+        "no after_id"
+    );
     assert_eq!(b.get("/records/999999").status, 404);
 }
 both_engines!(records_filters_pages_and_poll);

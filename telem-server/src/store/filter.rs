@@ -58,6 +58,9 @@ pub struct Filter {
     pub crash_function: Option<String>,
     /// The crash signature's module (exact).
     pub crash_module: Option<String>,
+    /// Only records with a larger id (newer than a record already seen: what the records page
+    /// polls for).
+    pub after_id: Option<i64>,
     /// Keyset cursor: only records with a smaller id (the `next` of the previous page).
     pub before_id: Option<i64>,
     /// Page size for listings.
@@ -174,6 +177,9 @@ impl Filter {
         if let Some(t) = self.until {
             add(&mut w, &|n| format!("ts_reception < ${n}"), Param::Int(t));
         }
+        if let Some(id) = self.after_id {
+            add(&mut w, &|n| format!("id > ${n}"), Param::Int(id));
+        }
         if cursor {
             if let Some(id) = self.before_id {
                 add(&mut w, &|n| format!("id < ${n}"), Param::Int(id));
@@ -264,6 +270,19 @@ mod tests {
         assert_eq!(w.params.len(), 3);
         let w = f.where_clause(Dialect::Sqlite, false).unwrap();
         assert_eq!(w.sql, "WHERE classification GLOB $1 AND severity = $2");
+    }
+
+    #[test]
+    fn after_id_filters_counts_too() {
+        let f = Filter {
+            after_id: Some(7),
+            before_id: Some(10),
+            ..Filter::default()
+        };
+        let w = f.where_clause(Dialect::Sqlite, false).unwrap();
+        assert_eq!(w.sql, "WHERE id > $1");
+        let w = f.where_clause(Dialect::Sqlite, true).unwrap();
+        assert_eq!(w.sql, "WHERE id > $1 AND id < $2");
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/population", get(population::page))
         .route("/static/style.css", get(static_files::style))
         .route("/static/app.js", get(static_files::app))
+        .route("/static/favicon.svg", get(static_files::icon))
+        // Browsers ask for it whatever the page links.
+        .route("/favicon.ico", get(static_files::icon))
         .layer(map_response(security_headers))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)

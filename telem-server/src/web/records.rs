@@ -1,5 +1,6 @@
 //! `/records`: the records, newest first, in keyset pages, filtered as the query API filters;
-//! `/records/poll` counts the records newer than the page's newest (the page's script asks it).
+//! `/records/poll` counts the records newer than the page's newest (`after_id`, a filter of the
+//! query API; the page's script asks it).
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
@@ -11,14 +12,12 @@ use serde_json::json;
 use super::auth::Session;
 use super::layout::{render, time, Layout};
 use super::{error_page, store_error_page, FilterQuery, Web};
-use crate::store::StoredRecord;
+use crate::store::schema::unix_now;
+use crate::store::{CountBy, StoredRecord};
 
 /// Records per page, unless `limit` says otherwise (at most [`MAX_PAGE`]).
 pub const PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 500;
-
-/// Most new records one poll counts; more show as "100+".
-pub const POLL_MAX: i64 = 100;
 
 /// One table row.
 pub struct Row {
@@ -58,6 +57,8 @@ pub struct Field {
     pub label: &'static str,
     pub value: String,
     pub hint: &'static str,
+    /// The value read for people (a time as UTC), or empty.
+    pub note: String,
 }
 
 /// The filter parameters the form offers (every one the query API reads but the paging ones).
@@ -96,6 +97,7 @@ struct RecordsPage {
     fresh: String,
     export: String,
     filtered: bool,
+    ranges: Vec<(&'static str, String)>,
 }
 
 pub(super) async fn page(
@@ -132,18 +134,51 @@ pub(super) async fn page(
     let poll = q.filter.before_id.is_none().then(|| {
         format!(
             "/records/poll?{}",
-            q.with(&["before_id", "limit"], &[("after_id", newest.to_string())])
+            q.with(
+                &["before_id", "after_id", "limit"],
+                &[("after_id", newest.to_string())],
+            )
         )
     });
     let fields = FIELDS
         .iter()
-        .map(|(name, label, hint)| Field {
-            name,
-            label,
-            value: q.get(name).to_string(),
-            hint,
+        .map(|(name, label, hint)| {
+            let value = q.get(name).to_string();
+            let note = match (*name, value.parse::<i64>()) {
+                ("since" | "until", Ok(t)) => time(t),
+                _ => String::new(),
+            };
+            Field {
+                name,
+                label,
+                value,
+                hint,
+                note,
+            }
         })
         .collect();
+    // Quick time ranges: the same filter received in the last hour, day, week, month.
+    let now = unix_now();
+    let ranges = [
+        ("last hour", 3600),
+        ("last day", 86_400),
+        ("last 7 days", 7 * 86_400),
+        ("last 30 days", 30 * 86_400),
+    ]
+    .iter()
+    .map(|(label, secs)| {
+        (
+            *label,
+            format!(
+                "/records?{}",
+                q.with(
+                    &["since", "until", "before_id"],
+                    &[("since", (now - secs).to_string())]
+                )
+            ),
+        )
+    })
+    .collect();
     let filtered = q
         .pairs
         .iter()
@@ -160,6 +195,7 @@ pub(super) async fn page(
             q.with(&["before_id", "limit"], &[])
         ),
         filtered,
+        ranges,
     };
     render(&page)
 }
@@ -170,18 +206,19 @@ pub(super) async fn poll(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let bad = |m: &str| (StatusCode::BAD_REQUEST, Json(json!({ "message": m }))).into_response();
-    let q = match FilterQuery::read(raw.as_deref(), &["after_id"]) {
+    let q = match FilterQuery::read(raw.as_deref(), &[]) {
         Ok(q) => q,
         Err(m) => return bad(&m),
     };
-    let Some(Ok(after)) = q.own("after_id").map(str::parse::<i64>) else {
-        return bad("after_id must be a record id");
-    };
     let mut f = q.filter;
+    let Some(after) = f.after_id else {
+        return bad("after_id is required");
+    };
     f.before_id = None;
-    // Newest first: the new ones are the leading rows above `after`.
-    let rows = match web.app.store.list(&f, POLL_MAX + 1).await {
-        Ok(rows) => rows,
+    f.limit = None;
+    // A count over the records above `after` (an index range), not the rows themselves.
+    let count: i64 = match web.app.store.counts(CountBy::Severity, &f).await {
+        Ok(c) => c.iter().map(|c| c.count).sum(),
         Err(crate::store::StoreError::BadFilter(m)) => return bad(&m),
         Err(e) => {
             tracing::warn!(error = %e, "poll failed");
@@ -192,12 +229,14 @@ pub(super) async fn poll(
                 .into_response();
         }
     };
-    let count = rows.iter().take_while(|r| r.id > after).count() as i64;
-    let newest = rows.first().map_or(after, |r| r.id.max(after));
-    Json(json!({
-        "count": count.min(POLL_MAX),
-        "more": count > POLL_MAX,
-        "newest_id": newest,
-    }))
-    .into_response()
+    // The newest of them, for the next poll.
+    let newest = if count > 0 {
+        match web.app.store.list(&f, 1).await {
+            Ok(rows) => rows.first().map_or(after, |r| r.id.max(after)),
+            Err(e) => return store_error_page(e),
+        }
+    } else {
+        after
+    };
+    Json(json!({ "count": count, "newest_id": newest })).into_response()
 }

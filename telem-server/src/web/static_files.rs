@@ -1,4 +1,4 @@
-//! `/static/style.css` and `/static/app.js`, compiled into the binary (no CDN, no node build).
+//! `/static/style.css`, `/static/app.js` and `/static/favicon.svg`, compiled into the binary (no CDN, no node build).
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderValue;
@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 const STYLE: &str = include_str!("../../static/style.css");
 const APP: &str = include_str!("../../static/app.js");
+const ICON: &str = include_str!("../../static/favicon.svg");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut r = body.into_response();
@@ -21,4 +22,8 @@ pub(super) async fn style() -> Response {
 
 pub(super) async fn app() -> Response {
     asset(APP, "text/javascript; charset=utf-8")
+}
+
+pub(super) async fn icon() -> Response {
+    asset(ICON, "image/svg+xml")
 }
