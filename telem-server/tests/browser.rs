@@ -207,14 +207,9 @@ fn console_errors(b: &Browser) -> Vec<String> {
         .collect()
 }
 
-/// Fails the test if the page logged an error, opened a dialog, or ran a payload. A missing
-/// /favicon.ico is left to `every_page_loads_without_console_errors`, so the flows test what
-/// they are about.
+/// Fails the test if the page logged an error, opened a dialog, or ran a payload.
 fn assert_clean(b: &Browser, what: &str) {
-    let errors: Vec<_> = console_errors(b)
-        .into_iter()
-        .filter(|m| !m.contains("/favicon.ico - "))
-        .collect();
+    let errors = console_errors(b);
     assert!(errors.is_empty(), "{what}: console errors: {errors:#?}");
     assert_eq!(b.alert_text(), None, "{what}: an alert opened");
     let flag = b.exec(
@@ -781,6 +776,10 @@ fn screenshots_of_every_page_at_desktop_and_phone_width() {
     for (width, height, suffix) in [(1280, 900, ""), (390, 844, "-phone")] {
         b.resize(width, height);
         for (name, path) in PAGES {
+            // At phone width, the pages with the widest content.
+            if !suffix.is_empty() && !["records", "record", "crash-group"].contains(&name) {
+                continue;
+            }
             let path = if path.is_empty() {
                 record.as_str()
             } else {
