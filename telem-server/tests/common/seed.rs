@@ -97,10 +97,11 @@ pub fn machines() -> Vec<Machine> {
         .map(|i| {
             let (host_type, board, cpu, bios) = HARDWARE[i % 4];
             Machine {
-                id: format!(
-                    "{:032x}",
-                    0x5eed_0000_u128 * 7919 + i as u128 * 0x1_0001_0001
-                ),
+                // Machine ids are random 128-bit values.
+                id: {
+                    let mut r = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
+                    format!("{:016x}{:016x}", r.next(), r.next())
+                },
                 host_type,
                 board,
                 cpu,
