@@ -608,6 +608,16 @@ fn overview_and_population_numbers(cfg: telem_server::Config) {
     assert!(sev.contains("severity=1\">1</a></td><td>2</td>"), "{sev}");
     assert!(sev.contains("severity=3\">3</a></td><td>2</td>"), "{sev}");
     assert!(sev.contains("severity=4\">4</a></td><td>1</td>"), "{sev}");
+    // The same per severity from the API, in severity order.
+    let api = common::get(&s.url("/api/v1/counts/severity"), &[]).json();
+    assert_eq!(
+        api["counts"],
+        serde_json::json!([
+            {"key": "1", "count": 2},
+            {"key": "3", "count": 2},
+            {"key": "4", "count": 1}
+        ])
+    );
     // The numbers behind the chart, also as the API's JSON.
     let json_link = o.body.split("href=\"/api/v1/counts/day?").nth(1).unwrap();
     assert!(json_link.starts_with("since="), "{json_link}");
