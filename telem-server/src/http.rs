@@ -75,14 +75,14 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>`.
-fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get(AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .is_some_and(|given| same_secret(given, token.as_bytes()))
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     let mut r = message(StatusCode::UNAUTHORIZED, "credential missing or wrong");
     r.headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -15,7 +15,10 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use crate::crash::{RegroupStatus, MAX_SKIP_ENTRY};
-use crate::http::{filter_with_limit, message, query_denied, store_error, AppState, Shared};
+use crate::http::{
+    bearer_ok, filter_with_limit, message, query_denied, store_error, unauthorized, AppState,
+    Shared,
+};
 use crate::store::groups::{GroupDetail, MAX_COMMENT};
 use crate::store::schema::unix_now;
 use crate::store::{Filter, StoreError, StoredRecord, MAX_CRASH_GROUPS};
@@ -43,6 +46,15 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/crashes/comment", post(comment))
         .route("/api/v1/crashes/skip", get(skip_list).post(skip_edit))
         .route("/api/v1/regroup", get(regroup_status).post(regroup))
+}
+
+/// Checks the credential of a change: only the bearer token, never the pages' session cookie
+/// (the pages change things through their own forms, which carry a CSRF token).
+fn change_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
+    match &st.query_token {
+        Some(t) if !bearer_ok(headers, t) => Some(unauthorized()),
+        _ => None,
+    }
 }
 
 /// Re-reads the stored skip-list edits every [`SKIP_RELOAD`] while the server runs.
@@ -296,7 +308,7 @@ async fn set_hidden(
     b: Result<Json<GroupKey>, JsonRejection>,
     hidden: bool,
 ) -> Response {
-    if let Some(r) = query_denied(st, headers) {
+    if let Some(r) = change_denied(st, headers) {
         return r;
     }
     let k = match json_body(b) {
@@ -335,7 +347,7 @@ async fn comment(
     headers: HeaderMap,
     b: Result<Json<GroupKey>, JsonRejection>,
 ) -> Response {
-    if let Some(r) = query_denied(&st, &headers) {
+    if let Some(r) = change_denied(&st, &headers) {
         return r;
     }
     let k = match json_body(b) {
@@ -431,7 +443,7 @@ async fn skip_edit(
     headers: HeaderMap,
     b: Result<Json<SkipEditRequest>, JsonRejection>,
 ) -> Response {
-    if let Some(r) = query_denied(&st, &headers) {
+    if let Some(r) = change_denied(&st, &headers) {
         return r;
     }
     let Json(req) = match b {
@@ -499,7 +511,7 @@ fn status_response(s: RegroupStatus) -> Response {
 }
 
 async fn regroup(State(st): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(r) = query_denied(&st, &headers) {
+    if let Some(r) = change_denied(&st, &headers) {
         return r;
     }
     status_response(regroup_and_wait(&st, REGROUP_WAIT).await)

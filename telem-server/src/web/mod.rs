@@ -5,18 +5,23 @@
 //! - [`layout`]: the base template's data and rendering; [`chart`]: SVG charts drawn on the
 //!   server; `static_files`: the one stylesheet and the one script.
 //! - one module per page: `overview` (`/`), `records` (`/records`, `/records/poll`), `record`
-//!   (`/records/{id}`), `population`.
+//!   (`/records/{id}`), `population`, `crashes` (`/crashes`, and the routes of `group`,
+//!   `skip` and `hardware`).
 //!
 //! Every value a machine sent is attacker-controlled: templates escape by default (askama) and
 //! the chart code escapes its labels; the Content-Security-Policy allows no inline script.
 
 pub mod auth;
 pub mod chart;
+mod crashes;
+mod group;
+mod hardware;
 pub mod layout;
 mod overview;
 mod population;
 mod record;
 mod records;
+mod skip;
 mod static_files;
 
 use std::sync::Arc;
@@ -65,6 +70,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/records/poll", get(records::poll))
         .route("/records/{id}", get(record::page))
         .route("/population", get(population::page))
+        .merge(crashes::routes())
         .route("/static/style.css", get(static_files::style))
         .route("/static/app.js", get(static_files::app))
         .route("/static/favicon.svg", get(static_files::icon))
