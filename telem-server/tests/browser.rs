@@ -103,6 +103,7 @@ fn seed_data_comes_from_real_probe_code_and_spans_weeks() {
     let groups = groups["groups"].as_array().unwrap();
     for (mode, function) in seed::CRASHES {
         if mode == "doublefree" {
+            // a_double_free_is_blamed_on_the_program_not_on_glibc
             continue;
         }
         assert!(
@@ -186,6 +187,28 @@ fn seed_data_comes_from_real_probe_code_and_spans_weeks() {
     assert_eq!(
         evil["records"][0]["board_name"],
         json!("<script>window.__xss=1;alert(1)</script>")
+    );
+}
+
+/// A double free aborts inside glibc's free. With libc's debug information installed (as a
+/// distribution with debuginfo packages has it) the crash probe names that frame by its
+/// internal alias `__GI___libc_free`, which must be skipped like `free` and `__libc_free`, so the
+/// crash is blamed on the program's own function.
+#[test]
+fn a_double_free_is_blamed_on_the_program_not_on_glibc() {
+    let site = Site::start(None);
+    let groups = site.api("/api/v1/crashes?limit=1000");
+    let groups = groups["groups"].as_array().unwrap();
+    let libc: Vec<_> = groups
+        .iter()
+        .filter(|g| g["module"].as_str().unwrap().contains("libc.so"))
+        .collect();
+    assert!(libc.is_empty(), "crashes blamed on glibc: {libc:#?}");
+    assert!(
+        groups.iter().any(
+            |g| g["function"] == json!("release_buffer") && g["module"] == json!(seed::IMGVIEW)
+        ),
+        "{groups:#?}"
     );
 }
 

@@ -187,10 +187,10 @@ fn headers(
     .collect()
 }
 
-/// The five crash modes of crashers.c and the program's own innermost function in each. With
-/// the default skip list each is grouped under it, except `doublefree`: its innermost frame is
-/// glibc's free, named `free` by libc's dynamic symbols but `__GI___libc_free` by its debug
-/// information when that is installed.
+/// The five crash modes of crashers.c and the program's own innermost function in each, which
+/// the default skip list should blame. In `doublefree` the frame above it is glibc's free, named
+/// `free` by libc's dynamic symbols but `__GI___libc_free` by its debug information when that
+/// is installed.
 pub const CRASHES: [(&str, &str); 5] = [
     ("assert", "parse_config"),
     ("segv", "render_row"),
