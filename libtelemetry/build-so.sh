@@ -15,9 +15,18 @@ prefix=${3:-/usr}
 version=${4:-4.1.0}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
-# Native libraries the Rust standard library needs (rustc --print native-static-libs); on
-# glibc >= 2.34 only libc and libgcc_s end up NEEDED.
+# Native libraries the Rust standard library needs (rustc --print native-static-libs), for
+# static linkers (libtelemetry.pc); on glibc >= 2.34 only libc and libgcc_s end up NEEDED.
 native="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
+# The shared object takes the unwinder from libgcc_eh.a instead (-static-libgcc): one library
+# fewer for every program that loads it to find, map and relocate (docs/benchmarks.md). Without
+# that archive it needs libgcc_s.so.1 as before.
+so_native="-lutil -lrt -lpthread -lm -ldl -lc"
+if eh=$(${CC:-cc} -print-file-name=libgcc_eh.a) && [ -f "$eh" ]; then
+  so_native="-static-libgcc $so_native"
+else
+  so_native="-lgcc_s $so_native"
+fi
 tmp="$out/.libtelemetry.so.$version.tmp"
 # shellcheck disable=SC2086
 ${CC:-cc} -shared -o "$tmp" \
@@ -25,7 +34,7 @@ ${CC:-cc} -shared -o "$tmp" \
   -Wl,--version-script="$here/telemetry.sym" -Wl,-soname,libtelemetry.so.4 \
   -Wl,--no-undefined-version -Wl,--no-undefined -Wl,--as-needed -Wl,--gc-sections \
   -Wl,--strip-debug -Wl,-z,noexecstack -Wl,-z,relro,-z,now \
-  $native
+  $so_native
 mv -f "$tmp" "$out/libtelemetry.so.$version"
 ln -sf "libtelemetry.so.$version" "$out/libtelemetry.so.4"
 ln -sf libtelemetry.so.4 "$out/libtelemetry.so"

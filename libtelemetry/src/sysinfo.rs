@@ -18,8 +18,9 @@ use std::sync::OnceLock;
 
 use crate::env;
 
-/// The eight header values that describe the machine.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The eight header values that describe the machine. `Default` is all empty: for a record that
+/// is only checked, never shown or sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SysInfo {
     pub arch: String,
     pub host_type: String,
@@ -46,6 +47,11 @@ const BACKEND_ARCHES: [&str; 10] = [
 /// Printable ASCII only (other whitespace → space, anything else → `?`), trimmed, at most `max`
 /// characters.
 fn ascii(s: &str, max: usize) -> String {
+    // The usual case, already acceptable: no per-character rebuilding (record creation's
+    // start-up cost, docs/benchmarks.md).
+    if s.len() <= max && s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return s.trim().to_string();
+    }
     let mut out: String = s
         .chars()
         .map(|c| match c {
@@ -223,12 +229,17 @@ fn clean(s: &str) -> String {
 }
 
 fn under(root: &Path, abs: &str) -> PathBuf {
-    root.join(abs.trim_start_matches('/'))
+    // The real root needs no join, which parses both paths: nine of them at every start.
+    if root.as_os_str() == "/" {
+        PathBuf::from(abs)
+    } else {
+        root.join(abs.trim_start_matches('/'))
+    }
 }
 
 fn dmi_value(root: &Path, file: &str, key: &str) -> String {
-    match fs::read(under(root, &format!("/sys/class/dmi/id/{file}"))) {
-        Err(_) => format!("no_{key}_file"),
+    match fs::read(under(root, &["/sys/class/dmi/id/", file].concat())) {
+        Err(_) => ["no_", key, "_file"].concat(),
         Ok(bytes) => lossy(&bytes, "blank"),
     }
 }

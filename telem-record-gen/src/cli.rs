@@ -12,7 +12,7 @@ use clap::Parser;
 /// with the record to telemprobd.
 ///
 /// Example: telem-record-gen -c org.example/backup/failed -s 3 -p "disk full on /srv"
-#[derive(Debug, Parser)]
+#[derive(Debug, PartialEq, Eq, Parser)]
 #[command(
     name = "telem-record-gen",
     version = telemetry::VERSION_TEXT,

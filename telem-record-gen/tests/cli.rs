@@ -418,3 +418,27 @@ fn a_config_the_original_accepted_sends_with_a_warning() {
         .stderr(contains("old.conf:4: rate_limit_strategy"));
     assert_eq!(daemon.join().unwrap().record.payload(), b"x");
 }
+
+/// Printing into a pipe nobody reads any more is an error the program handles (exit 0, the
+/// record was made), not SIGPIPE killing it: the program sets up SIGPIPE by hand (it starts
+/// without std's runtime), and this checks it did.
+#[test]
+fn printing_into_a_closed_pipe_is_not_a_signal() {
+    let env = Env::new();
+    let bin = assert_cmd::cargo::cargo_bin("telem-record-gen");
+    // The reader closes its end and says so before the writer starts: no race.
+    let script = r#"
+        { while [ ! -e "$D/closed" ]; do sleep 0.01; done
+          "$BIN" -o -n -c a/b/c -p x; echo $? > "$D/status"; } | { exec 0<&-; : > "$D/closed"; }
+    "#;
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .env("BIN", &bin)
+        .env("D", env.dir.path())
+        .env("TELEM_SYSINFO_ROOT", env.dir.path().join("sys"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = std::fs::read_to_string(env.dir.path().join("status")).unwrap();
+    assert_eq!(status.trim(), "0", "killed by a signal if 141: {out:?}");
+}

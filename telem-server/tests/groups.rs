@@ -480,6 +480,10 @@ fn crash_groups_api(cfg: telem_server::Config) {
         .status,
         400
     );
+    // Not a JSON request (a plain form could send that): refused, nothing started.
+    let r = s.post("/api/v1/regroup", &[], b"");
+    assert_eq!(r.status, 415);
+    assert_eq!(s.get("/api/v1/regroup").json()["state"], "idle");
     let r = post_json(&s, "/api/v1/regroup", json!({}));
     let status = wait_regroup(&s, r);
     assert_eq!(status["state"], "done", "{status}");

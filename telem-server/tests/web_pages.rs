@@ -668,17 +668,19 @@ fn the_cookie_is_secure_behind_a_tls_proxy() {
     let set = p.header("set-cookie").unwrap();
     assert!(set.ends_with("; Secure"), "{set}");
     // An open redirect through `next` is not followed.
-    let body = serde_urlencoded::to_string([
-        ("token", TOKEN),
-        ("csrf", &csrf),
-        ("next", "//evil.example/"),
-    ])
-    .unwrap();
-    let r = b
-        .agent
-        .post(s.url("/login"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send(body.as_bytes())
-        .unwrap();
-    assert_eq!(Browser::page(r).header("location"), Some("/"));
+    for next in [
+        "//evil.example/",
+        "/\t/evil.example/",
+        "https://evil.example/",
+    ] {
+        let body = serde_urlencoded::to_string([("token", TOKEN), ("csrf", &csrf), ("next", next)])
+            .unwrap();
+        let r = b
+            .agent
+            .post(s.url("/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(body.as_bytes())
+            .unwrap();
+        assert_eq!(Browser::page(r).header("location"), Some("/"), "{next:?}");
+    }
 }

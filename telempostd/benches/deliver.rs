@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench -p telempostd --bench deliver` (optionally `-- <records>`, `--rounds R`:
 //! the scenarios run R times interleaved, 3 by default, and each row is the median round by
-//! records/s with the range beside it: these machines are shared and one round swings ±10 %).
+//! records/s with the range beside it: these machines are shared and one round swings ±10 %;
+//! `--closing-only`; `BENCH_OTHER_BIN`, see `main`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
@@ -69,17 +70,20 @@ struct Daemon {
     pid: u32,
 }
 
-fn start(s: &Setup, extra: &[&str]) -> Daemon {
+/// The telempostd binary a scenario runs: this build's, or the one `BENCH_OTHER_BIN` names.
+type Bin<'a> = &'a str;
+
+fn start(s: &Setup, extra: &[&str], bin: Bin) -> Daemon {
     // `BENCH_WRAP="strace -c -f -o /tmp/x"` (or `perf record -o …`) runs the daemon under a tool.
     let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
     let mut words = wrap.split_whitespace();
     let mut cmd = match words.next() {
         Some(tool) => {
             let mut c = Command::new(tool);
-            c.args(words).arg(env!("CARGO_BIN_EXE_telempostd"));
+            c.args(words).arg(bin);
             c
         }
-        None => Command::new(env!("CARGO_BIN_EXE_telempostd")),
+        None => Command::new(bin),
     };
     let child = cmd
         .arg("-f")
@@ -226,20 +230,21 @@ fn closing_collector() -> Collector {
     c
 }
 
-fn steady(name: &'static str, n: usize, extra: &[&str]) -> Run {
+fn steady(name: &'static str, n: usize, extra: &[&str], bin: Bin) -> Run {
     steady_at(
         name,
         n,
         extra,
         Collector::start("127.0.0.1:0", Options::default()).unwrap(),
+        bin,
     )
 }
 
-fn steady_at(name: &'static str, n: usize, extra: &[&str], c: Collector) -> Run {
+fn steady_at(name: &'static str, n: usize, extra: &[&str], c: Collector, bin: Bin) -> Run {
     let s = setup(&c.url("/v2/collector"), n);
     let t0 = Instant::now();
     let c0 = collector_cpu_secs();
-    let child = start(&s, extra);
+    let child = start(&s, extra, bin);
     measure(name, n, &c, child, t0, c0)
 }
 
@@ -269,13 +274,13 @@ fn measure(
     }
 }
 
-fn after_outage(n: usize) -> Run {
+fn after_outage(name: &'static str, n: usize, bin: Bin) -> Run {
     let probe = Collector::start("127.0.0.1:0", Options::default()).unwrap();
     let addr = probe.addr().to_string();
     let url = probe.url("/v2/collector");
     probe.stop();
     let s = setup(&url, n);
-    let child = start(&s, &[]);
+    let child = start(&s, &[], bin);
     let status = s.root.join("var/lib/telemetry/telempostd.status");
     // Wait until the daemon has failed at least once (it is backing off).
     let end = Instant::now() + Duration::from_secs(10);
@@ -291,7 +296,7 @@ fn after_outage(n: usize) -> Run {
     }
     let c = Collector::start(&addr, Options::default()).unwrap();
     let (t0, c0) = (Instant::now(), collector_cpu_secs());
-    measure("drain after outage (keep-alive)", n, &c, child, t0, c0)
+    measure(name, n, &c, child, t0, c0)
 }
 
 /// `n` copies of `rec` that differ only in their event id, so each is a record of its own.
@@ -455,7 +460,11 @@ fn queued(n: usize) -> Run {
     probe.stop();
     let s = setup(&url, n);
     let t0 = Instant::now();
-    let child = start(&s, &["--scan-interval-ms", "300"]);
+    let child = start(
+        &s,
+        &["--scan-interval-ms", "300"],
+        env!("CARGO_BIN_EXE_telempostd"),
+    );
     // Two scans after the first failure (each reads the whole backlog).
     std::thread::sleep(Duration::from_millis(1500));
     let wall = t0.elapsed();
@@ -474,39 +483,65 @@ fn queued(n: usize) -> Run {
 
 fn main() {
     // `cargo bench` passes `--bench`; a bare number overrides the record count; `--queued N2`
-    // also measures the peak RSS with 5,000 and N2 records queued (collector down).
+    // also measures the peak RSS with 5,000 and N2 records queued (collector down);
+    // `--closing-only` runs only the two scenarios against the closing server.
+    // `BENCH_OTHER_BIN=/path/to/telempostd` runs every telempostd scenario a second time with
+    // that binary (rows marked "[other]"), interleaved in the same rounds: an old build beside
+    // the new one on a machine whose speed drifts between runs.
     let mut n = 5000;
     let mut rounds = 3;
     let mut queued_n = None;
+    let mut closing_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--queued" {
             queued_n = args.next().and_then(|v| v.parse::<usize>().ok());
         } else if a == "--rounds" {
             rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds);
+        } else if a == "--closing-only" {
+            closing_only = true;
         } else if let Ok(v) = a.parse() {
             n = v;
         }
     }
+    let mut bins: Vec<(&'static str, String)> =
+        vec![("", env!("CARGO_BIN_EXE_telempostd").to_string())];
+    if let Ok(other) = std::env::var("BENCH_OTHER_BIN") {
+        bins.push((" [other]", other));
+    }
+    // Scenario names with the binary's mark (a handful per run).
+    let named =
+        |name: &str, tag: &str| -> &'static str { Box::leak(format!("{name}{tag}").into()) };
     let mut all: Vec<Vec<Run>> = Vec::new();
     for _ in 0..rounds.max(1) {
-        let round = vec![
-            raw_client(n),
-            steady("one kept-alive connection", n, &[]),
-            steady(
-                "new connection per record",
-                n.min(2000),
-                &["--no-keepalive"],
-            ),
-            after_outage(n),
-            plain_client_closing(n.min(2000)),
-            steady_at(
-                "closing server: telempostd",
+        let mut round = Vec::new();
+        if !closing_only {
+            round.push(raw_client(n));
+            for (tag, bin) in &bins {
+                round.push(steady(named("one kept-alive connection", tag), n, &[], bin));
+                round.push(steady(
+                    named("new connection per record", tag),
+                    n.min(2000),
+                    &["--no-keepalive"],
+                    bin,
+                ));
+                round.push(after_outage(
+                    named("drain after outage (keep-alive)", tag),
+                    n,
+                    bin,
+                ));
+            }
+        }
+        round.push(plain_client_closing(n.min(2000)));
+        for (tag, bin) in &bins {
+            round.push(steady_at(
+                named("closing server: telempostd", tag),
                 n.min(2000),
                 &[],
                 closing_collector(),
-            ),
-        ];
+                bin,
+            ));
+        }
         for (i, r) in round.into_iter().enumerate() {
             match all.get_mut(i) {
                 Some(v) => v.push(r),
@@ -539,13 +574,17 @@ fn main() {
             _ => "-".into(),
         }
     };
-    let closing = ratio(
-        "closing server: telempostd",
-        "closing server: plain client loop",
-    );
+    let closing: Vec<(String, String)> = bins
+        .iter()
+        .map(|(tag, _)| {
+            let name = format!("closing server: telempostd{tag}");
+            let r = ratio(&name, "closing server: plain client loop");
+            (name, r)
+        })
+        .collect();
     println!("{rounds} round(s), median round per scenario");
     println!(
-        "{:<34} {:>8} {:>9} {:>9} {:>10} {:>15} {:>10} {:>14} {:>16}",
+        "{:<43} {:>8} {:>9} {:>9} {:>10} {:>15} {:>10} {:>14} {:>16}",
         "scenario",
         "records",
         "received",
@@ -558,7 +597,7 @@ fn main() {
     );
     for (r, lo, hi) in &runs {
         println!(
-            "{:<34} {:>8} {:>9} {:>9.2} {:>10.0} {:>15} {:>10} {:>14} {:>16.0}",
+            "{:<43} {:>8} {:>9} {:>9.2} {:>10.0} {:>15} {:>10} {:>14} {:>16.0}",
             r.name,
             r.records,
             r.received,
@@ -575,5 +614,7 @@ fn main() {
             r.collector_cpu * 1e6 / r.records.max(1) as f64
         );
     }
-    println!("closing server: telempostd / plain client loop = {closing}");
+    for (name, r) in closing {
+        println!("{name} / plain client loop = {r}");
+    }
 }

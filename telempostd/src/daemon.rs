@@ -409,6 +409,7 @@ impl Daemon {
             let opted_in = self.drain_housekeeping();
             if interrupt.load(Ordering::SeqCst) || !self.has_work(opted_in) {
                 self.finisher.hand_over();
+                deliver::idle();
                 return;
             }
             self.not_before = None;

@@ -297,9 +297,11 @@ impl fmt::Display for Verdict {
 
 thread_local! {
     /// Work to do once the request is out and before blocking on the answer: see
-    /// [`post_overlapped`].
-    static WHILE_WAITING: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+    /// [`post_overlapped`]. It returns whether another request follows.
+    static WHILE_WAITING: std::cell::RefCell<Option<Box<dyn FnOnce() -> bool>>> =
         const { std::cell::RefCell::new(None) };
+    /// The request being sent asks the server to close the connection after its answer.
+    static CLOSING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 thread_local! {
@@ -319,17 +321,27 @@ thread_local! {
 const CLOSE_FOR: u32 = 256;
 
 /// Runs the work set by [`post_overlapped`], if any: our TCP layer calls this once the request
-/// has left and before it blocks on the answer.
-fn run_while_waiting() {
-    if let Some(work) = WHILE_WAITING.with(|w| w.borrow_mut().take()) {
-        work();
-    }
+/// has left and before it blocks on the answer. Returns whether another request follows.
+fn run_while_waiting() -> bool {
+    WHILE_WAITING
+        .with(|w| w.borrow_mut().take())
+        .is_some_and(|work| work())
 }
 
 /// [`post`], doing `work` while the server handles the request: in the gap between sending the
 /// request and the answer, on this thread (no hand-off to another thread, no wake-up). When
 /// nothing was sent (no connection, a bad header) `work` does not run, and is dropped.
-pub fn post_overlapped(agent: &Agent, req: &Request, work: impl FnOnce() + 'static) -> Attempt {
+///
+/// `work` returns whether another request follows at once. If so, and this request's
+/// connection closes after its answer (`Connection: close`), the connection for the next one
+/// is opened in the same gap, and the one this request used is closed in the next request's
+/// gap: against a server that closes after every answer, the connection set-up and tear-down
+/// leave the critical path. [`idle`] closes what is left when no request follows after all.
+pub fn post_overlapped(
+    agent: &Agent,
+    req: &Request,
+    work: impl FnOnce() -> bool + 'static,
+) -> Attempt {
     WHILE_WAITING.with(|w| *w.borrow_mut() = Some(Box::new(work)));
     let attempt = post(agent, req);
     WHILE_WAITING.with(|w| w.borrow_mut().take());
@@ -365,8 +377,20 @@ pub fn post(agent: &Agent, req: &Request) -> Attempt {
     first
 }
 
+/// Closes the connection opened ahead for a request that did not come, and the last closing
+/// connection (see [`post_overlapped`]). The delivery loop calls this before it waits, so no
+/// connection is held open at the server while nothing is sent.
+pub fn idle() {
+    transport::idle();
+}
+
 fn post_once(agent: &Agent, req: &Request, close: bool) -> Attempt {
     let mut builder = agent.post(&req.url);
+    let asks_close = req
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+    CLOSING.with(|c| c.set(close || asks_close));
     if close && !req.headers.iter().any(|(n, _)| n == "Connection") {
         builder = builder.header("Connection", "close");
     }
@@ -500,12 +524,13 @@ pub fn ids(record: &Record) -> (&str, &str) {
 /// Timeouts work as ureq's: the socket's send/receive timeouts are set to what remains of the
 /// request's budget, but only when that changed by more than `TIMEOUT_SLACK`.
 mod transport {
+    use std::cell::RefCell;
     use std::io::{self, Read as _, Write as _};
-    use std::net::TcpStream;
+    use std::net::{SocketAddr, TcpStream};
     use std::sync::{Arc, Weak};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    use rustix::net::RecvFlags;
+    use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
     use ureq::unversioned::transport::{
         Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
         Transport,
@@ -513,7 +538,7 @@ mod transport {
     use ureq::Timeout;
 
     /// Opens plain TCP connections (TLS and CONNECT proxies are chained around it by ureq's
-    /// connectors, as in its default chain).
+    /// connectors, as in its default chain), or hands out the one opened ahead (see [`Spare`]).
     #[derive(Debug, Default)]
     pub struct TcpConnector;
 
@@ -529,6 +554,10 @@ mod transport {
             if let Some(c) = chained {
                 return Ok(Some(Either::A(c)));
             }
+            if let Some(spare) = take_spare(&details.addrs) {
+                let t = Tcp::new(spare.stream, spare.peer, details, spare.timeout);
+                return t.register(details).map(|t| Some(Either::B(t)));
+            }
             let budget = details.timeout.not_zero().map(|d| *d);
             let n = details.addrs.len().max(1) as u32;
             let mut last = None;
@@ -543,22 +572,8 @@ mod transport {
                 match res {
                     Ok(stream) => {
                         stream.set_nodelay(true)?;
-                        let config = details.config;
-                        let t = Tcp {
-                            stream: Arc::new(stream),
-                            buffers: LazyBuffers::new(
-                                config.input_buffer_size(),
-                                config.output_buffer_size(),
-                            ),
-                            pending: Vec::new(),
-                            timeout_read: None,
-                            timeout_write: None,
-                            answered_before: false,
-                            received: false,
-                        };
-                        let handle: Weak<dyn ShutdownHandle> = Arc::downgrade(&t.stream) as _;
-                        (details.register_shutdown)(handle)?;
-                        return Ok(Some(Either::B(t)));
+                        let t = Tcp::new(Arc::new(stream), *addr, details, None);
+                        return t.register(details).map(|t| Some(Either::B(t)));
                     }
                     Err(e)
                         if matches!(
@@ -577,19 +592,122 @@ mod transport {
         }
     }
 
+    /// A connection opened ahead, in the gap of a request whose own connection closes after its
+    /// answer, for the request that follows it.
+    ///
+    /// It is opened without waiting (a non-blocking `connect`, then the socket made blocking
+    /// again: the handshake completes by itself), with `TCP_NODELAY` and the socket timeouts of
+    /// a whole request already set, so the next request starts with one `recv` peek where a
+    /// new connection costs seven syscalls and a handshake. A send on it before the handshake
+    /// completed waits for it (bounded by the send timeout), and a refused one fails that send.
+    #[derive(Debug)]
+    struct Spare {
+        peer: SocketAddr,
+        stream: Arc<TcpStream>,
+        opened: Instant,
+        /// The send and receive timeouts set on it.
+        timeout: Option<Duration>,
+    }
+
+    /// A spare older than this is closed instead of used: it was opened for a request that is
+    /// due at once, and a server may close a connection that sat idle.
+    const SPARE_MAX_AGE: Duration = Duration::from_secs(1);
+
+    thread_local! {
+        /// The connection opened ahead, at most one.
+        static SPARE: RefCell<Option<Spare>> = const { RefCell::new(None) };
+        /// The last connection dropped: closed in the next request's gap, off the critical
+        /// path (`close` on loopback runs the FIN exchange there and then).
+        static RETIRED: RefCell<Option<Arc<TcpStream>>> = const { RefCell::new(None) };
+        /// The server closed the last connection right after its answer, unasked (uWSGI's
+        /// http-socket): the next connection will most likely close after its answer too.
+        static PEER_CLOSES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Opens a connection to `peer` for the next request, without waiting for the handshake.
+    /// Failing here only means the next request connects as usual.
+    fn open_spare(peer: SocketAddr, timeout: Option<Duration>) {
+        let family = match peer {
+            SocketAddr::V4(_) => AddressFamily::INET,
+            SocketAddr::V6(_) => AddressFamily::INET6,
+        };
+        let opened = (|| -> io::Result<TcpStream> {
+            let fd = rustix::net::socket_with(
+                family,
+                SocketType::STREAM,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+                None,
+            )?;
+            match rustix::net::connect(&fd, &peer) {
+                Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let stream = TcpStream::from(fd);
+            stream.set_nonblocking(false)?;
+            stream.set_nodelay(true)?;
+            stream.set_write_timeout(timeout)?;
+            stream.set_read_timeout(timeout)?;
+            Ok(stream)
+        })();
+        match opened {
+            Ok(stream) => {
+                let spare = Spare {
+                    peer,
+                    stream: Arc::new(stream),
+                    opened: Instant::now(),
+                    timeout,
+                };
+                // An older spare (unused) is closed here.
+                SPARE.with(|s| s.replace(Some(spare)));
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot open the next connection ahead"),
+        }
+    }
+
+    /// The spare, if it goes to one of `addrs`, is fresh and still open (not closed or refused
+    /// by the server: one `recv` peek says `EAGAIN` both while the handshake runs and once it
+    /// is done). Any other spare is closed.
+    fn take_spare(addrs: &[SocketAddr]) -> Option<Spare> {
+        let spare = SPARE.with(|s| s.borrow_mut().take())?;
+        let mut byte = [0u8; 1];
+        let usable = addrs.contains(&spare.peer)
+            && spare.opened.elapsed() < SPARE_MAX_AGE
+            && matches!(
+                rustix::net::recv(
+                    &*spare.stream,
+                    &mut byte,
+                    RecvFlags::PEEK | RecvFlags::DONTWAIT
+                ),
+                Err(rustix::io::Errno::AGAIN)
+            );
+        usable.then_some(spare)
+    }
+
+    /// Closes the spare and the retired connection (see [`super::idle`]).
+    pub(super) fn idle() {
+        SPARE.with(|s| s.borrow_mut().take());
+        RETIRED.with(|r| r.borrow_mut().take());
+    }
+
     /// One TCP connection.
     #[derive(Debug)]
     pub struct Tcp {
         stream: Arc<TcpStream>,
+        peer: SocketAddr,
         buffers: LazyBuffers,
         /// Output written by ureq and not yet sent.
         pending: Vec<u8>,
         timeout_read: Option<Duration>,
         timeout_write: Option<Duration>,
+        /// The whole-request budget, for the timeouts of a connection opened ahead.
+        timeout_global: Option<Duration>,
         /// An earlier request on this connection got (part of) an answer: it is being reused.
         answered_before: bool,
         /// A byte arrived since the current request went out.
         received: bool,
+        /// The current request's connection closes after its answer: we asked for that, or
+        /// the server closed the last one so.
+        closing: bool,
     }
 
     /// A socket timeout within this of the wanted one is left as it is: each request would
@@ -632,6 +750,34 @@ mod transport {
     }
 
     impl Tcp {
+        /// `timeouts`: the send and receive timeouts already set on the socket (both the same).
+        fn new(
+            stream: Arc<TcpStream>,
+            peer: SocketAddr,
+            details: &ConnectionDetails,
+            timeouts: Option<Duration>,
+        ) -> Tcp {
+            let config = details.config;
+            Tcp {
+                stream,
+                peer,
+                buffers: LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size()),
+                pending: Vec::new(),
+                timeout_read: timeouts,
+                timeout_write: timeouts,
+                timeout_global: config.timeouts().global,
+                answered_before: false,
+                received: false,
+                closing: false,
+            }
+        }
+
+        fn register(self, details: &ConnectionDetails) -> Result<Tcp, ureq::Error> {
+            let handle: Weak<dyn ShutdownHandle> = Arc::downgrade(&self.stream) as _;
+            (details.register_shutdown)(handle)?;
+            Ok(self)
+        }
+
         fn flush(&mut self, timeout: NextTimeout) -> Result<(), ureq::Error> {
             if self.pending.is_empty() {
                 return Ok(());
@@ -641,6 +787,7 @@ mod transport {
                 self.answered_before = true;
                 self.received = false;
             }
+            self.closing = super::CLOSING.with(|c| c.get()) || PEER_CLOSES.with(|c| c.get());
             let (t, reason) = remaining(timeout.for_write())?;
             if timeout_differs(self.timeout_write, t) {
                 self.stream.set_write_timeout(t)?;
@@ -659,6 +806,15 @@ mod transport {
             if self.answered_before && !self.received && closed_by_peer(e) {
                 super::STALE.with(|s| s.set(true));
             }
+        }
+    }
+
+    impl Drop for Tcp {
+        fn drop(&mut self) {
+            // Closed in the next request's gap (or by `idle`), not now, on the way back to the
+            // delivery loop. During thread teardown the slot is gone: it just closes now.
+            let stream = self.stream.clone();
+            let _ = RETIRED.try_with(|r| r.replace(Some(stream)));
         }
     }
 
@@ -688,7 +844,11 @@ mod transport {
             // Everything written so far goes out before we wait for an answer to it.
             self.flush(timeout)?;
             // The server is busy with it now: our own pending work goes here.
-            super::run_while_waiting();
+            let more = super::run_while_waiting();
+            if more && self.closing {
+                open_spare(self.peer, self.timeout_global);
+            }
+            RETIRED.with(|r| r.borrow_mut().take());
             let (t, reason) = remaining(timeout.for_read())?;
             if timeout_differs(self.timeout_read, t) {
                 self.stream.set_read_timeout(t)?;
@@ -717,15 +877,24 @@ mod transport {
         fn is_open(&mut self) -> bool {
             // Open: nothing to read yet (EAGAIN). Data or EOF on an idle connection means the
             // server closed it or spoke out of turn: not reusable.
+            // ureq asks right after an answer, before pooling the connection: an end-of-file
+            // then is a server that closes after every answer.
             let mut byte = [0u8; 1];
-            matches!(
-                rustix::net::recv(
-                    &*self.stream,
-                    &mut byte,
-                    RecvFlags::PEEK | RecvFlags::DONTWAIT
-                ),
-                Err(rustix::io::Errno::AGAIN)
-            )
+            match rustix::net::recv(
+                &*self.stream,
+                &mut byte,
+                RecvFlags::PEEK | RecvFlags::DONTWAIT,
+            ) {
+                Err(rustix::io::Errno::AGAIN) => {
+                    PEER_CLOSES.with(|c| c.set(false));
+                    true
+                }
+                Ok((0, _)) => {
+                    PEER_CLOSES.with(|c| c.set(self.received));
+                    false
+                }
+                _ => false,
+            }
         }
     }
 }
@@ -1062,6 +1231,7 @@ mod tests {
         let attempt = post_overlapped(&agent, &req, move || {
             r.fetch_add(1, Ordering::SeqCst);
             *a.lock().unwrap() = Some(Instant::now());
+            false
         });
         let answered = Instant::now();
         assert!(matches!(attempt, Attempt::Answered { status: 201, .. }));
@@ -1090,6 +1260,7 @@ mod tests {
         };
         let attempt = post_overlapped(&agent, &refused, move || {
             r.fetch_add(1, Ordering::SeqCst);
+            false
         });
         assert!(matches!(attempt, Attempt::Transport(_)));
         run_while_waiting();
@@ -1115,6 +1286,204 @@ mod tests {
             );
             assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().0, 1);
         }
+    }
+
+    /// Reads one whole request (head and a body of its Content-Length) from `c`.
+    fn read_request(c: &mut std::net::TcpStream) -> bool {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    return true;
+                }
+            }
+            match c.read(&mut chunk) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Waits up to `within` for a connection on the non-blocking `l`.
+    fn accept_within(l: &std::net::TcpListener, within: Duration) -> Option<std::net::TcpStream> {
+        let end = std::time::Instant::now() + within;
+        while std::time::Instant::now() < end {
+            if let Ok((c, _)) = l.accept() {
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                return Some(c);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
+    }
+
+    const CLOSE_ANSWER: &[u8] =
+        b"HTTP/1.1 201 Created\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
+
+    fn closing_request(addr: std::net::SocketAddr) -> Request {
+        Request {
+            url: format!("http://{addr}/v2/collector"),
+            headers: vec![("Connection".into(), "close".into())],
+            body: vec![b'x'; 200],
+        }
+    }
+
+    #[test]
+    fn the_next_connection_opens_while_a_closing_request_waits() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut a = accept_within(&l, Duration::from_secs(5)).unwrap();
+            assert!(read_request(&mut a));
+            // Before answering: has the client opened the next connection already?
+            let ahead = accept_within(&l, Duration::from_secs(3));
+            let opened_ahead = ahead.is_some();
+            a.write_all(CLOSE_ANSWER).unwrap();
+            drop(a);
+            let mut b = ahead
+                .or_else(|| accept_within(&l, Duration::from_secs(5)))
+                .unwrap();
+            assert!(read_request(&mut b), "second request not on the connection");
+            b.write_all(CLOSE_ANSWER).unwrap();
+            drop(b);
+            // Nothing followed the second request: no connection is opened ahead.
+            let third = accept_within(&l, Duration::from_millis(300));
+            (opened_ahead, third.is_some())
+        });
+        let agent = build_agent(None, &HttpSettings::default()).unwrap();
+        let req = closing_request(addr);
+        let first = post_overlapped(&agent, &req, || true);
+        assert!(
+            matches!(first, Attempt::Answered { status: 201, .. }),
+            "{first:?}"
+        );
+        let second = post_overlapped(&agent, &req, || false);
+        assert!(
+            matches!(second, Attempt::Answered { status: 201, .. }),
+            "{second:?}"
+        );
+        let (opened_ahead, third) = server.join().unwrap();
+        assert!(
+            opened_ahead,
+            "the next connection was not opened during the wait"
+        );
+        assert!(
+            !third,
+            "a connection was opened for a request that does not follow"
+        );
+
+        // Opened ahead and then not needed: `idle` closes it.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut a = accept_within(&l, Duration::from_secs(5)).unwrap();
+            assert!(read_request(&mut a));
+            let mut ahead = accept_within(&l, Duration::from_secs(3)).unwrap();
+            a.write_all(CLOSE_ANSWER).unwrap();
+            drop(a);
+            // EOF (closed by `idle`), not the 5 s read timeout.
+            let mut byte = [0u8; 1];
+            matches!(ahead.read(&mut byte), Ok(0))
+        });
+        let req = closing_request(addr);
+        let first = post_overlapped(&agent, &req, || true);
+        assert!(
+            matches!(first, Attempt::Answered { status: 201, .. }),
+            "{first:?}"
+        );
+        idle();
+        assert!(
+            server.join().unwrap(),
+            "the connection opened ahead was not closed"
+        );
+    }
+
+    #[test]
+    fn the_next_connection_opens_ahead_when_the_server_closes_unasked() {
+        use std::io::Write;
+        // uWSGI's http-socket: no `Connection: close` either way, the server closes after each
+        // answer. The first close is seen after the first answer; from the second request on
+        // the next connection opens while the request waits.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut ahead_seen = Vec::new();
+            let mut next = None;
+            for _ in 0..3 {
+                let mut c = next
+                    .take()
+                    .or_else(|| accept_within(&l, Duration::from_secs(5)))
+                    .unwrap();
+                assert!(read_request(&mut c));
+                next = accept_within(&l, Duration::from_millis(500));
+                ahead_seen.push(next.is_some());
+                c.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+                    .unwrap();
+            }
+            ahead_seen
+        });
+        let agent = build_agent(None, &HttpSettings::default()).unwrap();
+        let req = Request {
+            url: format!("http://{addr}/v2/collector"),
+            headers: vec![],
+            body: vec![b'x'; 200],
+        };
+        for i in 0..3 {
+            let a = post_overlapped(&agent, &req, move || i < 2);
+            assert!(
+                matches!(a, Attempt::Answered { status: 201, .. }),
+                "{i}: {a:?}"
+            );
+        }
+        idle();
+        assert_eq!(server.join().unwrap(), [false, true, false]);
+    }
+
+    #[test]
+    fn a_connection_opened_ahead_that_the_server_closed_is_not_used() {
+        use std::io::Write;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut a = accept_within(&l, Duration::from_secs(5)).unwrap();
+            assert!(read_request(&mut a));
+            // The connection opened ahead is closed at once (a server limiting connections).
+            drop(accept_within(&l, Duration::from_secs(3)).unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+            a.write_all(CLOSE_ANSWER).unwrap();
+            drop(a);
+            let mut c = accept_within(&l, Duration::from_secs(5)).unwrap();
+            let got = read_request(&mut c);
+            c.write_all(CLOSE_ANSWER).unwrap();
+            got
+        });
+        let agent = build_agent(None, &HttpSettings::default()).unwrap();
+        let req = closing_request(addr);
+        let first = post_overlapped(&agent, &req, || true);
+        assert!(
+            matches!(first, Attempt::Answered { status: 201, .. }),
+            "{first:?}"
+        );
+        let second = post(&agent, &req);
+        assert!(
+            matches!(second, Attempt::Answered { status: 201, .. }),
+            "{second:?}"
+        );
+        assert!(server.join().unwrap());
     }
 
     #[test]

@@ -66,18 +66,21 @@ impl ReadAhead {
         }
     }
 
-    /// The work for [`crate::deliver::post_overlapped`]: reads what was asked for.
-    pub fn while_waiting(&self) -> impl FnOnce() + 'static {
+    /// The work for [`crate::deliver::post_overlapped`]: reads what was asked for, and says
+    /// whether a record follows (so the next connection may be opened ahead).
+    pub fn while_waiting(&self) -> impl FnOnce() -> bool + 'static {
         let me = self.clone();
         move || me.read_wanted()
     }
 
-    fn read_wanted(&self) {
+    /// Reads the wanted file; `false` when nothing was wanted (no record follows).
+    fn read_wanted(&self) -> bool {
         let Some((dir, key)) = self.lock().want.take() else {
-            return;
+            return false;
         };
         let res = spool_scan::read(&dir, &key.name(), self.uid);
         self.lock().ready = Some((key, Instant::now(), res));
+        true
     }
 }
 
@@ -97,8 +100,9 @@ mod tests {
         let (one, two) = (Key::new(&name(1), 0), Key::new(&name(2), 0));
         let ra = ReadAhead::new(rustix::process::geteuid().as_raw());
         assert!(ra.take(&one).is_none(), "nothing asked, nothing read");
+        assert!(!(ra.while_waiting())(), "nothing wanted, nothing follows");
         ra.want(dir.path().into(), one.clone());
-        (ra.while_waiting())();
+        assert!((ra.while_waiting())(), "a record follows");
         assert!(ra.take(&two).is_none());
         assert_eq!(ra.take(&one).unwrap().unwrap().bytes, b"bytes");
         assert!(ra.take(&one).is_none(), "handed out once");

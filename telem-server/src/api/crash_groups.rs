@@ -514,6 +514,17 @@ async fn regroup(State(st): State<Shared>, headers: HeaderMap) -> Response {
     if let Some(r) = change_denied(&st, &headers) {
         return r;
     }
+    // A JSON request, like the other changes: a plain cross-site form (possible when no query
+    // token is configured) cannot send that content type without a preflight.
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !json {
+        return message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json",
+        );
+    }
     status_response(regroup_and_wait(&st, REGROUP_WAIT).await)
 }
 

@@ -214,10 +214,18 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// A path safe to redirect to after login: local, not `//host` or `/\host`.
+/// A path safe to redirect to after login: local, not `//host` or `/\host`, and only visible
+/// ASCII (browsers drop tabs and line breaks from a URL, so `/<tab>/host` would be `//host`).
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -480,7 +488,16 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(local_path(Some("/records?x=1")), "/records?x=1");
-        for bad in ["//evil.example", "/\\evil", "https://evil.example", ""] {
+        // Browsers drop tabs and line breaks from a URL: `/<tab>/host` would become `//host`.
+        for bad in [
+            "//evil.example",
+            "/\\evil",
+            "https://evil.example",
+            "",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+        ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(local_path(None), "/");
