@@ -21,6 +21,9 @@ command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 # private cluster of their own (as nobody, via setpriv): the package's own service is not used.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v setpriv >/dev/null || need+=(util-linux)
+# telem-server's browser tests drive a headless Chromium over WebDriver.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

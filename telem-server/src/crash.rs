@@ -183,6 +183,8 @@ pub const DEFAULT_SKIP: &[&str] = &[
     "__libc_calloc",
     "__libc_realloc",
     "__libc_free",
+    // glibc's internal name for free in its debug information (a double free aborts in it).
+    "__GI___libc_free",
     "_int_malloc",
     "_int_realloc",
     "_int_free",
