@@ -8,6 +8,7 @@
 //! - [`store`]: the storage interface, its two engines, filters and migrations.
 //! - [`ingest`]: group commit (one writer task, one transaction per burst).
 //! - [`http`]: the routes; [`metrics`]: the `/metrics` counters.
+//! - [`tls`]: HTTPS on the listener (rustls).
 //! - [`server`]: `run`, which wires them together for a bound listener and a shutdown future.
 
 pub mod config;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use server::run;
