@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::record::{identity, Identity, HEADER_COUNT, HEADER_NAMES};
+use crate::timefmt::utc_string;
 
 /// Record metadata keyed by lower-case hyphenated name (`record-format-version`).
 pub type Fields = BTreeMap<String, String>;
@@ -320,6 +321,82 @@ pub fn decode_text(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
         Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+/// How header bytes become text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderText {
+    /// Every byte one character, as the backend's WSGI layer read them (the test collector).
+    Latin1,
+    /// UTF-8 when valid, else Latin-1 (telem-server keeps non-ASCII text as it was sent).
+    Utf8OrLatin1,
+}
+
+/// The request's header fields by normalized name (see [`normalize_name`]); the first of
+/// repeated headers wins, as it did for the backend.
+pub fn header_fields<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    text: HeaderText,
+) -> Fields {
+    let mut out = Fields::new();
+    for (name, value) in headers {
+        out.entry(normalize_name(name))
+            .or_insert_with(|| match text {
+                HeaderText::Latin1 => value.iter().map(|&b| char::from(b)).collect(),
+                HeaderText::Utf8OrLatin1 => decode_text(value),
+            });
+    }
+    out
+}
+
+/// The body of a 201 (and of telem-server's 200 for a copy): the stored record as the backend's
+/// `Record.to_dict()`, keys in sorted order as Flask's `jsonify` wrote them (the fields are
+/// declared sorted; serde keeps the declaration order).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Echo<'a> {
+    pub arch: &'a str,
+    pub bios_version: &'a str,
+    pub board_name: &'a str,
+    pub build: &'a str,
+    pub classification: &'a str,
+    pub cpu_model: &'a str,
+    pub event_id: &'a str,
+    pub external: bool,
+    pub id: i64,
+    pub kernel_version: &'a str,
+    pub machine_id: &'a str,
+    pub machine_type: &'a str,
+    pub payload: &'a str,
+    pub record_version: i64,
+    pub severity: i64,
+    /// `YYYY-MM-DD HH:MM:SS UTC`.
+    pub ts_capture: String,
+    pub ts_reception: String,
+}
+
+impl<'a> Echo<'a> {
+    /// The echo of an accepted record stored as row `id` at `ts_reception` (unix seconds).
+    pub fn new(a: &'a Accepted, payload: &'a str, id: i64, ts_reception: u64) -> Self {
+        Echo {
+            arch: &a.arch,
+            bios_version: &a.bios_version,
+            board_name: &a.board_name,
+            build: &a.build,
+            classification: &a.classification,
+            cpu_model: &a.cpu_model,
+            event_id: &a.event_id,
+            external: a.external,
+            id,
+            kernel_version: &a.kernel_version,
+            machine_id: &a.machine_id,
+            machine_type: &a.host_type,
+            payload,
+            record_version: a.record_version,
+            severity: a.severity,
+            ts_capture: utc_string(a.ts_capture),
+            ts_reception: utc_string(ts_reception),
+        }
     }
 }
 
@@ -714,6 +791,48 @@ mod tests {
             normalize_name("Record_Format-VERSION"),
             "record-format-version"
         );
+    }
+
+    #[test]
+    fn header_fields_normalize_names_keep_the_first_and_decode_as_asked() {
+        let h: [(&str, &[u8]); 4] = [
+            ("Record_Format-Version", b"4"),
+            ("record-format-version", b"3"),
+            ("System-Name", "Bäckerei".as_bytes()),
+            ("Build", b"caf\xe9"),
+        ];
+        let f = header_fields(h, HeaderText::Utf8OrLatin1);
+        assert_eq!(f["record-format-version"], "4");
+        assert_eq!(f["system-name"], "Bäckerei");
+        assert_eq!(f["build"], "caf\u{e9}");
+        let f = header_fields(h, HeaderText::Latin1);
+        assert_eq!(f["system-name"], "B\u{c3}\u{a4}ckerei");
+        assert_eq!(f["build"], "caf\u{e9}");
+    }
+
+    #[test]
+    fn the_echo_has_the_backends_keys_in_sorted_order() {
+        let a = validate(&v4(), TID).unwrap();
+        let e = Echo::new(&a, "hi\n", 7, 1_700_000_100);
+        let text = serde_json::to_string(&e).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // The order in the text (a parsed map would sort the keys itself).
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 17);
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(
+            text.starts_with("{\"arch\":\"x86_64\",\"bios_version\""),
+            "{text}"
+        );
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["machine_type"], "QEMU|Standard PC");
+        assert_eq!(v["ts_capture"], "2023-11-14 22:13:20 UTC");
+        assert_eq!(v["ts_reception"], "2023-11-14 22:15:00 UTC");
+        assert_eq!(v["payload"], "hi\n");
     }
 
     #[test]

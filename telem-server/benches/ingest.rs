@@ -1,25 +1,40 @@
-//! Ingest throughput over HTTP: `cargo bench -p telem-server --bench ingest`.
+//! Ingest throughput:
+//! `cargo bench -p telem-server --bench ingest [records] [senders] [--rounds N] [--batch-max N]`.
 //!
-//! Starts a server on a temporary SQLite file and posts distinct records from several client
-//! threads, once with group commit (batch_max 256) and once committing every record alone
-//! (batch_max 1), and prints records per second for each. Arguments: [records] [threads].
+//! Per engine (SQLite, then PostgreSQL on a private cluster started like the tests'; skipped with
+//! a note when PostgreSQL is not installed), in one run:
+//!
+//! - **server**: `telem-server` as a child process, `senders` threads (default 8) each posting
+//!   distinct records over one kept-alive connection, as telempostd does; records/s, and the
+//!   server's peak resident size (VmHWM) read from /proc when it has taken them all;
+//! - **bulk**: the same rows inserted into a fresh database of the same engine with multi-row
+//!   INSERTs of 1000 rows per statement (each statement its own transaction, SQLite with the
+//!   server's WAL and `synchronous = FULL`), the fastest way in without the protocol;
+//!
+//! and their ratio. `--batch-max N` sets the server's `ingest.batch_max` (1: a commit per
+//! record, to see what group commit gives). `--rounds N` repeats both N times, alternating, and prints each round and
+//! the median ratio, so a busy machine shows its noise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+mod support;
 
-use telem_server::config::{Config, Engine};
-use tokio::sync::oneshot;
+use std::path::Path;
+use std::time::Instant;
+
+use support::{agent, pg, Server, Target};
+use telem_server::config::DEFAULT_TID;
+use telem_server::store::NewRecord;
+use telemetry::collector_protocol::{check_request, header_fields, Form, HeaderText};
+
+const BULK: usize = 1000;
 
 fn headers(n: u64) -> Vec<(String, String)> {
     [
-        (
-            "X-Telemetry-TID",
-            telem_server::config::DEFAULT_TID.to_string(),
-        ),
+        ("X-Telemetry-TID", DEFAULT_TID.to_string()),
         ("Record-Format-Version", "4".into()),
         ("Classification", "org.clearlinux/hello/world".into()),
         ("Severity", "1".into()),
-        ("Machine-Id", "0123456789abcdef0123456789abcdef".into()),
+        ("Machine-Id", format!("{:032x}", n % 5000)),
         ("Creation-Timestamp", "1700000000".into()),
         ("Arch", "x86_64".into()),
         ("Host-Type", "QEMU|Standard PC".into()),
@@ -37,65 +52,216 @@ fn headers(n: u64) -> Vec<(String, String)> {
     .collect()
 }
 
-fn run(batch_max: usize, records: u64, threads: u64) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.storage.engine = Engine::Sqlite;
-    cfg.storage.path = dir.path().join("db");
-    cfg.ingest.batch_max = batch_max;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            telem_server::run(&cfg, l, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let url = format!("http://{addr}/v2/collector");
+fn payload(n: u64) -> String {
+    format!("hello from record {n}: {}\n", "x".repeat(200))
+}
+
+/// Row `n` as the server stores it (its checks, its identity).
+fn row(n: u64) -> NewRecord {
+    let h = headers(n);
+    let fields = header_fields(
+        h.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+        HeaderText::Utf8OrLatin1,
+    );
+    let body = payload(n);
+    let sub = check_request(Form::Headers, &fields, body.as_bytes(), DEFAULT_TID).unwrap();
+    let a = &sub.accepted;
+    NewRecord {
+        identity: a.identity(sub.payload.as_bytes()).to_string(),
+        form: "headers".into(),
+        external: a.external,
+        machine_id: a.machine_id.clone(),
+        classification: a.classification.clone(),
+        severity: a.severity,
+        build: a.build.clone(),
+        kernel_version: a.kernel_version.clone(),
+        arch: a.arch.clone(),
+        host_type: a.host_type.clone(),
+        board_name: a.board_name.clone(),
+        cpu_model: a.cpu_model.clone(),
+        bios_version: a.bios_version.clone(),
+        system_name: a.system_name.clone(),
+        event_id: a.event_id.clone(),
+        payload_version: a.payload_version,
+        record_version: a.record_version,
+        ts_capture: a.ts_capture as i64,
+        ts_reception: 1_700_000_100,
+        payload: sub.payload,
+        crash: None,
+    }
+}
+
+/// Records/s through the server with `senders` kept-alive clients, and its peak RSS (KiB).
+fn through_server(
+    target: &Target,
+    dir: &Path,
+    extra: &str,
+    records: u64,
+    senders: u64,
+) -> (f64, u64) {
+    let server = Server::start(target, dir, extra);
+    let url = format!("http://127.0.0.1:{}/v2/collector", server.port);
     let started = Instant::now();
     std::thread::scope(|s| {
-        for t in 0..threads {
+        for t in 0..senders {
             let url = &url;
             s.spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .timeout_global(Some(Duration::from_secs(60)))
-                    .build()
-                    .into();
+                let agent = agent();
                 let mut n = t;
                 while n < records {
                     let mut req = agent.post(url);
                     for (k, v) in headers(n) {
                         req = req.header(k, v);
                     }
-                    let r = req.send(format!("payload {n}")).unwrap();
+                    let r = req.send(payload(n)).unwrap();
                     assert_eq!(r.status(), 201);
-                    n += threads;
+                    n += senders;
                 }
             });
         }
     });
     let rate = records as f64 / started.elapsed().as_secs_f64();
-    let _ = stop.send(());
-    server.join().unwrap();
-    rate
+    (rate, server.peak_rss_kib())
+}
+
+const COLUMNS: &str = "identity, form, external, machine_id, classification, severity, build, \
+    kernel_version, arch, host_type, board_name, cpu_model, bios_version, system_name, event_id, \
+    payload_version, record_version, ts_capture, ts_reception, payload, crash_function, \
+    crash_module";
+
+/// Pushes the values of `rows` into a multi-row INSERT.
+macro_rules! bulk_insert {
+    ($db:ty, $pool:expr, $rows:expr) => {{
+        let mut q = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO records ({COLUMNS}) "));
+        q.push_values($rows, |mut b, r: &NewRecord| {
+            b.push_bind(r.identity.clone())
+                .push_bind(r.form.clone())
+                .push_bind(r.external)
+                .push_bind(r.machine_id.clone())
+                .push_bind(r.classification.clone())
+                .push_bind(r.severity)
+                .push_bind(r.build.clone())
+                .push_bind(r.kernel_version.clone())
+                .push_bind(r.arch.clone())
+                .push_bind(r.host_type.clone())
+                .push_bind(r.board_name.clone())
+                .push_bind(r.cpu_model.clone())
+                .push_bind(r.bios_version.clone())
+                .push_bind(r.system_name.clone())
+                .push_bind(r.event_id.clone())
+                .push_bind(r.payload_version)
+                .push_bind(r.record_version)
+                .push_bind(r.ts_capture)
+                .push_bind(r.ts_reception)
+                .push_bind(r.payload.clone())
+                .push_bind(None::<String>)
+                .push_bind(None::<String>);
+        });
+        q.push(" ON CONFLICT (identity) DO NOTHING");
+        q.build().execute($pool).await.unwrap();
+    }};
+}
+
+/// Records/s of the same rows inserted `BULK` per statement into a fresh database.
+fn bulk(target: &Target, rows: &[NewRecord]) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The server's schema, made by the server's own migrations.
+        telem_server::store::Store::open(&target.config())
+            .await
+            .unwrap()
+            .close()
+            .await;
+        match target {
+            Target::Sqlite(path) => {
+                use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full);
+                let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+                let started = Instant::now();
+                for chunk in rows.chunks(BULK) {
+                    bulk_insert!(sqlx::Sqlite, &pool, chunk);
+                }
+                let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+                pool.close().await;
+                rate
+            }
+            Target::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let started = Instant::now();
+                for chunk in rows.chunks(BULK) {
+                    bulk_insert!(sqlx::Postgres, &pool, chunk);
+                }
+                let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+                pool.close().await;
+                rate
+            }
+        }
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let records = args.first().copied().unwrap_or(4000);
-    let threads = args.get(1).copied().unwrap_or(32);
-    for batch_max in [256, 1] {
-        let rate = run(batch_max, records, threads);
-        println!("sqlite, {threads} clients, batch_max {batch_max}: {rate:.0} records/s");
+    let mut args = std::env::args().skip(1);
+    let mut numbers = Vec::new();
+    let mut rounds = 1usize;
+    let mut extra = String::new();
+    while let Some(a) = args.next() {
+        if a == "--batch-max" {
+            let n: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(256);
+            extra = format!("[ingest]\nbatch_max = {n}");
+        } else if a == "--rounds" {
+            rounds = args.next().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
+        } else if let Ok(n) = a.parse::<u64>() {
+            numbers.push(n);
+        }
+    }
+    let records = numbers.first().copied().unwrap_or(4000);
+    let senders = numbers.get(1).copied().unwrap_or(8);
+    let rows: Vec<NewRecord> = (0..records).map(row).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let pg = pg::cluster();
+    let mut fresh = 0;
+    let mut target = |engine: &str| {
+        fresh += 1;
+        match engine {
+            "sqlite" => Some(Target::Sqlite(dir.path().join(format!("db{fresh}.sqlite")))),
+            _ => pg.map(|pg| Target::Postgres(pg.database())),
+        }
+    };
+    for engine in ["sqlite", "postgres"] {
+        let mut ratios = Vec::new();
+        for round in 1..=rounds {
+            let (Some(server_db), Some(bulk_db)) = (target(engine), target(engine)) else {
+                println!("{engine}: skipped (no PostgreSQL here)");
+                break;
+            };
+            let (rate, rss) = through_server(&server_db, dir.path(), &extra, records, senders);
+            let base = bulk(&bulk_db, &rows);
+            let ratio = rate / base;
+            ratios.push(ratio);
+            println!(
+                "{engine} round {round}: server {rate:.0} records/s ({senders} senders, kept-alive), \
+                 bulk {base:.0} records/s ({BULK} rows per INSERT), ratio {ratio:.2}, \
+                 server peak RSS {:.1} MiB",
+                rss as f64 / 1024.0
+            );
+        }
+        if !ratios.is_empty() {
+            println!(
+                "{engine}: median ratio {:.2} over {} rounds ({records} records)",
+                median(ratios.clone()),
+                ratios.len()
+            );
+        }
     }
 }

@@ -52,6 +52,18 @@ pub struct Config {
     pub ingest: Ingest,
     pub crash: Crash,
     pub retention: Retention,
+    /// HTTPS on the listener when given.
+    pub tls: Option<Tls>,
+}
+
+/// The listener's certificate and key (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The server certificate, then its chain.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Crash grouping.
@@ -145,6 +157,7 @@ impl Default for Config {
             ingest: Ingest::default(),
             crash: Crash::default(),
             retention: Retention::default(),
+            tls: None,
         }
     }
 }
@@ -239,6 +252,14 @@ impl Config {
         Ok(())
     }
 
+    /// Whether a token set in this configuration crosses the network in clear text: a listener
+    /// beyond loopback without TLS.
+    pub fn tokens_in_clear(&self) -> bool {
+        self.tls.is_none()
+            && !self.listen.ip().is_loopback()
+            && (self.query_token.is_some() || self.fleet_token.is_some())
+    }
+
     /// How long a start waits for the database before giving up.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(30)
@@ -290,5 +311,19 @@ mod tests {
         assert!(!c.crash.skip_list().skips("abort", "/usr/lib64/libc.so.6"));
         assert!(parse("[retention]\ndays = 40000").is_err());
         assert!(parse("[crash]\nskip = [\"\"]").is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_tokens_in_clear_are_told() {
+        let c = parse("[tls]\ncert = \"/etc/c.pem\"\nkey = \"/etc/k.pem\"").unwrap();
+        assert_eq!(c.tls.unwrap().key, PathBuf::from("/etc/k.pem"));
+        assert!(parse("[tls]\ncert = \"/etc/c.pem\"").is_err());
+        let public = "listen = \"0.0.0.0:8080\"\nquery_token = \"0123456789abcdef\"\n";
+        assert!(parse(public).unwrap().tokens_in_clear());
+        let tls = format!("{public}[tls]\ncert = \"c\"\nkey = \"k\"");
+        assert!(!parse(&tls).unwrap().tokens_in_clear());
+        assert!(!parse("query_token = \"0123456789abcdef\"")
+            .unwrap()
+            .tokens_in_clear());
     }
 }

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
 use telemetry::collector_protocol::{
-    check_request, decode_text, normalize_name, Fields, Form, Rejection,
+    check_request, header_fields, Echo, Fields, Form, HeaderText, Rejection,
 };
 use telemetry::timefmt::utc_string;
 use tracing::{debug, warn};
@@ -97,16 +97,13 @@ async fn collect_json(State(st): State<Shared>, headers: HeaderMap, body: Bytes)
     collect(&st, Form::Json, &headers, &body).await
 }
 
-/// Header names normalized as the backend saw them, values kept as UTF-8 when they are (the
-/// backend read them as Latin-1 and stored non-ASCII text garbled). The first of repeated
-/// headers wins.
+/// The request's fields, values kept as UTF-8 when they are (the backend read them as Latin-1
+/// and stored non-ASCII text garbled).
 fn fields(headers: &HeaderMap) -> Fields {
-    let mut out = Fields::new();
-    for (name, value) in headers {
-        out.entry(normalize_name(name.as_str()))
-            .or_insert_with(|| decode_text(value.as_bytes()));
-    }
-    out
+    header_fields(
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        HeaderText::Utf8OrLatin1,
+    )
 }
 
 /// A bounded metric label for a rejection: the message, without the echo of a client's value.
@@ -212,28 +209,7 @@ fn unix_string(secs: i64) -> String {
     utc_string(u64::try_from(secs).unwrap_or(0))
 }
 
-/// The record as the backend's 201 body described it (keys sorted, as the backend wrote them).
-#[derive(Serialize)]
-pub struct Echo<'a> {
-    arch: &'a str,
-    bios_version: &'a str,
-    board_name: &'a str,
-    build: &'a str,
-    classification: &'a str,
-    cpu_model: &'a str,
-    event_id: &'a str,
-    external: bool,
-    id: i64,
-    kernel_version: &'a str,
-    machine_id: &'a str,
-    machine_type: &'a str,
-    payload: &'a str,
-    record_version: i64,
-    severity: i64,
-    ts_capture: String,
-    ts_reception: String,
-}
-
+/// The 201 body of a stored row (the shared definition in `collector_protocol`).
 impl<'a> From<&'a StoredRecord> for Echo<'a> {
     fn from(s: &'a StoredRecord) -> Self {
         let r = &s.record;

@@ -11,6 +11,7 @@
 //!   [`metrics`]: the `/metrics` counters.
 //! - [`web`]: the HTML pages (login, overview, records, population, crashes, hardware) and their
 //!   charts.
+//! - [`tls`]: HTTPS on the listener (rustls).
 //! - [`server`]: `run`, which wires them together for a bound listener and a shutdown future.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod web;
 
 pub use config::Config;

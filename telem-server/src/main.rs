@@ -45,6 +45,22 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig => {
             println!("{}: ok", cli.config.display());
             println!("listen = {}", cfg.listen);
+            match &cfg.tls {
+                Some(t) => {
+                    telem_server::tls::server_config(&t.cert, &t.key)?;
+                    println!(
+                        "tls: HTTPS with {} and {}",
+                        t.cert.display(),
+                        t.key.display()
+                    );
+                }
+                None => println!("tls: none (plain HTTP)"),
+            }
+            if cfg.tokens_in_clear() {
+                println!(
+                    "warning: no [tls] on a listener beyond loopback: the tokens travel in clear text"
+                );
+            }
             println!("storage.engine = {:?}", cfg.storage.engine);
             println!(
                 "query API credential: {}",

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{router, AppState};
@@ -20,6 +20,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Serves `cfg` on `listener` until `shutdown` completes.
@@ -28,6 +30,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // The certificate first: a server that cannot serve what it is configured for does not start.
+    let tls = match &cfg.tls {
+        Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
+        None => None,
+    };
+    if cfg.tokens_in_clear() {
+        warn!(
+            listen = %cfg.listen,
+            "no [tls] on a listener beyond loopback: the tokens travel in clear text"
+        );
+    }
     let store = Store::open(cfg).await?;
     info!(
         engine = ?cfg.storage.engine,
@@ -68,11 +81,24 @@ pub async fn run(
             cfg.retention.clone(),
         ))
     });
-    info!(addr = %listener.local_addr()?, "listening");
     let app = router(state, cfg.max_body_bytes);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    match tls {
+        Some(tls) => {
+            info!(addr = %listener.local_addr()?, "listening (HTTPS)");
+            let listener = crate::tls::TlsListener::new(listener, tls)?;
+            // The session cookie gets `Secure` on pages served over TLS.
+            let app = app.layer(axum::Extension(crate::web::auth::ServedOverTls));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        None => {
+            info!(addr = %listener.local_addr()?, "listening (HTTP)");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
     skip_reload.abort();
     let _ = skip_reload.await;
     // The router (and with it every Ingest handle) is gone: the writer finishes its queue.

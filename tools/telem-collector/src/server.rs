@@ -14,14 +14,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::state::{unix_now, Fault, RequestLog, State, StoredRecord};
-use crate::validate::{parse_json, validate, Fields, Rejection};
-use telemetry::timefmt::utc_string;
+use crate::validate::{header_fields, parse_json, validate, Echo, Fields, HeaderText, Rejection};
 
 type Resp = Response<Full<Bytes>>;
 
@@ -176,25 +175,12 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Dropped> {
     }
 }
 
-/// Header names as WSGI sees them: case-insensitive, `_` equal to `-`. First one wins.
+/// Header fields as the backend's WSGI layer saw them: names normalized, values Latin-1.
 fn normalize_headers(h: &HeaderMap) -> Fields {
-    let mut out = Fields::new();
-    for (name, value) in h {
-        // hyper's names are already lower case.
-        let name = name.as_str();
-        let key = if name.contains('_') {
-            name.replace('_', "-")
-        } else {
-            name.to_string()
-        };
-        // WSGI decodes header bytes as Latin-1 (ASCII, the usual case, is the same text).
-        let value = match value.to_str() {
-            Ok(ascii) => ascii.to_string(),
-            Err(_) => value.as_bytes().iter().map(|&b| char::from(b)).collect(),
-        };
-        out.entry(key).or_insert(value);
-    }
-    out
+    header_fields(
+        h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        HeaderText::Latin1,
+    )
 }
 
 fn route(
@@ -301,53 +287,16 @@ fn ingest(
             );
         }
     };
-    let echo = Echo {
-        arch: &acc.arch,
-        bios_version: &acc.bios_version,
-        board_name: &acc.board_name,
-        build: &acc.build,
-        classification: &acc.classification,
-        cpu_model: &acc.cpu_model,
-        event_id: &acc.event_id,
-        external: acc.external,
-        id,
-        kernel_version: &acc.kernel_version,
-        machine_id: &acc.machine_id,
-        machine_type: &acc.host_type,
-        payload: &payload,
-        record_version: acc.record_version,
-        severity: acc.severity,
-        ts_capture: utc_string(acc.ts_capture),
-        ts_reception: utc_string(at as u64),
-    };
+    let echo = Echo::new(
+        &acc,
+        &payload,
+        i64::try_from(id).unwrap_or(i64::MAX),
+        at as u64,
+    );
     match serde_json::to_vec(&echo) {
         Ok(b) => plain(StatusCode::CREATED, Bytes::from(b), "application/json"),
         Err(e) => json_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
-}
-
-/// The 201 body: the stored record as upstream's `Record.to_dict()`, its keys in sorted order
-/// as Flask's `jsonify` writes them (the fields below are declared sorted; serde keeps the
-/// declaration order).
-#[derive(Serialize)]
-struct Echo<'a> {
-    arch: &'a str,
-    bios_version: &'a str,
-    board_name: &'a str,
-    build: &'a str,
-    classification: &'a str,
-    cpu_model: &'a str,
-    event_id: &'a str,
-    external: bool,
-    id: u64,
-    kernel_version: &'a str,
-    machine_id: &'a str,
-    machine_type: &'a str,
-    payload: &'a str,
-    record_version: i64,
-    severity: i64,
-    ts_capture: String,
-    ts_reception: String,
 }
 
 fn fault_response(code: u16, retry_after: Option<u64>, message: Option<String>) -> Resp {
