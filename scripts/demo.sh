@@ -2,15 +2,16 @@
 # Runs the whole of telemetrics locally as a normal user: builds it, then starts telem-server
 # (on an SQLite file), telemprobd and telempostd below a temporary directory (TELEM_ROOT), opts
 # in there, sends records with telem-record-gen, hprobe and a C program, shows them stored in
-# telem-server through its query API, shows `telemctl status` and `telemctl journal`, and stops
-# everything.
+# telem-server through its query API, shows `telemctl status` and `telemctl journal`, sends a
+# crash report and prints the URL of its crash page (and, on a terminal, waits for Enter so the
+# page can be opened), and stops everything.
 # Nothing outside the temporary directory and target/ is read or written; it ends by itself.
 # If a step fails, the daemons' logs are kept and their place is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step=0
-steps=8
+steps=9
 say() { step=$((step + 1)); echo; echo "== $step/$steps $*"; }
 indent() { sed 's/^/   /'; }
 
@@ -149,6 +150,43 @@ wait_for "the status files" sh -c "'$bin/telemctl' status | grep -q 'delivered 4
 
 say "telemctl journal -V: every record that left the spool, and what became of it"
 "$bin/telemctl" journal -V | indent
+
+say "the web pages: a crash report as crashprobe sends it, and its crash group"
+cat > "$demo/crash.txt" <<'CRASH'
+Process: /usr/bin/demo-app
+PID: 4242
+Signal: 6
+
+Backtrace (TID 4242):
+#0 raise() - [/usr/lib64/libc.so.6] - raise.c:26
+#1 abort() - [/usr/lib64/libc.so.6] - abort.c:79
+#2 parse_config() - [/usr/bin/demo-app] - /src/demo-app/config.c:42
+#3 main() - [/usr/bin/demo-app] - /src/demo-app/main.c:60
+CRASH
+"$bin/telem-record-gen" -c org.clearlinux/crash/clr -s 2 -P "$demo/crash.txt"
+sent "telem-record-gen -P crash.txt" "org.clearlinux/crash/clr"
+grouped() {
+  python3 -c "$urlopen"'
+import sys; sys.exit(not json.load(urlopen(sys.argv[1]))["groups"])' "$api/crashes" 2>/dev/null
+}
+wait_for "the crash group" grouped
+python3 - "http://127.0.0.1:$port" <<'PY'
+import json, re, sys, urllib.parse, urllib.request
+base = sys.argv[1]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+group = json.load(opener.open(base + "/api/v1/crashes"))["groups"][0]
+print(f'   grouped under {group["function"]} in {group["module"]} (the first frame after raise and abort)')
+url = base + "/crashes/group?" + urllib.parse.urlencode(
+    {"function": group["function"], "module": group["module"]})
+page = opener.open(url)
+title = re.search(r"<title>(.*?)</title>", page.read().decode(), re.S)
+print(f"   GET {url}: {page.status}, {title.group(1).strip() if title else 'no title'}")
+print(f"   top crashers: {base}/crashes   records: {base}/records")
+print(f"   the crash page: {url}")
+PY
+if [ -t 0 ] && [ -t 1 ]; then
+  read -r -p "   open it in a browser; press Enter to stop the demo " _ || true
+fi
 
 echo
 echo "== stopping telem-server and both daemons; deleting $demo"

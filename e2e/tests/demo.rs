@@ -48,14 +48,15 @@ fn demo_runs_ends_by_itself_and_leaves_nothing_running() {
     // Each step, numbered, in order.
     let mut at = 0;
     for step in [
-        "== 1/8 build",
-        "== 2/8 telem-server",
-        "== 3/8 opt in",
-        "== 4/8 daemons",
-        "== 5/8 sending four records",
-        "== 6/8 at telem-server",
-        "== 7/8 telemctl status",
-        "== 8/8 telemctl journal -V",
+        "== 1/9 build",
+        "== 2/9 telem-server",
+        "== 3/9 opt in",
+        "== 4/9 daemons",
+        "== 5/9 sending four records",
+        "== 6/9 at telem-server",
+        "== 7/9 telemctl status",
+        "== 8/9 telemctl journal -V",
+        "== 9/9 the web pages",
         "== stopping",
     ] {
         let found = stdout[at..].find(step);
@@ -90,6 +91,19 @@ fn demo_runs_ends_by_itself_and_leaves_nothing_running() {
             "{class} from {from} not shown by telem-server's query API in:\n{stdout}"
         );
     }
+    // The demo ends with the URL of the crash page, which answered while the server ran.
+    let page = stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("the crash page: "))
+        .unwrap_or_else(|| panic!("no crash page URL in:\n{stdout}"));
+    assert!(
+        page.contains("/crashes/group?function=parse_config&module=%2Fusr%2Fbin%2Fdemo-app"),
+        "{page}"
+    );
+    assert!(
+        stdout.contains(&format!("GET {page}: 200,")),
+        "the crash page did not answer 200 in:\n{stdout}"
+    );
     for needle in [
         "4 records received (GET /api/v1/records",
         "GET /api/v1/counts/classification",

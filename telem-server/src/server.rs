@@ -84,7 +84,7 @@ pub async fn run(
     let app = router(state, cfg.max_body_bytes);
     match tls {
         Some(tls) => {
-            info!(addr = %listener.local_addr()?, "listening (HTTPS)");
+            info!(addr = %listener.local_addr()?, tls = true, "listening");
             let listener = crate::tls::TlsListener::new(listener, tls)?;
             // The session cookie gets `Secure` on pages served over TLS.
             let app = app.layer(axum::Extension(crate::web::auth::ServedOverTls));
@@ -93,7 +93,7 @@ pub async fn run(
                 .await?;
         }
         None => {
-            info!(addr = %listener.local_addr()?, "listening (HTTP)");
+            info!(addr = %listener.local_addr()?, tls = false, "listening");
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
