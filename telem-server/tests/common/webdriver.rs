@@ -10,6 +10,7 @@
 //! call.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,9 @@ use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
+
+/// The longest one command may take (generous: CI runs on two busy cores).
+const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 
 /// `chromium` and `chromedriver` on PATH (Debian's packages of those names), or why not.
 fn find_programs() -> Result<(PathBuf, PathBuf), String> {
@@ -143,8 +147,9 @@ impl Browser {
         caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
         // An alert left open must stay for the test to see, not be dismissed.
         caps.insert("unhandledPromptBehavior".into(), json!("ignore"));
-        let client =
-            b.rt.block_on(
+        let client = b
+            .bounded(
+                "new session",
                 ClientBuilder::new(HttpConnector::new())
                     .capabilities(caps)
                     .connect(&format!("http://127.0.0.1:{port}")),
@@ -162,11 +167,19 @@ impl Browser {
     fn run<T>(
         &self,
         what: &str,
-        f: impl std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+        f: impl Future<Output = Result<T, fantoccini::error::CmdError>>,
     ) -> T {
-        self.rt
-            .block_on(f)
+        self.bounded(what, f)
             .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// Blocks on `f`, failing the test when it takes longer than COMMAND_LIMIT (a hung
+    /// chromedriver or browser must fail the test, not hang it).
+    fn bounded<T>(&self, what: &str, f: impl Future<Output = T>) -> T {
+        self.rt
+            // The timer is made inside the runtime, which it needs.
+            .block_on(async { tokio::time::timeout(COMMAND_LIMIT, f).await })
+            .unwrap_or_else(|_| panic!("{what}: no answer in {COMMAND_LIMIT:?}"))
     }
 
     pub fn goto(&self, url: &str) {
@@ -242,7 +255,7 @@ impl Browser {
 
     /// The text of an open alert, confirm or prompt dialog; None when there is none.
     pub fn alert_text(&self) -> Option<String> {
-        match self.rt.block_on(self.client().get_alert_text()) {
+        match self.bounded("alert text", self.client().get_alert_text()) {
             Ok(text) => Some(text),
             Err(e) if e.is_no_such_alert() => None,
             Err(e) => panic!("alert text: {e}"),
@@ -312,7 +325,9 @@ impl Drop for Browser {
     fn drop(&mut self) {
         // The client's session task runs only while the runtime is driven: close it here.
         if let Some(client) = self.client.take() {
-            let _ = self.rt.block_on(client.close());
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(COMMAND_LIMIT, client.close()).await });
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
