@@ -1,24 +1,28 @@
 //! A headless Chromium driven over W3C WebDriver: `chromedriver` on a free loopback port with a
-//! browser profile of its own in a temporary directory, and the few commands the browser tests
-//! use, spoken as JSON over HTTP with ureq (the tests' HTTP client already; no async WebDriver
-//! crate and its dependency tree needed for a dozen commands).
+//! browser profile of its own in a temporary directory, spoken to through the `fantoccini` client.
+//! `Browser` owns a current-thread tokio runtime and the client, and each method blocks on one
+//! command, so the tests read as plain sequential code.
 //!
 //! Console errors come from chromedriver's log endpoint (`POST /session/{id}/se/log` with
-//! `{"type":"browser"}`), enabled by the capability `goog:loggingPrefs: {browser: ALL}`: it
-//! returns the console messages and the browser's own errors (failed loads, Content Security
-//! Policy violations) since the previous call.
+//! `{"type":"browser"}`, not a W3C command, so sent as a custom command), enabled by the
+//! capability `goog:loggingPrefs: {browser: ALL}`: it returns the console messages and the
+//! browser's own errors (failed loads, Content Security Policy violations) since the previous
+//! call.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
+use std::future::Future;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
-/// The key of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// The longest one command may take (generous: CI runs on two busy cores).
+const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 
 /// `chromium` and `chromedriver` on PATH (Debian's packages of those names), or why not.
 fn find_programs() -> Result<(PathBuf, PathBuf), String> {
@@ -37,19 +41,32 @@ fn find_programs() -> Result<(PathBuf, PathBuf), String> {
     Ok((chromium, driver))
 }
 
-/// A WebDriver error answer: its `error` code and message.
+/// chromedriver's browser log since the previous call (its own extension of the protocol).
 #[derive(Debug)]
-pub struct WdError {
-    pub error: String,
-    pub message: String,
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
 }
 
 /// One browser session and the chromedriver that runs it. Closes both on drop.
 pub struct Browser {
-    base: String,
-    session: String,
+    rt: tokio::runtime::Runtime,
+    client: Option<Client>,
     driver: Child,
-    agent: ureq::Agent,
     _profile: tempfile::TempDir,
 }
 
@@ -84,32 +101,19 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting chromedriver");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
-            .into();
-        let base = format!("http://127.0.0.1:{port}");
+            .unwrap();
         let mut b = Browser {
-            base,
-            session: String::new(),
+            rt,
+            client: None,
             driver: child,
-            agent,
             _profile: tempfile::tempdir().unwrap(),
         };
+        // chromedriver accepts connections once it is ready for a session.
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = b
-                .agent
-                .get(format!("{}/status", b.base))
-                .call()
-                .ok()
-                .and_then(|mut r| r.body_mut().read_to_string().ok())
-                .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-                .is_some_and(|v| v["value"]["ready"] == json!(true));
-            if ready {
-                break;
-            }
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = b.driver.try_wait() {
                 panic!(
                     "chromedriver exited ({status}): {}",
@@ -134,96 +138,75 @@ impl Browser {
         if rustix::process::geteuid().is_root() {
             args.push("--no-sandbox".into());
         }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": chromium, "args": args},
-            "goog:loggingPrefs": {"browser": "ALL"},
-            // An alert left open must stay for the test to see, not be dismissed.
-            "unhandledPromptBehavior": "ignore",
-        }}});
-        let v = b
-            .call("POST", "/session", Some(caps))
-            .unwrap_or_else(|e| panic!("new session: {e:?}"));
-        b.session = v["sessionId"].as_str().unwrap().to_string();
+        let mut caps = Capabilities::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": chromium, "args": args}),
+        );
+        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+        // An alert left open must stay for the test to see, not be dismissed.
+        caps.insert("unhandledPromptBehavior".into(), json!("ignore"));
+        let client = b
+            .bounded(
+                "new session",
+                ClientBuilder::new(HttpConnector::new())
+                    .capabilities(caps)
+                    .connect(&format!("http://127.0.0.1:{port}")),
+            )
+            .unwrap_or_else(|e| panic!("new session: {e}"));
+        b.client = Some(client);
         b
     }
 
-    /// One WebDriver command; `path` below the session when it starts with `/session/`.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, WdError> {
-        let url = format!("{}{path}", self.base);
-        let resp = match method {
-            "GET" => self.agent.get(&url).call(),
-            "DELETE" => self.agent.delete(&url).call(),
-            _ => self
-                .agent
-                .post(&url)
-                .header("content-type", "application/json")
-                .send(serde_json::to_vec(&body.unwrap_or_else(|| json!({}))).unwrap()),
-        };
-        let mut resp = resp.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = resp.status().as_u16();
-        let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
-        let value = v["value"].clone();
-        if status == 200 {
-            Ok(value)
-        } else {
-            Err(WdError {
-                error: value["error"].as_str().unwrap_or("?").to_string(),
-                message: value["message"].as_str().unwrap_or("").to_string(),
-            })
-        }
+    fn client(&self) -> &Client {
+        self.client.as_ref().unwrap()
     }
 
-    fn cmd(&self, method: &str, rel: &str, body: Option<Value>) -> Value {
-        let path = format!("/session/{}{rel}", self.session);
-        self.call(method, &path, body)
-            .unwrap_or_else(|e| panic!("{method} {rel}: {}: {}", e.error, e.message))
+    /// Runs one command to its end; fails the test, naming `what`, on an error.
+    fn run<T>(
+        &self,
+        what: &str,
+        f: impl Future<Output = Result<T, fantoccini::error::CmdError>>,
+    ) -> T {
+        self.bounded(what, f)
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// Blocks on `f`, failing the test when it takes longer than COMMAND_LIMIT (a hung
+    /// chromedriver or browser must fail the test, not hang it).
+    fn bounded<T>(&self, what: &str, f: impl Future<Output = T>) -> T {
+        self.rt
+            // The timer is made inside the runtime, which it needs.
+            .block_on(async { tokio::time::timeout(COMMAND_LIMIT, f).await })
+            .unwrap_or_else(|_| panic!("{what}: no answer in {COMMAND_LIMIT:?}"))
     }
 
     pub fn goto(&self, url: &str) {
-        self.cmd("POST", "/url", Some(json!({ "url": url })));
+        self.run("goto", self.client().goto(url));
     }
 
     pub fn url(&self) -> String {
-        self.cmd("GET", "/url", None).as_str().unwrap().to_string()
+        self.run("url", self.client().current_url()).to_string()
     }
 
     pub fn title(&self) -> String {
-        self.cmd("GET", "/title", None)
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.run("title", self.client().title())
     }
 
     pub fn back(&self) {
-        self.cmd("POST", "/back", None);
+        self.run("back", self.client().back());
     }
 
     pub fn source(&self) -> String {
-        self.cmd("GET", "/source", None)
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn elements(&self, rel: &str, css: &str) -> Vec<String> {
-        let v = self.cmd(
-            "POST",
-            rel,
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e[ELEMENT].as_str().unwrap().to_string())
-            .collect()
+        self.run("source", self.client().source())
     }
 
     /// Every element matching `css`.
     pub fn all(&self, css: &str) -> Vec<Element<'_>> {
-        self.elements("/elements", css)
+        self.run(css, self.client().find_all(Locator::Css(css)))
             .into_iter()
-            .map(|id| Element { b: self, id })
+            .map(|e| Element { b: self, e })
             .collect()
     }
 
@@ -260,35 +243,35 @@ impl Browser {
         }
     }
 
-    /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
+    /// Runs `script` (a function body; `arguments` holds `args`, a JSON array) and returns its
+    /// value.
     pub fn exec(&self, script: &str, args: Value) -> Value {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            Some(json!({"script": script, "args": args})),
-        )
+        let args = match args {
+            Value::Array(a) => a,
+            other => panic!("script arguments must be an array, not {other}"),
+        };
+        self.run("execute", self.client().execute(script, args))
     }
 
     /// The text of an open alert, confirm or prompt dialog; None when there is none.
     pub fn alert_text(&self) -> Option<String> {
-        let path = format!("/session/{}/alert/text", self.session);
-        match self.call("GET", &path, None) {
-            Ok(v) => Some(v.as_str().unwrap_or("").to_string()),
-            Err(e) if e.error == "no such alert" => None,
-            Err(e) => panic!("alert text: {}: {}", e.error, e.message),
+        match self.bounded("alert text", self.client().get_alert_text()) {
+            Ok(text) => Some(text),
+            Err(e) if e.is_no_such_alert() => None,
+            Err(e) => panic!("alert text: {e}"),
         }
     }
 
     /// Dismisses the open dialog.
     pub fn cmd_dismiss_alert(&self) {
-        self.cmd("POST", "/alert/dismiss", None);
+        self.run("dismiss alert", self.client().dismiss_alert());
     }
 
     /// Browser log entries (`level`, `message`) since the previous call.
     pub fn log(&self) -> Vec<(String, String)> {
-        let v = self.cmd("POST", "/se/log", Some(json!({"type": "browser"})));
+        let v = self.run("browser log", self.client().issue_cmd(BrowserLog));
         v.as_array()
-            .unwrap()
+            .unwrap_or_else(|| panic!("browser log: not an array: {v}"))
             .iter()
             .map(|e| {
                 (
@@ -301,29 +284,19 @@ impl Browser {
 
     /// Sets the window's outer size.
     pub fn resize(&self, width: u32, height: u32) {
-        self.cmd(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
-        );
+        self.run("resize", self.client().set_window_size(width, height));
     }
 
     /// A PNG of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
-        let v = self.cmd("GET", "/screenshot", None);
-        base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap())
-            .unwrap()
+        self.run("screenshot", self.client().screenshot())
     }
 
     /// A PNG of the whole page (the window grown to the document's height, at most
     /// `max_height`), the window size restored afterwards.
     pub fn page_screenshot(&self, max_height: u32) -> Vec<u8> {
-        let rect = self.cmd("GET", "/window/rect", None);
-        let (w, h) = (
-            rect["width"].as_u64().unwrap() as u32,
-            rect["height"].as_u64().unwrap() as u32,
-        );
+        let (w, h) = self.run("window size", self.client().get_window_size());
+        let (w, h) = (w as u32, h as u32);
         let doc = self
             .exec(
                 "return Math.ceil(document.documentElement.scrollHeight);",
@@ -350,9 +323,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let path = format!("/session/{}", self.session);
-            let _ = self.call("DELETE", &path, None);
+        // The client's session task runs only while the runtime is driven: close it here.
+        if let Some(client) = self.client.take() {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(COMMAND_LIMIT, client.close()).await });
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
@@ -362,65 +337,49 @@ impl Drop for Browser {
 /// An element of the current page.
 pub struct Element<'a> {
     b: &'a Browser,
-    id: String,
+    e: fantoccini::elements::Element,
 }
 
-impl Element<'_> {
-    fn rel(&self, what: &str) -> String {
-        format!("/element/{}{what}", self.id)
-    }
-
+impl<'a> Element<'a> {
     /// The rendered text (what a user sees).
     pub fn text(&self) -> String {
-        self.b
-            .cmd("GET", &self.rel("/text"), None)
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.b.run("element text", self.e.text())
     }
 
     pub fn attr(&self, name: &str) -> Option<String> {
-        self.b
-            .cmd("GET", &self.rel(&format!("/attribute/{name}")), None)
-            .as_str()
-            .map(str::to_string)
+        self.b.run("element attribute", self.e.attr(name))
     }
 
     pub fn tag(&self) -> String {
-        self.b
-            .cmd("GET", &self.rel("/name"), None)
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.b.run("element tag", self.e.tag_name())
     }
 
     pub fn displayed(&self) -> bool {
-        self.b.cmd("GET", &self.rel("/displayed"), None) == json!(true)
+        self.b.run("element displayed", self.e.is_displayed())
     }
 
     pub fn click(&self) {
-        self.b.cmd("POST", &self.rel("/click"), None);
+        self.b.run("click", self.e.click());
     }
 
     pub fn clear(&self) {
-        self.b.cmd("POST", &self.rel("/clear"), None);
+        self.b.run("clear", self.e.clear());
     }
 
     pub fn send_keys(&self, text: &str) {
-        self.b
-            .cmd("POST", &self.rel("/value"), Some(json!({ "text": text })));
+        self.b.run("send keys", self.e.send_keys(text));
     }
 
     /// Elements below this one matching `css`.
-    pub fn all(&self, css: &str) -> Vec<Element<'_>> {
+    pub fn all(&self, css: &str) -> Vec<Element<'a>> {
         self.b
-            .elements(&self.rel("/elements"), css)
+            .run(css, self.e.find_all(Locator::Css(css)))
             .into_iter()
-            .map(|id| Element { b: self.b, id })
+            .map(|e| Element { b: self.b, e })
             .collect()
     }
 
-    pub fn find(&self, css: &str) -> Element<'_> {
+    pub fn find(&self, css: &str) -> Element<'a> {
         self.all(css)
             .into_iter()
             .next()
