@@ -65,30 +65,8 @@ fn row(n: u64) -> NewRecord {
     );
     let body = payload(n);
     let sub = check_request(Form::Headers, &fields, body.as_bytes(), DEFAULT_TID).unwrap();
-    let a = &sub.accepted;
-    NewRecord {
-        identity: a.identity(sub.payload.as_bytes()).to_string(),
-        form: "headers".into(),
-        external: a.external,
-        machine_id: a.machine_id.clone(),
-        classification: a.classification.clone(),
-        severity: a.severity,
-        build: a.build.clone(),
-        kernel_version: a.kernel_version.clone(),
-        arch: a.arch.clone(),
-        host_type: a.host_type.clone(),
-        board_name: a.board_name.clone(),
-        cpu_model: a.cpu_model.clone(),
-        bios_version: a.bios_version.clone(),
-        system_name: a.system_name.clone(),
-        event_id: a.event_id.clone(),
-        payload_version: a.payload_version,
-        record_version: a.record_version,
-        ts_capture: a.ts_capture as i64,
-        ts_reception: 1_700_000_100,
-        payload: sub.payload,
-        crash: None,
-    }
+    let ts_capture = sub.accepted.ts_capture as i64;
+    NewRecord::from_submission(sub, Form::Headers, ts_capture, 1_700_000_100, None)
 }
 
 /// Records/s through the server with `senders` kept-alive clients, and its peak RSS (KiB).

@@ -146,31 +146,8 @@ async fn collect_inner(st: &AppState, form: Form, headers: &HeaderMap, body: &[u
         st.metrics.rejected("server error");
         return message(StatusCode::INTERNAL_SERVER_ERROR, "timestamp out of range");
     };
-    let a = &sub.accepted;
     let crash = st.skip.signature(&sub.payload);
-    let record = NewRecord {
-        identity: a.identity(sub.payload.as_bytes()).to_string(),
-        form: form.as_str().to_string(),
-        external: a.external,
-        machine_id: a.machine_id.clone(),
-        classification: a.classification.clone(),
-        severity: a.severity,
-        build: a.build.clone(),
-        kernel_version: a.kernel_version.clone(),
-        arch: a.arch.clone(),
-        host_type: a.host_type.clone(),
-        board_name: a.board_name.clone(),
-        cpu_model: a.cpu_model.clone(),
-        bios_version: a.bios_version.clone(),
-        system_name: a.system_name.clone(),
-        event_id: a.event_id.clone(),
-        payload_version: a.payload_version,
-        record_version: a.record_version,
-        ts_capture,
-        ts_reception: unix_now(),
-        payload: sub.payload,
-        crash,
-    };
+    let record = NewRecord::from_submission(sub, form, ts_capture, unix_now(), crash);
     match st.ingest.submit(record.clone()).await {
         Ok(Inserted::New(id)) => {
             st.metrics.ingested();

@@ -78,6 +78,43 @@ pub struct NewRecord {
     pub crash: Option<Signature>,
 }
 
+impl NewRecord {
+    /// The row of a request that passed the collector protocol's checks, received at
+    /// `ts_reception` (unix seconds) with its capture time already converted.
+    pub fn from_submission(
+        sub: telemetry::collector_protocol::Submission,
+        form: telemetry::collector_protocol::Form,
+        ts_capture: i64,
+        ts_reception: i64,
+        crash: Option<Signature>,
+    ) -> NewRecord {
+        let a = sub.accepted;
+        NewRecord {
+            identity: a.identity(sub.payload.as_bytes()).to_string(),
+            form: form.as_str().to_string(),
+            external: a.external,
+            machine_id: a.machine_id,
+            classification: a.classification,
+            severity: a.severity,
+            build: a.build,
+            kernel_version: a.kernel_version,
+            arch: a.arch,
+            host_type: a.host_type,
+            board_name: a.board_name,
+            cpu_model: a.cpu_model,
+            bios_version: a.bios_version,
+            system_name: a.system_name,
+            event_id: a.event_id,
+            payload_version: a.payload_version,
+            record_version: a.record_version,
+            ts_capture,
+            ts_reception,
+            payload: sub.payload,
+            crash,
+        }
+    }
+}
+
 /// A stored record: its row id and what was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
