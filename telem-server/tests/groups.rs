@@ -3,7 +3,10 @@
 //! the database and the regroup that applies them; then the same over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
+
+use common::Db;
 
 use common::{v4_headers, with, TestServer};
 use serde_json::{json, Value};
@@ -58,43 +61,6 @@ fn payload(function: &str) -> String {
          #2 {function}() - [/usr/bin/app] - /src/app.c:42\n\
          #3 main() - [/usr/bin/app] - /src/app.c:60\n"
     )
-}
-
-enum Db {
-    Sqlite(tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Db {
-    fn config(&self) -> telem_server::Config {
-        match self {
-            Db::Sqlite(d) => common::sqlite_config(d.path()),
-            Db::Postgres(url) => common::pg_config(url),
-        }
-    }
-
-    async fn open(&self) -> Store {
-        Store::open(&self.config()).await.unwrap()
-    }
-}
-
-macro_rules! both_engines {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::Sqlite(tempfile::tempdir().unwrap())).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(pg) = super::common::pg::cluster() else {
-                    return;
-                };
-                super::$name(super::Db::Postgres(pg.database())).await;
-            }
-        }
-    };
 }
 
 /// Records of four groups over two 7-day windows (and one older record):
@@ -208,7 +174,7 @@ async fn top_crashers_compare_two_windows(db: Db) {
         .unwrap();
     assert!(s.hidden_groups().await.unwrap().is_empty());
 }
-both_engines!(top_crashers_compare_two_windows);
+store_on_both_engines!(top_crashers_compare_two_windows);
 
 async fn group_detail_and_comments(db: Db) {
     let s = db.open().await;
@@ -277,7 +243,7 @@ async fn group_detail_and_comments(db: Db) {
     let none = s.group_detail("nothing", "x", 30, NOW).await.unwrap();
     assert_eq!((none.count, none.first_seen), (0, None));
 }
-both_engines!(group_detail_and_comments);
+store_on_both_engines!(group_detail_and_comments);
 
 async fn skip_edits_are_stored_and_regroup_applies_them(db: Db) {
     let s = db.open().await;
@@ -317,29 +283,9 @@ async fn skip_edits_are_stored_and_regroup_applies_them(db: Db) {
     assert_eq!(s.regroup(&list).await.unwrap().changed, 5);
     assert!(s.list(&main, 100).await.unwrap().is_empty());
 }
-both_engines!(skip_edits_are_stored_and_regroup_applies_them);
+store_on_both_engines!(skip_edits_are_stored_and_regroup_applies_them);
 
 // ---- over HTTP ----
-
-macro_rules! both_engines_http {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                let d = tempfile::tempdir().unwrap();
-                super::$name(super::common::sqlite_config(d.path()));
-            }
-
-            #[test]
-            fn postgres() {
-                let Some(pg) = super::common::pg::cluster() else {
-                    return;
-                };
-                super::$name(super::common::pg_config(&pg.database()));
-            }
-        }
-    };
-}
 
 fn post_crash(s: &TestServer, event: u32, machine: &str, function: &str) {
     let h = with(
@@ -507,7 +453,7 @@ fn crash_groups_api(cfg: telem_server::Config) {
         ["load_file", "parse_config"]
     );
 }
-both_engines_http!(crash_groups_api);
+server_on_both_engines!(crash_groups_api);
 
 /// The regroup's final status: the POST's answer when done, else polled.
 fn wait_regroup(s: &TestServer, r: common::Reply) -> Value {

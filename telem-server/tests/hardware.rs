@@ -2,11 +2,14 @@
 //! machine, thermal records per week; then over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
+
+use common::Db;
 
 use common::{v4_headers, with, TestServer};
 use telem_server::store::hardware::{day_string, week_start};
-use telem_server::store::{NewRecord, Store};
+use telem_server::store::NewRecord;
 
 const NOW: i64 = 1_800_000_000;
 const WEEK: i64 = 7 * 86_400;
@@ -37,29 +40,8 @@ fn record(n: u32, class: &str, ts: i64, machine: &str, build: &str) -> NewRecord
     }
 }
 
-macro_rules! both_engines {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let d = tempfile::tempdir().unwrap();
-                let cfg = super::common::sqlite_config(d.path());
-                super::$name(telem_server::store::Store::open(&cfg).await.unwrap()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(pg) = super::common::pg::cluster() else {
-                    return;
-                };
-                let cfg = super::common::pg_config(&pg.database());
-                super::$name(telem_server::store::Store::open(&cfg).await.unwrap()).await;
-            }
-        }
-    };
-}
-
-async fn hardware_view(s: Store) {
+async fn hardware_view(db: Db) {
+    let s = db.open().await;
     let this = NOW;
     let last = NOW - WEEK;
     let mut n = 0;
@@ -149,7 +131,7 @@ async fn hardware_view(s: Store) {
     );
     assert!(s.hardware(0, NOW).await.is_err());
 }
-both_engines!(hardware_view);
+store_on_both_engines!(hardware_view);
 
 #[test]
 fn hardware_over_http() {

@@ -1,7 +1,10 @@
 //! The storage suite: every test runs against SQLite and against a private PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
+
+use common::Db;
 
 use telem_server::store::schema;
 use telem_server::store::{CountBy, Filter, Inserted, NewRecord, Store};
@@ -32,45 +35,6 @@ fn record(n: u32) -> NewRecord {
     }
 }
 
-/// Where a store of one engine lives.
-enum Db {
-    Sqlite(tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Db {
-    fn config(&self) -> telem_server::Config {
-        match self {
-            Db::Sqlite(d) => common::sqlite_config(d.path()),
-            Db::Postgres(url) => common::pg_config(url),
-        }
-    }
-
-    async fn open(&self) -> Store {
-        Store::open(&self.config()).await.unwrap()
-    }
-}
-
-/// Runs `$body` (an async fn taking a `Db`) once per engine.
-macro_rules! both_engines {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::Sqlite(tempfile::tempdir().unwrap())).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(pg) = super::common::pg::cluster() else {
-                    return;
-                };
-                super::$name(super::Db::Postgres(pg.database())).await;
-            }
-        }
-    };
-}
-
 async fn migrations_are_versioned_and_rerun_safely(db: Db) {
     let latest = match db {
         Db::Sqlite(_) => schema::latest(schema::SQLITE),
@@ -86,7 +50,7 @@ async fn migrations_are_versioned_and_rerun_safely(db: Db) {
     assert_eq!(s.list(&Filter::default(), 10).await.unwrap().len(), 1);
     s.ping().await.unwrap();
 }
-both_engines!(migrations_are_versioned_and_rerun_safely);
+store_on_both_engines!(migrations_are_versioned_and_rerun_safely);
 
 async fn insert_is_idempotent_by_identity(db: Db) {
     let s = db.open().await;
@@ -115,7 +79,7 @@ async fn insert_is_idempotent_by_identity(db: Db) {
     let stored = s.get(a).await.unwrap().unwrap();
     assert_eq!(stored.record, record(1));
 }
-both_engines!(insert_is_idempotent_by_identity);
+store_on_both_engines!(insert_is_idempotent_by_identity);
 
 async fn text_is_stored_as_sent(db: Db) {
     let s = db.open().await;
@@ -127,7 +91,7 @@ async fn text_is_stored_as_sent(db: Db) {
     assert_eq!(s.get(id).await.unwrap().unwrap().record, r);
     assert!(s.get(id + 1000).await.unwrap().is_none());
 }
-both_engines!(text_is_stored_as_sent);
+store_on_both_engines!(text_is_stored_as_sent);
 
 /// Records that differ in one field each, for the filter tests.
 fn varied() -> Vec<NewRecord> {
@@ -294,7 +258,7 @@ async fn filters(db: Db) {
         .await
         .is_err());
 }
-both_engines!(filters);
+store_on_both_engines!(filters);
 
 async fn keyset_pagination(db: Db) {
     let s = db.open().await;
@@ -320,7 +284,7 @@ async fn keyset_pagination(db: Db) {
     assert_eq!(seen, sorted, "newest first, no repeats");
     assert_eq!(seen.len(), 25);
 }
-both_engines!(keyset_pagination);
+store_on_both_engines!(keyset_pagination);
 
 async fn counts(db: Db) {
     let s = db.open().await;
@@ -358,7 +322,7 @@ async fn counts(db: Db) {
         ]
     );
 }
-both_engines!(counts);
+store_on_both_engines!(counts);
 
 async fn two_instances_store_a_record_once(db: Db) {
     // Two stores (two pools, as two server processes would have) insert the same records
@@ -395,7 +359,7 @@ async fn two_instances_store_a_record_once(db: Db) {
         recs.len()
     );
 }
-both_engines!(two_instances_store_a_record_once);
+store_on_both_engines!(two_instances_store_a_record_once);
 
 // ---- Crash grouping, retention, population ----
 
@@ -617,7 +581,7 @@ async fn crash_groups_and_regroup(db: Db) {
     s.regroup(&skip).await.unwrap();
     assert_eq!(group_keys(&s, &all).await[0], k("parse_config", APP, 3));
 }
-both_engines!(crash_groups_and_regroup);
+store_on_both_engines!(crash_groups_and_regroup);
 
 const NOW: i64 = 1_750_000_000;
 const DAY: i64 = 86_400;
@@ -696,7 +660,7 @@ async fn purge_by_age_and_classification(db: Db) {
     let again = s.purge(&per_class, NOW).await.unwrap();
     assert!(again.iter().all(|p| p.deleted == 0), "{again:?}");
 }
-both_engines!(purge_by_age_and_classification);
+store_on_both_engines!(purge_by_age_and_classification);
 
 async fn purge_deletes_more_than_one_chunk(db: Db) {
     let s = db.open().await;
@@ -722,7 +686,7 @@ async fn purge_deletes_more_than_one_chunk(db: Db) {
     assert_eq!(done[0].deleted, 12_000);
     assert_eq!(remaining(&s).await, vec![20_000]);
 }
-both_engines!(purge_deletes_more_than_one_chunk);
+store_on_both_engines!(purge_deletes_more_than_one_chunk);
 
 async fn heartbeat_population_per_build(db: Db) {
     let s = db.open().await;
@@ -773,7 +737,7 @@ async fn heartbeat_population_per_build(db: Db) {
         ]
     );
 }
-both_engines!(heartbeat_population_per_build);
+store_on_both_engines!(heartbeat_population_per_build);
 
 /// Creates the schema of the first version (1) and stores one crash record in it, as that
 /// version did (no signature columns).
@@ -837,4 +801,4 @@ async fn upgrade_from_schema_1_then_regroup(db: Db) {
         sig("parse_config", APP)
     );
 }
-both_engines!(upgrade_from_schema_1_then_regroup);
+store_on_both_engines!(upgrade_from_schema_1_then_regroup);

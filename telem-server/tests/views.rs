@@ -2,32 +2,12 @@
 //! posted through the collector, the heartbeat population, and the CSV and JSON-lines export.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::{v4_headers, with, TestServer};
 use serde_json::Value;
 use telem_server::store::{NewRecord, Store};
-
-/// Runs `$name(config)` once on SQLite and once on a private PostgreSQL database.
-macro_rules! both_engines {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                let d = tempfile::tempdir().unwrap();
-                super::$name(super::common::sqlite_config(d.path()));
-            }
-
-            #[test]
-            fn postgres() {
-                let Some(pg) = super::common::pg::cluster() else {
-                    return;
-                };
-                super::$name(super::common::pg_config(&pg.database()));
-            }
-        }
-    };
-}
 
 const CRASH: &str = "Process: /usr/bin/app\nPID: 100\nSignal: 6\n\nBacktrace (TID 100):\n\
     #0 __pthread_kill_implementation() - [/usr/lib64/libc.so.6] - pthread_kill.c:44\n\
@@ -135,7 +115,7 @@ fn crashes_population_and_export(cfg: telem_server::Config) {
     assert_eq!(s.get("/api/v1/export.csv?payload_regex=(").status, 400);
     assert_eq!(s.get("/api/v1/export.csv?nope=1").status, 400);
 }
-both_engines!(crashes_population_and_export);
+server_on_both_engines!(crashes_population_and_export);
 
 /// A hello record received at `ts_reception`.
 fn hello(n: u32, ts_reception: i64) -> NewRecord {
@@ -200,7 +180,7 @@ fn export_spans_many_pages(cfg: telem_server::Config) {
     let csv = s.get("/api/v1/export.csv");
     assert_eq!(csv.body.lines().count(), 2501);
 }
-both_engines!(export_spans_many_pages);
+server_on_both_engines!(export_spans_many_pages);
 
 fn the_server_purges_at_start(mut cfg: telem_server::Config) {
     let now = telem_server::store::schema::unix_now();
@@ -233,4 +213,4 @@ fn the_server_purges_at_start(mut cfg: telem_server::Config) {
     let r = s.get("/api/v1/records").json();
     assert_eq!(r["records"][0]["payload"], "payload 2");
 }
-both_engines!(the_server_purges_at_start);
+server_on_both_engines!(the_server_purges_at_start);

@@ -4,31 +4,12 @@
 //! checked escaped in the raw HTML.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use common::{v4_headers, with, TestServer};
-
-macro_rules! both_engines {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                let d = tempfile::tempdir().unwrap();
-                super::$name(super::common::sqlite_config(d.path()));
-            }
-
-            #[test]
-            fn postgres() {
-                let Some(pg) = super::common::pg::cluster() else {
-                    return;
-                };
-                super::$name(super::common::pg_config(&pg.database()));
-            }
-        }
-    };
-}
 
 /// A function name that would run in a page that did not escape it.
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
@@ -330,7 +311,7 @@ fn crash_pages(cfg: telem_server::Config) {
     assert!(skip.body.contains("data-entry=\"abort\""));
     assert!(!skip.body.contains("load_file [app]"));
 }
-both_engines!(crash_pages);
+server_on_both_engines!(crash_pages);
 
 fn hardware_page(cfg: telem_server::Config) {
     let s = TestServer::start(cfg);
@@ -360,7 +341,7 @@ fn hardware_page(cfg: telem_server::Config) {
     assert!(p.body.contains("<svg id=\"thermal-chart\""));
     assert_eq!(get(&s, "/hardware?weeks=0").status, 400);
 }
-both_engines!(hardware_page);
+server_on_both_engines!(hardware_page);
 
 #[test]
 fn the_crash_pages_want_a_session() {

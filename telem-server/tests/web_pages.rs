@@ -4,6 +4,7 @@
 //! and the security headers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -11,27 +12,6 @@ use std::time::Duration;
 use common::{v4_headers, with, TestServer};
 
 const TOKEN: &str = "query-token-0123456789";
-
-/// Runs `$name(config)` once on SQLite and once on a private PostgreSQL database.
-macro_rules! both_engines {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                let d = tempfile::tempdir().unwrap();
-                super::$name(super::common::sqlite_config(d.path()));
-            }
-
-            #[test]
-            fn postgres() {
-                let Some(pg) = super::common::pg::cluster() else {
-                    return;
-                };
-                super::$name(super::common::pg_config(&pg.database()));
-            }
-        }
-    };
-}
 
 /// An answer with every header.
 #[derive(Debug)]
@@ -243,7 +223,7 @@ fn login_logout_and_redirects(cfg: telem_server::Config) {
     b.cookie = None;
     assert_eq!(b.get("/records").status, 303);
 }
-both_engines!(login_logout_and_redirects);
+server_on_both_engines!(login_logout_and_redirects);
 
 #[test]
 fn a_session_is_accepted_by_another_server_with_the_same_token() {
@@ -356,7 +336,7 @@ fn hostile_records_are_escaped(cfg: telem_server::Config) {
     let want = escaped("org.evil/x/<textarea><img src=x onerror=alert(3)>");
     assert!(list.contains(&want), "{want} not in {list}");
 }
-both_engines!(hostile_records_are_escaped);
+server_on_both_engines!(hostile_records_are_escaped);
 
 /// `s` as the templates escape it.
 fn escaped(s: &str) -> String {
@@ -514,7 +494,7 @@ fn records_filters_pages_and_poll(cfg: telem_server::Config) {
     );
     assert_eq!(b.get("/records/999999").status, 404);
 }
-both_engines!(records_filters_pages_and_poll);
+server_on_both_engines!(records_filters_pages_and_poll);
 
 fn record_page_links(cfg: telem_server::Config) {
     let s = TestServer::start(cfg);
@@ -556,7 +536,7 @@ fn record_page_links(cfg: telem_server::Config) {
     let list = b.get(&href(&p.body, "machine-records").unwrap());
     assert_eq!(row_ids(&list.body), [id]);
 }
-both_engines!(record_page_links);
+server_on_both_engines!(record_page_links);
 
 fn overview_and_population_numbers(cfg: telem_server::Config) {
     let s = TestServer::start(cfg);
@@ -647,7 +627,7 @@ fn overview_and_population_numbers(cfg: telem_server::Config) {
         p.body
     );
 }
-both_engines!(overview_and_population_numbers);
+server_on_both_engines!(overview_and_population_numbers);
 
 #[test]
 fn the_cookie_is_secure_behind_a_tls_proxy() {

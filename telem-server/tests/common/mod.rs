@@ -195,3 +195,70 @@ pub fn with(
 }
 
 pub const EVENT: &str = "3a2d799826edc6266d72824d2aac6763";
+
+/// A database for one storage test: an SQLite file in its own directory, or a PostgreSQL
+/// database of the private cluster.
+pub enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Db {
+    pub fn config(&self) -> Config {
+        match self {
+            Db::Sqlite(d) => sqlite_config(d.path()),
+            Db::Postgres(url) => pg_config(url),
+        }
+    }
+
+    pub async fn open(&self) -> telem_server::store::Store {
+        telem_server::store::Store::open(&self.config())
+            .await
+            .unwrap()
+    }
+}
+
+/// `store_on_both_engines!(name)`: runs `async fn name(db: Db)` once on SQLite and once on
+/// PostgreSQL (which skips with a note when PostgreSQL is missing, and fails under CI).
+#[allow(unused_macros)]
+macro_rules! store_on_both_engines {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Db::Sqlite(tempfile::tempdir().unwrap())).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(pg) = $crate::common::pg::cluster() else {
+                    return;
+                };
+                super::$name($crate::common::Db::Postgres(pg.database())).await;
+            }
+        }
+    };
+}
+
+/// `server_on_both_engines!(name)`: runs `fn name(config: Config)` once with a configuration
+/// on SQLite and once on PostgreSQL (skipped or failed as above).
+#[allow(unused_macros)]
+macro_rules! server_on_both_engines {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                let d = tempfile::tempdir().unwrap();
+                super::$name($crate::common::sqlite_config(d.path()));
+            }
+
+            #[test]
+            fn postgres() {
+                let Some(pg) = $crate::common::pg::cluster() else {
+                    return;
+                };
+                super::$name($crate::common::pg_config(&pg.database()));
+            }
+        }
+    };
+}
