@@ -1,6 +1,7 @@
 //! Where the daemons (`telemprobd`, `telempostd`) log: the systemd journal, with structured
 //! fields and their own `SYSLOG_IDENTIFIER`, when systemd runs them; stderr otherwise. The
-//! level comes from `RUST_LOG` (default `info`; per-record events are at `debug`).
+//! level comes from `RUST_LOG` (default `info`; per-record events are at `debug`), read as a
+//! list of `target=level` and bare `level` items ([`filter_from`]).
 //!
 //! One crate so that both daemons decide the same way. It is not part of `libtelemetry`: that
 //! crate is also the C library, which has no use for a subscriber. The crash probe sets up its
@@ -9,9 +10,10 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::Layer;
 
 /// True when systemd runs us as a service, so logs belong in the journal.
 ///
@@ -34,7 +36,8 @@ pub fn started_by_systemd() -> bool {
 /// Installs the global subscriber for the program `ident`. Never fails: when the journal cannot
 /// be reached (its socket missing), says so on stderr and logs there.
 pub fn init(ident: &str) {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = || filter_from(rust_log.as_deref());
     let journald = if started_by_systemd() {
         match tracing_journald::layer() {
             Ok(l) => Some(l.with_syslog_identifier(ident.to_owned())),
@@ -62,5 +65,65 @@ pub fn init(ident: &str) {
     };
     if let Err(e) = result {
         eprintln!("{ident}: logging not set up: {e}");
+    }
+}
+
+/// The level filter a `RUST_LOG` value asks for: comma-separated `target=level` and bare `level`
+/// items (`warn`, `telempostd=debug,info`, `off`), a target matching itself and every module
+/// below it; a bare word is a target at every level. Unset, empty or not understood: `info`.
+///
+/// `tracing_subscriber`'s `Targets`, not its `EnvFilter`: the same syntax for these lists, but no
+/// span or field filters and no regular expressions, whose matcher was a fifth of each daemon's
+/// code and stayed mapped while idle (docs/benchmarks.md, "Idle cost").
+pub fn filter_from(rust_log: Option<&str>) -> Targets {
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    match rust_log.map(str::trim) {
+        None | Some("") => info(),
+        Some(v) => v.parse().unwrap_or_else(|_| info()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::filter_from;
+    use tracing::level_filters::LevelFilter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_lists_set_levels_per_target() {
+        let f = filter_from(Some("telempostd=debug,warn"));
+        assert!(f.would_enable("telempostd::deliver", &Level::DEBUG));
+        assert!(!f.would_enable("telempostd::deliver", &Level::TRACE));
+        assert!(!f.would_enable("ureq", &Level::INFO));
+        assert!(f.would_enable("ureq", &Level::WARN));
+        // A bare word is a target with every level, the rest off (as `EnvFilter` reads it).
+        let f = filter_from(Some("telemprobd"));
+        assert!(f.would_enable("telemprobd::store", &Level::TRACE));
+        assert!(!f.would_enable("ureq", &Level::ERROR));
+
+        let f = filter_from(Some("debug"));
+        assert!(f.would_enable("telemprobd::store", &Level::DEBUG));
+        assert!(!f.would_enable("telemprobd::store", &Level::TRACE));
+
+        let f = filter_from(Some("off"));
+        assert!(!f.would_enable("telemprobd", &Level::ERROR));
+    }
+
+    #[test]
+    fn unset_empty_or_invalid_rust_log_means_info() {
+        for v in [
+            None,
+            Some(""),
+            Some("  "),
+            Some("x=loud"),
+            Some("a=b=c"),
+            Some("warn,x=verbose"),
+        ] {
+            let f = filter_from(v);
+            assert_eq!(f.default_level(), Some(LevelFilter::INFO), "{v:?}");
+            assert!(f.would_enable("telemprobd", &Level::INFO), "{v:?}");
+            assert!(!f.would_enable("telemprobd", &Level::DEBUG), "{v:?}");
+        }
     }
 }
