@@ -1,6 +1,7 @@
 //! Command line of telempostd. A library module so that `telem-docgen` renders the man page
 //! and shell completions from the definition the binary parses with.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::Tuning;
 /// Delivers spooled telemetry records to the collector.
 ///
 /// The tuning options exist for tests and benchmarks; production uses the defaults.
-#[derive(Debug, Parser)]
+#[derive(Debug, PartialEq, Eq, Parser)]
 #[command(name = "telempostd", version = telemetry::VERSION_TEXT)]
 pub struct Cli {
     /// Read the configuration from FILE alone, on top of the built-in defaults (not the layered files).
@@ -47,6 +48,20 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The command line `args` (program name first, as `std::env::args_os`): the shapes a
+    /// service uses — none, or only `-f FILE` — read directly, everything else by clap.
+    ///
+    /// Building clap's parser touches code that then stays mapped for the daemon's whole life
+    /// (docs/benchmarks.md, "Idle cost"). This is a fast path, not a second grammar: clap parses
+    /// every command line it does not take, and gives the same result for those it takes
+    /// (tested below).
+    pub fn from_args(args: &[OsString]) -> Result<Cli, clap::Error> {
+        match quick_parse(args) {
+            Some(cli) => Ok(cli),
+            None => Cli::try_parse_from(args),
+        }
+    }
+
     /// The tuning knobs given on the command line, defaults for the rest.
     pub fn tuning(&self) -> Tuning {
         let ms = Duration::from_millis;
@@ -60,5 +75,105 @@ impl Cli {
             idle_exit: self.idle_exit_secs.map_or(d.idle_exit, Duration::from_secs),
             keepalive: !self.no_keepalive,
         }
+    }
+}
+
+/// No arguments, or `-f FILE` (any of its spellings, as separate words, FILE not empty and not
+/// starting with `-`); `None` for anything else.
+fn quick_parse(args: &[OsString]) -> Option<Cli> {
+    let config_file = match args.get(1..)? {
+        [] => None,
+        [flag, file] => {
+            let flag = flag.to_str()?;
+            let is_f = matches!(flag, "-f" | "--config-file" | "--config_file");
+            let plain = !file.is_empty() && !file.as_encoded_bytes().starts_with(b"-");
+            if !is_f || !plain {
+                return None;
+            }
+            Some(PathBuf::from(file))
+        }
+        _ => return None,
+    };
+    Some(Cli {
+        config_file,
+        http_timeout_ms: None,
+        connect_timeout_ms: None,
+        retry_base_ms: None,
+        retry_cap_ms: None,
+        scan_interval_ms: None,
+        idle_exit_secs: None,
+        no_keepalive: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command line of up to three words from `vocabulary`, after `program`.
+    fn command_lines(program: &str, vocabulary: &[&str]) -> Vec<Vec<OsString>> {
+        let mut all = vec![vec![]];
+        let mut last: Vec<Vec<&str>> = vec![vec![]];
+        for _ in 0..3 {
+            last = last
+                .iter()
+                .flat_map(|l| vocabulary.iter().map(move |w| [&l[..], &[*w]].concat()))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all.into_iter()
+            .map(|l| {
+                std::iter::once(program)
+                    .chain(l)
+                    .map(OsString::from)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_path_gives_what_clap_gives() {
+        Cli::command().debug_assert();
+        let vocabulary = [
+            "-f",
+            "--config-file",
+            "--config_file",
+            "--config-file=/a",
+            "/x.conf",
+            "-",
+            "",
+            "--http-timeout-ms",
+            "7",
+            "--no-keepalive",
+            "--idle-exit-secs",
+            "-h",
+            "--help",
+            "-V",
+            "--bogus",
+        ];
+        let mut fast = 0;
+        for args in command_lines("telempostd", &vocabulary) {
+            if let Some(quick) = quick_parse(&args) {
+                fast += 1;
+                assert_eq!(Cli::try_parse_from(&args).ok(), Some(quick), "{args:?}");
+            }
+        }
+        // No argument, and -f under its three names with each of the two plain values.
+        assert_eq!(fast, 7);
+        let args: Vec<OsString> = ["telempostd", "-f", "/etc/t.conf"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(
+            Cli::from_args(&args).unwrap().config_file,
+            Some(PathBuf::from("/etc/t.conf"))
+        );
+        let help: Vec<OsString> = ["telempostd", "--help"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(!Cli::from_args(&help).unwrap_err().use_stderr());
     }
 }

@@ -4,14 +4,14 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use telemetry::Config;
 use telempostd::cli::Cli;
 use telempostd::{Exit, Options};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
 use telemetry::Config;
 use telemprobd::cli::Cli;
 use telemprobd::shutdown::{Event, Signals};
@@ -12,7 +11,8 @@ use telemprobd::{listener, server};
 use tokio::sync::{oneshot, watch};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
