@@ -7,7 +7,10 @@
 #  - `cfloor` / `telem-record-gen` / `libsend`: build a record and send it to answerd, a daemon
 #    that answers at once, so only the client's cost is measured. cfloor (bench/cfloor.c) is the
 #    floor of a lean C client doing the same; libsend is a C program sending through our
-#    libtelemetry.so.4.
+#    libtelemetry.so.4;
+#  - `corig` / `telem-record-gen` again: corig (bench/corig.c) does, for one record, the steps
+#    the original library documents for a create + send (every header fact read afresh, the
+#    whole configuration file parsed, no answer read): the baseline for the send target.
 # --profile adds callgrind instruction counts of the -n -o runs (needs valgrind): where start-up
 # goes. --also times another build of telem-record-gen (an older commit's) in the same rounds. The C programs are built here with gcc. Writes nothing outside target/.
 set -euo pipefail
@@ -29,7 +32,7 @@ out=$PWD/target/bench-startup
 clib=$out/clib
 mkdir -p "$out"
 sh libtelemetry/build-so.sh target/release/libtelemetry.a "$clib" >/dev/null
-for p in cfloor answerd spawnbench; do
+for p in cfloor corig answerd spawnbench; do
   gcc -O2 -Wall -o "$out/$p" "bench/$p.c"
 done
 gcc -O2 -Wall -o "$out/libsend" bench/libsend.c -Iinclude -L"$clib" -ltelemetry \
@@ -59,6 +62,8 @@ $gen -n -o $args
 $out/cfloor $args
 $gen $args
 $out/libsend org.example/bench/cli payload
+$out/corig $args
+$gen $args
 EOT
 if [ -n "$also" ]; then
   printf '%s -n -o %s\n%s %s\n' "$also" "$args" "$also" "$args" >> "$root/commands"
