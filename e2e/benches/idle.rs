@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p telemprobd -p telempostd
-//! cargo bench -p e2e --bench idle [-- [--secs 60] [--old DIR]]
+//! cargo bench -p e2e --bench idle [-- [--secs 60] [--old DIR] [--smaps]]
 //! ```
 //!
 //! Each build gets its own temporary root (the tests' layout: `-f <config>`, `TELEM_ROOT`), an
@@ -19,7 +19,8 @@
 //! `/proc/<pid>/task/*/status`; a thread that ends within the window takes its own with it, so
 //! threads that ended are counted apart), CPU time (`/proc/<pid>/stat` utime + stime), threads
 //! and VmRSS at the end. `--old DIR` measures a second build (`DIR/telemprobd`,
-//! `DIR/telempostd`) side by side. The baseline is a C program compiled here with `cc` that
+//! `DIR/telempostd`) side by side; `--smaps` also prints, per process and window, its RSS by
+//! mapping (`/proc/<pid>/smaps`: each file's mappings summed, anonymous ones together). The baseline is a C program compiled here with `cc` that
 //! binds a Unix socket and blocks in `accept`: 0 wake-ups, 1 thread.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -298,6 +299,40 @@ fn report(title: &str, secs: u64, procs: &[&Proc], w: &[Window]) {
     }
 }
 
+/// RSS per mapped file (anonymous mappings, heap and stack together as `[anon]`), largest first.
+fn smaps(pid: u32) -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by: HashMap<String, u64> = HashMap::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let path = words.nth(4).unwrap_or("");
+            current = if path.starts_with('/') {
+                path.rsplit('/').next().unwrap_or(path).to_string()
+            } else {
+                "[anon]".to_string()
+            };
+        } else if first == "Rss:" {
+            *by.entry(current.clone()).or_default() += status_field(line, "Rss:");
+        }
+    }
+    let mut v: Vec<(String, u64)> = by.into_iter().filter(|(_, k)| *k > 0).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+fn print_smaps(procs: &[&Proc]) {
+    for p in procs {
+        let parts: Vec<String> = smaps(p.child.id())
+            .iter()
+            .map(|(name, kib)| format!("{name} {kib}"))
+            .collect();
+        println!("  {} KiB: {}", p.name, parts.join(", "));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
@@ -306,6 +341,7 @@ fn main() {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let secs: u64 = arg("--secs").map_or(60, |s| s.parse().expect("--secs N"));
+    let by_mapping = args.iter().any(|a| a == "--smaps");
     let new_dir = e2e::profile_dir();
     for b in ["telemprobd", "telempostd"] {
         assert!(
@@ -336,6 +372,9 @@ fn main() {
     }
     let w = measure(&procs, secs);
     report("idle after start", secs, &procs, &w);
+    if by_mapping {
+        print_smaps(&procs);
+    }
 
     let mut delivered = 0;
     for b in &builds {
@@ -355,6 +394,9 @@ fn main() {
         &procs,
         &w,
     );
+    if by_mapping {
+        print_smaps(&procs);
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("\nload average at end: {}", load.trim());
 }
