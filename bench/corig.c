@@ -16,12 +16,13 @@
  *    lines, comments, [sections], key=value, `\s` unescaping), keeping every [settings] value;
  *    a stream socket with a 1 s receive timeout, a blocking connect to socket_path, then
  *    non-blocking; the frame (size, header size, headers, payload, NUL) assembled and written
- *    with EAGAIN retried up to 100 times; closed without reading an answer, as the original;
+ *    with EAGAIN retried up to 100 times; closed without reading an answer, as the original
+ *    (with -a it waits for the daemon's 4-byte answer first, as our library does);
  *  - free: every allocation released.
  * Paths are under $TELEM_ROOT when set (as our library reads them in tests and benchmarks).
  * One executable: the original's probes load libtelemetry.so.4 as a shared library, which costs
  * them more start-up than this.
- *   corig [-s N] -c CLASS -p PAYLOAD */
+ *   corig [-a] [-s N] -c CLASS -p PAYLOAD */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <stdarg.h>
@@ -335,6 +336,8 @@ static int set_payload(struct record *r, const char *payload)
         return 0;
 }
 
+static int wait_answer;
+
 static int send_record(struct record *r)
 {
         char optin[4096];
@@ -393,6 +396,12 @@ static int send_record(struct record *r)
                 tries = 0;
                 done += (size_t)w;
         }
+        if (ret == 0 && wait_answer) {
+                int32_t status = -1;
+                fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+                if (recv(fd, &status, 4, MSG_WAITALL) != 4 || status != 0)
+                        ret = -EIO;
+        }
         free(frame);
         close(fd);
         return ret;
@@ -414,8 +423,9 @@ int main(int argc, char **argv)
         uint32_t sev = 1;
         struct record *r = NULL;
         int c, ret;
-        while ((c = getopt(argc, argv, "c:s:p:")) != -1) {
+        while ((c = getopt(argc, argv, "ac:s:p:")) != -1) {
                 switch (c) {
+                case 'a': wait_answer = 1; break;
                 case 'c': cls = optarg; break;
                 case 's': sev = (uint32_t)atoi(optarg); break;
                 case 'p': payload = optarg; break;

@@ -10,7 +10,8 @@
 #    libtelemetry.so.4;
 #  - `corig` / `telem-record-gen` again: corig (bench/corig.c) does, for one record, the steps
 #    the original library documents for a create + send (every header fact read afresh, the
-#    whole configuration file parsed, no answer read): the baseline for the send target.
+#    whole configuration file parsed, no answer read): the baseline for the send target; `corig
+#    -a` does the same and then waits for the daemon's answer, as our client does.
 # --profile adds callgrind instruction counts of the -n -o runs (needs valgrind): where start-up
 # goes. --also times another build of telem-record-gen (an older commit's) in the same rounds. The C programs are built here with gcc. Writes nothing outside target/.
 set -euo pipefail
@@ -63,6 +64,8 @@ $out/cfloor $args
 $gen $args
 $out/libsend org.example/bench/cli payload
 $out/corig $args
+$gen $args
+$out/corig -a $args
 $gen $args
 EOT
 if [ -n "$also" ]; then
