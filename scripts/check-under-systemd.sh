@@ -37,7 +37,9 @@ command -v nsenter >/dev/null || fail "needs nsenter (util-linux)"
 for b in telemprobd telempostd telemctl telem-record-gen telem-collector telem-docgen; do
   if [ ! -x "$profile_dir/$b" ]; then
     [ "$profile_dir" = target/release ] || fail "$profile_dir/$b is missing: build first"
-    cargo build --release --workspace
+    # The daemons alone, so telem-server's tokio features do not reach them (install.sh too).
+    cargo build --release -p telemprobd -p telempostd
+    cargo build --release --workspace --exclude telemprobd --exclude telempostd
     break
   fi
 done

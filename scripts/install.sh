@@ -57,7 +57,11 @@ FISHCOMPLETIONDIR=${FISHCOMPLETIONDIR:-$DATADIR/fish/vendor_completions.d}
 
 bins="telemprobd telempostd telemctl telem_journal telem-record-gen crashprobe klogscanner journalprobe pstoreprobe pstoreclean hprobe rasprobe"
 if [ "$build" = 1 ]; then
-  cargo build --release --locked --workspace --exclude telem-collector
+  # The daemons alone first: built with the whole workspace, cargo would unify tokio's features
+  # with telem-server's and link its multi-thread scheduler (and libm) into them.
+  cargo build --release --locked -p telemprobd -p telempostd
+  cargo build --release --locked --workspace --exclude telem-collector --exclude telemprobd \
+    --exclude telempostd
   profile_dir=target/release
 fi
 for b in $bins telem-docgen; do

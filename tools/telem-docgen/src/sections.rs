@@ -50,7 +50,14 @@ pub fn extra(bin: &str) -> Option<Extra> {
              wins over it).",
         ),
     ];
-    if daemon || probe {
+    if daemon {
+        environment.push(e(
+            "RUST_LOG",
+            "Log level, or a list of target=level items (e.g. debug, or telempostd=debug,warn); \
+             unset, empty or not understood means info. Span and field filters and regular \
+             expressions are not read.",
+        ));
+    } else if probe {
         environment.push(e(
             "RUST_LOG",
             "Log level and filter (tracing's env-filter syntax, e.g. debug); the default logs \
