@@ -10,10 +10,14 @@
 //! - **bulk**: the same rows inserted into a fresh database of the same engine with multi-row
 //!   INSERTs of 1000 rows per statement (each statement its own transaction, SQLite with the
 //!   server's WAL and `synchronous = FULL`), the fastest way in without the protocol;
+//! - **batches**: the server's own `insert_batch` called in-process with `senders` rows at a
+//!   time on a fresh database: what the writer's transactions cost without HTTP;
 //!
-//! and their ratio. `--batch-max N` sets the server's `ingest.batch_max` (1: a commit per
-//! record, to see what group commit gives). `--rounds N` repeats both N times, alternating, and prints each round and
-//! the median ratio, so a busy machine shows its noise.
+//! and the ratio of server to bulk, with where the time goes (records per commit and the mean
+//! time in the handler, from the server's `/metrics`). `--batch-max N` sets the server's
+//! `ingest.batch_max` (1: a commit per record, to see what group commit gives). `--rounds N`
+//! repeats all three N times, alternating, and prints each round and the median ratio, so a busy
+//! machine shows its noise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -69,14 +73,26 @@ fn row(n: u64) -> NewRecord {
     NewRecord::from_submission(sub, Form::Headers, ts_capture, 1_700_000_100, None)
 }
 
-/// Records/s through the server with `senders` kept-alive clients, and its peak RSS (KiB).
-fn through_server(
-    target: &Target,
-    dir: &Path,
-    extra: &str,
-    records: u64,
-    senders: u64,
-) -> (f64, u64) {
+/// What one run through the server measured.
+struct Run {
+    rate: f64,
+    rss_kib: u64,
+    /// Records per committed transaction (group commit at work).
+    per_commit: f64,
+    /// Mean time a request spent in the server's handler (checks, queue, commit), ms.
+    handler_ms: f64,
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Records/s through the server with `senders` kept-alive clients, and what its metrics say.
+fn through_server(target: &Target, dir: &Path, extra: &str, records: u64, senders: u64) -> Run {
     let server = Server::start(target, dir, extra);
     let url = format!("http://127.0.0.1:{}/v2/collector", server.port);
     let started = Instant::now();
@@ -99,7 +115,43 @@ fn through_server(
         }
     });
     let rate = records as f64 / started.elapsed().as_secs_f64();
-    (rate, server.peak_rss_kib())
+    let m = agent()
+        .get(format!("http://127.0.0.1:{}/metrics", server.port))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    Run {
+        rate,
+        rss_kib: server.peak_rss_kib(),
+        per_commit: metric(&m, "telem_server_records_ingested_total")
+            / metric(&m, "telem_server_commits_total"),
+        handler_ms: 1000.0 * metric(&m, "telem_server_ingest_seconds_sum")
+            / metric(&m, "telem_server_ingest_seconds_count"),
+    }
+}
+
+/// Records/s of the server's own `insert_batch` called in-process with `per` rows at a time
+/// (what 8 senders that each wait for their answer hand the writer), on a fresh database: the
+/// most the server could ingest if HTTP cost nothing.
+fn batches(target: &Target, rows: &[NewRecord], per: usize) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = telem_server::store::Store::open(&target.config())
+            .await
+            .unwrap();
+        let started = Instant::now();
+        for chunk in rows.chunks(per) {
+            store.insert_batch(chunk).await.unwrap();
+        }
+        let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+        store.close().await;
+        rate
+    })
 }
 
 const COLUMNS: &str = "identity, form, external, machine_id, classification, severity, build, \
@@ -219,19 +271,31 @@ fn main() {
     for engine in ["sqlite", "postgres"] {
         let mut ratios = Vec::new();
         for round in 1..=rounds {
-            let (Some(server_db), Some(bulk_db)) = (target(engine), target(engine)) else {
+            let (Some(server_db), Some(bulk_db), Some(batch_db)) =
+                (target(engine), target(engine), target(engine))
+            else {
                 println!("{engine}: skipped (no PostgreSQL here)");
                 break;
             };
-            let (rate, rss) = through_server(&server_db, dir.path(), &extra, records, senders);
+            let run = through_server(&server_db, dir.path(), &extra, records, senders);
             let base = bulk(&bulk_db, &rows);
-            let ratio = rate / base;
+            let direct = batches(&batch_db, &rows, senders as usize);
+            let ratio = run.rate / base;
             ratios.push(ratio);
             println!(
-                "{engine} round {round}: server {rate:.0} records/s ({senders} senders, kept-alive), \
+                "{engine} round {round}: server {:.0} records/s ({senders} senders, kept-alive), \
                  bulk {base:.0} records/s ({BULK} rows per INSERT), ratio {ratio:.2}, \
-                 server peak RSS {:.1} MiB",
-                rss as f64 / 1024.0
+                 server peak RSS {:.1} MiB\n  where the time goes: {:.1} records per commit, \
+                 {:.2} ms per request in the handler, {:.2} ms per request round trip per sender; \
+                 insert_batch of {senders} rows in-process {direct:.0} records/s \
+                 ({:.2} ms per batch, ratio {:.2} to bulk)",
+                run.rate,
+                run.rss_kib as f64 / 1024.0,
+                run.per_commit,
+                run.handler_ms,
+                1000.0 * senders as f64 / run.rate,
+                1000.0 * senders as f64 / direct,
+                direct / base,
             );
         }
         if !ratios.is_empty() {

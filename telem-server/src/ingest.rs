@@ -68,35 +68,41 @@ async fn writer(
     // Waits for one record, then takes whatever else arrived meanwhile: no timer, so a lone
     // record is committed at once and a burst shares one transaction.
     while rx.recv_many(&mut jobs, batch_max).await > 0 {
-        let records: Vec<NewRecord> = jobs.iter().map(|j| j.record.clone()).collect();
+        let (records, replies): (Vec<NewRecord>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.record, j.reply)).unzip();
+        let started = std::time::Instant::now();
         match store.insert_batch(&records).await {
             Ok(outcomes) => {
                 metrics.batch();
-                debug!(records = records.len(), "batch committed");
-                for (job, out) in jobs.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(Ok(out));
+                debug!(
+                    records = records.len(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "batch committed"
+                );
+                for (reply, out) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(out));
                 }
             }
-            Err(e) if jobs.len() > 1 => {
+            Err(e) if records.len() > 1 => {
                 // One bad record must not fail its neighbours: commit each on its own.
-                warn!(error = %e, records = jobs.len(), "batch failed; committing one by one");
-                for job in jobs.drain(..) {
+                warn!(error = %e, records = records.len(), "batch failed; committing one by one");
+                for (record, reply) in records.iter().zip(replies) {
                     let r = store
-                        .insert_batch(std::slice::from_ref(&job.record))
+                        .insert_batch(std::slice::from_ref(record))
                         .await
                         .map_err(Arc::new)
                         .and_then(|v| v.into_iter().next().ok_or_else(|| Arc::new(empty())));
                     if r.is_ok() {
                         metrics.batch();
                     }
-                    let _ = job.reply.send(r);
+                    let _ = reply.send(r);
                 }
             }
             Err(e) => {
                 warn!(error = %e, "commit failed");
                 let e = Arc::new(e);
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }

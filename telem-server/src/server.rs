@@ -4,8 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::http::{router, AppState};
@@ -94,6 +95,13 @@ pub async fn run(
         }
         None => {
             info!(addr = %listener.local_addr()?, tls = false, "listening");
+            // As on the TLS path: a response written in pieces must not wait for the client's
+            // delayed ACK (Nagle); axum::serve leaves the option as the kernel sets it (off).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;

@@ -1,15 +1,17 @@
 //! Group commit: records that wait while a commit is in progress share the next transaction.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Db;
 use sqlx::Connection as _;
 use telem_server::ingest::Ingest;
 use telem_server::metrics::Metrics;
-use telem_server::store::{Filter, NewRecord, Store};
+use telem_server::store::{Filter, Inserted, NewRecord, Store};
 
 fn record(n: u32) -> NewRecord {
     NewRecord {
@@ -148,3 +150,30 @@ async fn a_record_the_database_refuses_does_not_fail_its_batch() {
     drop(ingest);
     writer.await.unwrap();
 }
+
+/// A batch longer than one multi-row INSERT: duplicates of stored rows and of earlier records
+/// of the same batch (in another statement of it) are found, each record gets its own answer,
+/// in order, and nothing is stored twice.
+async fn a_long_batch_answers_each_record_in_order(db: Db) {
+    let s = db.open().await;
+    let stored = s.insert_batch(&[record(7), record(2001)]).await.unwrap();
+    let mut batch: Vec<NewRecord> = (0..2500).map(record).collect();
+    batch.push(record(3)); // a duplicate of the first statement's row, in the third statement
+    batch.push(record(3));
+    let out = s.insert_batch(&batch).await.unwrap();
+    assert_eq!(out.len(), 2502);
+    assert_eq!(out[7], Inserted::Duplicate(stored[0].id()));
+    assert_eq!(out[2001], Inserted::Duplicate(stored[1].id()));
+    assert_eq!(out[2500], Inserted::Duplicate(out[3].id()));
+    assert_eq!(out[2501], Inserted::Duplicate(out[3].id()));
+    for (n, o) in out.iter().enumerate().take(2500) {
+        if n == 7 || n == 2001 {
+            continue;
+        }
+        assert!(matches!(o, Inserted::New(_)), "record {n}: {o:?}");
+        let row = s.get(o.id()).await.unwrap().unwrap();
+        assert_eq!(row.record, record(n as u32), "record {n}");
+    }
+    assert_eq!(s.list(&Filter::default(), 5000).await.unwrap().len(), 2500);
+}
+store_on_both_engines!(a_long_batch_answers_each_record_in_order);

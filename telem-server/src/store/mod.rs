@@ -315,40 +315,66 @@ pub(crate) const COLUMNS: &str = "identity, form, external, machine_id, classifi
     event_id, payload_version, record_version, ts_capture, ts_reception, payload, crash_function, \
     crash_module";
 
-pub(crate) const INSERT: &str = "INSERT INTO records (identity, form, external, machine_id, \
-    classification, severity, build, kernel_version, arch, host_type, board_name, cpu_model, \
-    bios_version, system_name, event_id, payload_version, record_version, ts_capture, \
-    ts_reception, payload, crash_function, crash_module) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-    $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ON CONFLICT (identity) DO NOTHING RETURNING id";
+/// Rows per multi-row INSERT (and identities per duplicate lookup): 22 parameters a row stays
+/// under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters per statement.
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
-/// Binds the fields of a [`NewRecord`] in [`INSERT`] order.
-macro_rules! bind_record {
-    ($q:expr, $r:expr) => {
-        $q.bind(&$r.identity)
-            .bind(&$r.form)
-            .bind($r.external)
-            .bind(&$r.machine_id)
-            .bind(&$r.classification)
-            .bind($r.severity)
-            .bind(&$r.build)
-            .bind(&$r.kernel_version)
-            .bind(&$r.arch)
-            .bind(&$r.host_type)
-            .bind(&$r.board_name)
-            .bind(&$r.cpu_model)
-            .bind(&$r.bios_version)
-            .bind(&$r.system_name)
-            .bind(&$r.event_id)
-            .bind($r.payload_version)
-            .bind($r.record_version)
-            .bind($r.ts_capture)
-            .bind($r.ts_reception)
-            .bind(&$r.payload)
-            .bind($r.crash.as_ref().map(|c| c.function.clone()))
-            .bind($r.crash.as_ref().map(|c| c.module.clone()))
+/// Pushes the fields of a [`NewRecord`] into a row of a multi-row INSERT, in [`COLUMNS`] order.
+macro_rules! push_record {
+    ($b:expr, $r:expr) => {
+        $b.push_bind(&$r.identity)
+            .push_bind(&$r.form)
+            .push_bind($r.external)
+            .push_bind(&$r.machine_id)
+            .push_bind(&$r.classification)
+            .push_bind($r.severity)
+            .push_bind(&$r.build)
+            .push_bind(&$r.kernel_version)
+            .push_bind(&$r.arch)
+            .push_bind(&$r.host_type)
+            .push_bind(&$r.board_name)
+            .push_bind(&$r.cpu_model)
+            .push_bind(&$r.bios_version)
+            .push_bind(&$r.system_name)
+            .push_bind(&$r.event_id)
+            .push_bind($r.payload_version)
+            .push_bind($r.record_version)
+            .push_bind($r.ts_capture)
+            .push_bind($r.ts_reception)
+            .push_bind(&$r.payload)
+            .push_bind($r.crash.as_ref().map(|c| c.function.as_str()))
+            .push_bind($r.crash.as_ref().map(|c| c.module.as_str()))
     };
 }
-pub(crate) use bind_record;
+pub(crate) use push_record;
+
+/// The outcome of each of `records` (in order) from the ids of the rows the INSERTs created
+/// (`new`, by identity) and of the rows that were stored already (`stored`, by identity): the
+/// first record of an identity in `new` is [`Inserted::New`], any later one a duplicate of it.
+pub(crate) fn outcomes(
+    records: &[NewRecord],
+    mut new: std::collections::HashMap<String, i64>,
+    stored: &std::collections::HashMap<String, i64>,
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut claimed = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let done = if let Some(id) = new.remove(&r.identity) {
+            claimed.insert(r.identity.as_str(), id);
+            Inserted::New(id)
+        } else if let Some(id) = claimed.get(r.identity.as_str()) {
+            Inserted::Duplicate(*id)
+        } else if let Some(id) = stored.get(&r.identity) {
+            Inserted::Duplicate(*id)
+        } else {
+            // Neither inserted nor found: the row vanished in between (a purge on another
+            // instance); the batch fails and each record is retried on its own.
+            return Err(StoreError::Db(sqlx::Error::RowNotFound));
+        };
+        out.push(done);
+    }
+    Ok(out)
+}
 
 /// Binds filter parameters in order.
 macro_rules! bind_params {
@@ -410,35 +436,65 @@ macro_rules! record_from_row {
 pub(crate) use record_from_row;
 
 /// The engine methods, the same statements for both pools: `$begin` opens a write
-/// transaction, `$dialect` picks the operators of the filters.
+/// transaction, `$dialect` picks the operators of the filters, `$db` is the sqlx database.
 macro_rules! engine_methods {
-    ($begin:expr, $dialect:expr) => {
+    ($begin:expr, $dialect:expr, $db:ty) => {
         pub async fn insert_batch(
             &self,
             records: &[$crate::store::NewRecord],
         ) -> Result<Vec<$crate::store::Inserted>, $crate::store::StoreError> {
-            use sqlx::Row as _;
             let mut tx = self.pool.begin_with($begin).await?;
-            let mut out = Vec::with_capacity(records.len());
-            for r in records {
-                let q = sqlx::query($crate::store::INSERT);
-                let row = $crate::store::bind_record!(q, r)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let done = match row {
-                    Some(row) => $crate::store::Inserted::New(row.try_get("id")?),
-                    None => {
-                        let row = sqlx::query("SELECT id FROM records WHERE identity = $1")
-                            .bind(&r.identity)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        $crate::store::Inserted::Duplicate(row.try_get("id")?)
-                    }
-                };
-                out.push(done);
-            }
+            let out = Self::insert_rows(&mut tx, records).await?;
+            // Work that must commit with the rows (summary tables) goes here, one call each,
+            // given `records` and `out` (the `Inserted::New` ones are the rows just added).
             tx.commit().await?;
             Ok(out)
+        }
+
+        /// Inserts `records` with multi-row INSERTs that skip stored identities, then looks up
+        /// the ids of the skipped ones: a few statements per batch, not two per record.
+        async fn insert_rows<'c>(
+            tx: &mut sqlx::Transaction<'c, $db>,
+            records: &[$crate::store::NewRecord],
+        ) -> Result<Vec<$crate::store::Inserted>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            use std::collections::HashMap;
+            let mut new: HashMap<String, i64> = HashMap::with_capacity(records.len());
+            for chunk in records.chunks($crate::store::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(format!(
+                    "INSERT INTO records ({}) ",
+                    $crate::store::COLUMNS
+                ));
+                q.push_values(chunk, |mut b, r| {
+                    $crate::store::push_record!(b, r);
+                });
+                q.push(" ON CONFLICT (identity) DO NOTHING RETURNING id, identity");
+                for row in q.build().fetch_all(&mut **tx).await? {
+                    new.insert(row.try_get("identity")?, row.try_get("id")?);
+                }
+            }
+            let mut stored: HashMap<String, i64> = HashMap::new();
+            if new.len() < records.len() {
+                // Duplicates: of a stored row, or of an earlier record of this batch.
+                let missing: Vec<&str> = records
+                    .iter()
+                    .map(|r| r.identity.as_str())
+                    .filter(|i| !new.contains_key(*i))
+                    .collect();
+                for chunk in missing.chunks($crate::store::ROWS_PER_STATEMENT) {
+                    let mut q =
+                        sqlx::QueryBuilder::new("SELECT id, identity FROM records WHERE identity IN (");
+                    let mut list = q.separated(", ");
+                    for i in chunk {
+                        list.push_bind(*i);
+                    }
+                    q.push(")");
+                    for row in q.build().fetch_all(&mut **tx).await? {
+                        stored.insert(row.try_get("identity")?, row.try_get("id")?);
+                    }
+                }
+            }
+            $crate::store::outcomes(records, new, &stored)
         }
 
         pub async fn get(

@@ -48,7 +48,7 @@ impl PgStore {
         Ok(())
     }
 
-    super::engine_methods!("BEGIN", Dialect::Postgres);
+    super::engine_methods!("BEGIN", Dialect::Postgres, sqlx::Postgres);
     super::groups::group_methods!(Dialect::Postgres);
     super::hardware::hardware_methods!();
 }

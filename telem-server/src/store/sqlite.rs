@@ -50,7 +50,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    super::engine_methods!("BEGIN IMMEDIATE", Dialect::Sqlite);
+    super::engine_methods!("BEGIN IMMEDIATE", Dialect::Sqlite, sqlx::Sqlite);
     super::groups::group_methods!(Dialect::Sqlite);
     super::hardware::hardware_methods!();
 }
