@@ -1,8 +1,11 @@
 //! Crash summaries: what the crash-group queries read instead of every crash record.
 //!
-//! Two tables, exact at every commit. `crash_days` counts each group's records per UTC day and
+//! Four tables, exact at every commit. `crash_days` counts each group's records per UTC day and
 //! build, with the first and last reception in that cell; `crash_machines` counts each group's
-//! records per machine, with the first and last reception. Ingest adds to them in the
+//! records per machine, with the first and last reception; `crash_builds` (per group and build)
+//! and `crash_group_machines` (distinct machines per group) are their totals, small enough to
+//! read whole for the unfiltered groups (the first two hold about as many rows as there are
+//! crash records when machines crash rarely). Ingest adds to them in the
 //! transaction that stores the rows; purge and regroup recompute the days and (group, machine)
 //! pairs they touched from the rows, holding the summaries' lock so no ingest adds meanwhile;
 //! [`Store::rebuild_crash_summaries`] recomputes everything (after rows were loaded around the
@@ -57,6 +60,7 @@ impl Cell {
 #[derive(Debug, Default)]
 pub(crate) struct Added {
     pub days: BTreeMap<(String, String, i64, String), Cell>,
+    pub builds: BTreeMap<(String, String, String), Cell>,
     pub machines: BTreeMap<(String, String, String), Cell>,
 }
 
@@ -73,6 +77,11 @@ impl Added {
             r.build.clone(),
         );
         self.days
+            .entry(k)
+            .and_modify(|e| e.add(cell))
+            .or_insert(cell);
+        let k = (c.function.clone(), c.module.clone(), r.build.clone());
+        self.builds
             .entry(k)
             .and_modify(|e| e.add(cell))
             .or_insert(cell);
@@ -100,6 +109,14 @@ impl Touched {
     pub fn add(&mut self, function: String, module: String, machine: String, ts: i64) {
         self.days.insert(day(ts));
         self.machines.insert((function, module, machine));
+    }
+
+    /// The groups whose totals (builds, machines) follow.
+    pub fn groups(&self) -> BTreeSet<Key> {
+        self.machines
+            .iter()
+            .map(|(f, m, _)| (f.clone(), m.clone()))
+            .collect()
     }
 }
 
@@ -209,6 +226,27 @@ pub(crate) const MACHINE_FROM_ROWS: &str = "INSERT INTO crash_machines (crash_fu
     WHERE crash_function = $1 AND crash_module = $2 AND machine_id = $3 \
     GROUP BY crash_function, crash_module, machine_id";
 
+/// One group's builds, from its cells.
+pub(crate) const BUILDS_FROM_DAYS: &str = "INSERT INTO crash_builds (crash_function, \
+    crash_module, build, n, first_seen, last_seen) SELECT crash_function, crash_module, build, \
+    SUM(n), MIN(first_seen), MAX(last_seen) FROM crash_days \
+    WHERE crash_function = $1 AND crash_module = $2 GROUP BY crash_function, crash_module, build";
+
+/// One group's distinct machines, from its pairs.
+pub(crate) const MACHINES_OF_GROUP: &str = "INSERT INTO crash_group_machines (crash_function, \
+    crash_module, machines) SELECT crash_function, crash_module, COUNT(*) FROM crash_machines \
+    WHERE crash_function = $1 AND crash_module = $2 GROUP BY crash_function, crash_module";
+
+/// Every group's builds and distinct machines, from the cells and pairs.
+pub(crate) const ALL_TOTALS: [&str; 2] = [
+    "INSERT INTO crash_builds (crash_function, crash_module, build, n, first_seen, last_seen) \
+     SELECT crash_function, crash_module, build, SUM(n), MIN(first_seen), MAX(last_seen) \
+     FROM crash_days GROUP BY crash_function, crash_module, build",
+    "INSERT INTO crash_group_machines (crash_function, crash_module, machines) \
+     SELECT crash_function, crash_module, COUNT(*) FROM crash_machines \
+     GROUP BY crash_function, crash_module",
+];
+
 /// Every cell, from the rows.
 pub(crate) const ALL_DAYS: &str = "INSERT INTO crash_days (crash_function, crash_module, day, \
     build, n, first_seen, last_seen) SELECT crash_function, crash_module, ts_reception / 86400, \
@@ -243,6 +281,7 @@ macro_rules! summary_methods {
             conn: &mut $conn,
             a: &$crate::store::crash_summary::Added,
         ) -> Result<(), $crate::store::StoreError> {
+            use sqlx::Row as _;
             use $crate::store::crash_summary as cs;
             let days: Vec<_> = a.days.iter().collect();
             for chunk in days.chunks(cs::ROWS) {
@@ -257,18 +296,56 @@ macro_rules! summary_methods {
                 }
                 q.execute(&mut *conn).await?;
             }
+            let builds: Vec<_> = a.builds.iter().collect();
+            for chunk in builds.chunks(cs::ROWS) {
+                let sql = cs::upsert_sql(
+                    "crash_builds",
+                    &["crash_function", "crash_module", "build"],
+                    chunk.len(),
+                );
+                let mut q = sqlx::query(&sql);
+                for ((f, m, b), c) in chunk {
+                    q = q.bind(f).bind(m).bind(b).bind(c.n).bind(c.lo).bind(c.hi);
+                }
+                q.execute(&mut *conn).await?;
+            }
+            // A pair whose count after the upsert is what this transaction added is new: its
+            // group has one more distinct machine.
+            let mut new_machines: std::collections::BTreeMap<cs::Key, i64> = Default::default();
             let machines: Vec<_> = a.machines.iter().collect();
             for chunk in machines.chunks(cs::ROWS) {
                 let sql = cs::upsert_sql(
                     "crash_machines",
                     &["crash_function", "crash_module", "machine_id"],
                     chunk.len(),
-                );
+                ) + " RETURNING crash_function, crash_module, machine_id, n";
                 let mut q = sqlx::query(&sql);
                 for ((f, m, id), c) in chunk {
                     q = q.bind(f).bind(m).bind(id).bind(c.n).bind(c.lo).bind(c.hi);
                 }
-                q.execute(&mut *conn).await?;
+                for r in &q.fetch_all(&mut *conn).await? {
+                    let key: (String, String, String) = (
+                        r.try_get("crash_function")?,
+                        r.try_get("crash_module")?,
+                        r.try_get("machine_id")?,
+                    );
+                    let n: i64 = r.try_get("n")?;
+                    if a.machines.get(&key).is_some_and(|c| c.n == n) {
+                        *new_machines.entry((key.0, key.1)).or_insert(0) += 1;
+                    }
+                }
+            }
+            for ((f, m), k) in &new_machines {
+                sqlx::query(
+                    "INSERT INTO crash_group_machines (crash_function, crash_module, machines) \
+                     VALUES ($1, $2, $3) ON CONFLICT (crash_function, crash_module) DO UPDATE \
+                     SET machines = crash_group_machines.machines + excluded.machines",
+                )
+                .bind(f)
+                .bind(m)
+                .bind(*k)
+                .execute(&mut *conn)
+                .await?;
             }
             Ok(())
         }
@@ -277,7 +354,8 @@ macro_rules! summary_methods {
         /// (SQLite's write transaction already does).
         pub(crate) async fn summary_lock(conn: &mut $conn) -> Result<(), $crate::store::StoreError> {
             if matches!($dialect, $crate::store::filter::Dialect::Postgres) {
-                sqlx::query("LOCK TABLE crash_days, crash_machines IN EXCLUSIVE MODE")
+                sqlx::query("LOCK TABLE crash_days, crash_builds, crash_machines, crash_group_machines \
+                     IN EXCLUSIVE MODE")
                     .execute(&mut *conn)
                     .await?;
             }
@@ -319,6 +397,17 @@ macro_rules! summary_methods {
                     .execute(&mut *conn)
                     .await?;
             }
+            for (f, m) in &t.groups() {
+                for sql in [
+                    "DELETE FROM crash_builds WHERE crash_function = $1 AND crash_module = $2",
+                    cs::BUILDS_FROM_DAYS,
+                    "DELETE FROM crash_group_machines WHERE crash_function = $1 \
+                     AND crash_module = $2",
+                    cs::MACHINES_OF_GROUP,
+                ] {
+                    sqlx::query(sql).bind(f).bind(m).execute(&mut *conn).await?;
+                }
+            }
             Ok(())
         }
 
@@ -328,9 +417,13 @@ macro_rules! summary_methods {
             Self::summary_lock(&mut tx).await?;
             for sql in [
                 "DELETE FROM crash_days",
+                "DELETE FROM crash_builds",
                 "DELETE FROM crash_machines",
+                "DELETE FROM crash_group_machines",
                 cs::ALL_DAYS,
                 cs::ALL_MACHINES,
+                cs::ALL_TOTALS[0],
+                cs::ALL_TOTALS[1],
             ] {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
@@ -346,8 +439,39 @@ macro_rules! summary_methods {
         ) -> Result<Vec<$crate::store::CrashGroup>, $crate::store::StoreError> {
             use sqlx::Row as _;
             use $crate::store::crash_summary as cs;
-            let (from_day, partial) = cs::split(since);
             let mut groups = cs::Groups::default();
+            if since.is_none() {
+                // Everything: the totals (a row per group and build, a row per group).
+                let rows = sqlx::query(
+                    "SELECT crash_function AS f, crash_module AS m, build AS b, n, \
+                     first_seen AS lo, last_seen AS hi FROM crash_builds",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                for r in &rows {
+                    groups.add(
+                        (r.try_get("f")?, r.try_get("m")?),
+                        r.try_get("b")?,
+                        cs::Cell {
+                            n: r.try_get("n")?,
+                            lo: r.try_get("lo")?,
+                            hi: r.try_get("hi")?,
+                        },
+                    );
+                }
+                let rows = sqlx::query(
+                    "SELECT crash_function AS f, crash_module AS m, machines AS n \
+                     FROM crash_group_machines",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let mut machines = $crate::store::groups::ByGroup::new();
+                for r in &rows {
+                    machines.insert((r.try_get("f")?, r.try_get("m")?), r.try_get("n")?);
+                }
+                return Ok(groups.rank(&machines, limit));
+            }
+            let (from_day, partial) = cs::split(since);
             let rows = sqlx::query(
                 "SELECT crash_function AS f, crash_module AS m, build AS b, \
                  CAST(SUM(n) AS BIGINT) AS n, MIN(first_seen) AS lo, MAX(last_seen) AS hi \
@@ -437,7 +561,7 @@ macro_rules! summary_methods {
             use sqlx::Row as _;
             let rows = sqlx::query(
                 "SELECT crash_function AS f, crash_module AS m, MIN(first_seen) AS lo, \
-                 MAX(last_seen) AS hi FROM crash_days GROUP BY crash_function, crash_module",
+                 MAX(last_seen) AS hi FROM crash_builds GROUP BY crash_function, crash_module",
             )
             .fetch_all(&self.pool)
             .await?;
