@@ -4,7 +4,8 @@
 //! Seeds `rows` (default 1,000,000) realistic records into a private PostgreSQL cluster with
 //! COPY: ~50,000 machines, 30 builds, 60 days of reception times in id order, a mix of
 //! classifications of which a third are crashes spread over 300 crash groups (a few large, many
-//! small). Then `telem-server` (a child process) answers each query `N` times (default 100) in a
+//! small). Rows loaded around the server need their crash summaries built: the bench times that
+//! step. Then `telem-server` (a child process) answers each query `N` times (default 100) in a
 //! row over one kept-alive connection, and the bench prints p50 and p95 per query.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -134,6 +135,29 @@ fn seed(url: &str, target: &Target, rows: u64, now: i64) -> Duration {
     started.elapsed()
 }
 
+/// The step after loading rows around the server (COPY): the crash summaries from the rows.
+fn summarise(url: &str, target: &Target) -> Duration {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = telem_server::store::Store::open(&target.config())
+            .await
+            .unwrap();
+        store.rebuild_crash_summaries().await.unwrap();
+        store.close().await;
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::raw_sql("VACUUM ANALYZE crash_days, crash_machines")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    started.elapsed()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
@@ -169,6 +193,11 @@ fn main() {
         "seeded {rows} rows with COPY in {:.1} s (then VACUUM ANALYZE)",
         took.as_secs_f64()
     );
+    let took = summarise(&url, &target);
+    println!(
+        "built the crash summaries from the rows in {:.1} s (then VACUUM ANALYZE)",
+        took.as_secs_f64()
+    );
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&target, dir.path(), "");
     let base = format!("http://127.0.0.1:{}", server.port);
@@ -202,6 +231,27 @@ fn main() {
         (
             "crashes, last 7 days",
             format!("/api/v1/crashes?since={week}"),
+        ),
+        ("crashes, build", "/api/v1/crashes?build=40280".to_string()),
+        (
+            "crashes, last 30 days",
+            format!("/api/v1/crashes?since={}", now - 30 * 86_400),
+        ),
+        (
+            "top crashers, 1 day",
+            "/api/v1/crashes?window=1".to_string(),
+        ),
+        (
+            "top crashers, 7 days",
+            "/api/v1/crashes?window=7".to_string(),
+        ),
+        (
+            "top crashers, 30 days",
+            "/api/v1/crashes?window=30".to_string(),
+        ),
+        (
+            "crash group, the largest",
+            "/api/v1/crashes/group?function=fn_0&module=/usr/bin/app0".to_string(),
         ),
     ];
     println!("{requests} requests each, one kept-alive connection:");

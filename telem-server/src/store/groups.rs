@@ -193,9 +193,22 @@ impl Store {
         let buckets = usize::try_from(2 * window / bucket).unwrap_or(0);
         let half = buckets / 2;
         let raw = dispatch_groups!(self, s => s.window_counts(f, since, until, bucket).await)?;
-        let machines =
-            dispatch_groups!(self, s => s.window_machines(f, until - window, until).await)?;
-        let seen = dispatch_groups!(self, s => s.seen(f).await)?;
+        // Without a filter the crash summaries know machines and first and last receptions.
+        let summed = super::crash_summary::unfiltered(f);
+        let machines = if summed {
+            dispatch_groups!(self, s => s.summary_window_machines(until - window, until).await)?
+        } else {
+            None
+        };
+        let machines = match machines {
+            Some(m) => m,
+            None => dispatch_groups!(self, s => s.window_machines(f, until - window, until).await)?,
+        };
+        let seen = if summed {
+            dispatch_groups!(self, s => s.summary_seen().await)?
+        } else {
+            dispatch_groups!(self, s => s.seen(f).await)?
+        };
         let hidden: std::collections::HashSet<(String, String)> =
             self.hidden_groups().await?.into_iter().collect();
 
@@ -566,9 +579,11 @@ macro_rules! group_methods {
         > {
             use sqlx::Row as _;
             const GROUP: &str = "crash_function = $1 AND crash_module = $2";
+            // Totals and the top machines from the group's machine summary (one row per
+            // machine); the systems from the rows, through the covering group index.
             let r = sqlx::query(&format!(
-                "SELECT COUNT(*) AS n, COUNT(DISTINCT machine_id) AS machines, \
-                 MIN(ts_reception) AS lo, MAX(ts_reception) AS hi FROM records WHERE {GROUP}"
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n, COUNT(*) AS machines, \
+                 MIN(first_seen) AS lo, MAX(last_seen) AS hi FROM crash_machines WHERE {GROUP}"
             ))
             .bind(function)
             .bind(module)
@@ -597,8 +612,8 @@ macro_rules! group_methods {
                 });
             }
             let rows = sqlx::query(&format!(
-                "SELECT machine_id AS k, COUNT(*) AS n, MAX(ts_reception) AS hi FROM records \
-                 WHERE {GROUP} GROUP BY machine_id ORDER BY n DESC, k LIMIT {}",
+                "SELECT machine_id AS k, n, last_seen AS hi FROM crash_machines \
+                 WHERE {GROUP} ORDER BY n DESC, k LIMIT {}",
                 $crate::store::groups::MAX_MACHINES
             ))
             .bind(function)

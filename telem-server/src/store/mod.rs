@@ -4,6 +4,7 @@
 //! differs — DDL, wildcard and regex operators, the day of a timestamp — is in [`filter`] and
 //! [`schema`].
 
+pub mod crash_summary;
 pub mod filter;
 pub mod groups;
 pub mod hardware;
@@ -270,6 +271,9 @@ impl Store {
         f: &Filter,
         limit: i64,
     ) -> Result<Vec<CrashGroup>, StoreError> {
+        if let Some(since) = crash_summary::served(f) {
+            return dispatch!(self, s => s.summary_crash_groups(since, limit).await);
+        }
         dispatch!(self, s => s.crash_groups(f, limit).await)
     }
 
@@ -447,6 +451,15 @@ macro_rules! engine_methods {
             let out = Self::insert_rows(&mut tx, records).await?;
             // Work that must commit with the rows (summary tables) goes here, one call each,
             // given `records` and `out` (the `Inserted::New` ones are the rows just added).
+            let mut added = $crate::store::crash_summary::Added::default();
+            for (r, done) in records.iter().zip(&out) {
+                if matches!(done, $crate::store::Inserted::New(_)) {
+                    added.record(r);
+                }
+            }
+            if !added.is_empty() {
+                Self::summary_add(&mut tx, &added).await?;
+            }
             tx.commit().await?;
             Ok(out)
         }
@@ -658,7 +671,8 @@ macro_rules! engine_methods {
             loop {
                 // Only the two payload shapes that carry frames; the crash module decides.
                 let rows = sqlx::query(
-                    "SELECT id, payload, crash_function, crash_module FROM records \
+                    "SELECT id, payload, crash_function, crash_module, machine_id, ts_reception \
+                     FROM records \
                      WHERE id > $1 AND (substr(payload, 1, 9) = 'Process: ' \
                      OR substr(payload, 1, 13) = 'Crash Report:') ORDER BY id LIMIT $2",
                 )
@@ -667,6 +681,8 @@ macro_rules! engine_methods {
                 .fetch_all(&self.pool)
                 .await?;
                 let mut changes = Vec::new();
+                // The crash summaries' days and pairs the moved records leave and join.
+                let mut touched = $crate::store::crash_summary::Touched::default();
                 for row in &rows {
                     let id: i64 = row.try_get("id")?;
                     let payload: String = row.try_get("payload")?;
@@ -683,11 +699,17 @@ macro_rules! engine_methods {
                     out.examined += 1;
                     let new = skip.signature(&payload);
                     if new != old {
+                        let machine: String = row.try_get("machine_id")?;
+                        let ts: i64 = row.try_get("ts_reception")?;
+                        for s in old.iter().chain(new.iter()) {
+                            touched.add(s.function.clone(), s.module.clone(), machine.clone(), ts);
+                        }
                         changes.push((id, new));
                     }
                 }
                 if !changes.is_empty() {
                     let mut tx = self.pool.begin_with($begin).await?;
+                    Self::summary_lock(&mut tx).await?;
                     for (id, sig) in &changes {
                         sqlx::query(
                             "UPDATE records SET crash_function = $1, crash_module = $2 WHERE id = $3",
@@ -698,6 +720,7 @@ macro_rules! engine_methods {
                         .execute(&mut *tx)
                         .await?;
                     }
+                    Self::summary_recompute(&mut tx, &touched).await?;
                     tx.commit().await?;
                     out.changed += changes.len() as u64;
                 }
@@ -748,20 +771,37 @@ macro_rules! engine_methods {
             Ok(out)
         }
 
-        /// Deletes the records matching `cond` in chunks (each its own transaction).
+        /// Deletes the records matching `cond` in chunks (each its own transaction, which also
+        /// recomputes the crash summaries the chunk touched).
         async fn delete_where(
             &self,
             cond: &str,
             params: &[$crate::store::filter::Param],
         ) -> Result<u64, $crate::store::StoreError> {
+            use sqlx::Row as _;
             let sql = format!(
-                "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE {cond} LIMIT {})",
+                "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE {cond} LIMIT {}) \
+                 RETURNING crash_function, crash_module, machine_id, ts_reception",
                 $crate::store::CHUNK
             );
             let mut total = 0u64;
             loop {
+                let mut tx = self.pool.begin_with($begin).await?;
+                Self::summary_lock(&mut tx).await?;
                 let q = $crate::store::bind_params!(sqlx::query(&sql), params);
-                let n = q.execute(&self.pool).await?.rows_affected();
+                let rows = q.fetch_all(&mut *tx).await?;
+                let mut touched = $crate::store::crash_summary::Touched::default();
+                for r in &rows {
+                    if let (Some(f), Some(m)) = (
+                        r.try_get::<Option<String>, _>("crash_function")?,
+                        r.try_get::<Option<String>, _>("crash_module")?,
+                    ) {
+                        touched.add(f, m, r.try_get("machine_id")?, r.try_get("ts_reception")?);
+                    }
+                }
+                Self::summary_recompute(&mut tx, &touched).await?;
+                tx.commit().await?;
+                let n = rows.len() as u64;
                 total += n;
                 if n < $crate::store::CHUNK as u64 {
                     return Ok(total);

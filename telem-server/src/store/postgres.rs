@@ -51,4 +51,5 @@ impl PgStore {
     super::engine_methods!("BEGIN", Dialect::Postgres, sqlx::Postgres);
     super::groups::group_methods!(Dialect::Postgres);
     super::hardware::hardware_methods!();
+    super::crash_summary::summary_methods!(sqlx::PgConnection, "BEGIN", Dialect::Postgres);
 }

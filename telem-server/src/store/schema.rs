@@ -38,6 +38,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     ),
     (2, CRASH_COLUMNS),
     (3, SQLITE_ANNOTATIONS),
+    (4, SQLITE_CRASH_SUMMARIES),
 ];
 
 /// Version 2: the crash signature of each record (NULL without one), indexed for the groups.
@@ -82,6 +83,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     ),
     (2, CRASH_COLUMNS),
     (3, POSTGRES_ANNOTATIONS),
+    (4, POSTGRES_CRASH_SUMMARIES),
 ];
 
 /// Version 3: what people said about crash groups, and the skip-list edits every instance
@@ -131,6 +133,121 @@ const POSTGRES_ANNOTATIONS: &str = "CREATE TABLE crash_group_flags (
         added BOOLEAN NOT NULL,
         changed_at BIGINT NOT NULL
     );";
+
+/// Version 4: the crash summaries (see `store::crash_summary`), filled from the records already
+/// stored, and covering indexes for the crash queries the summaries cannot answer: by group
+/// (the group page: its newest records by id, its systems, builds and days), by reception time
+/// (the top crashers' trend) and by build.
+const SQLITE_CRASH_SUMMARIES: &str = "CREATE TABLE crash_days (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        build TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (crash_function, crash_module, day, build)
+    );
+    CREATE INDEX crash_days_day ON crash_days (day);
+    CREATE TABLE crash_machines (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        machine_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (crash_function, crash_module, machine_id)
+    );
+    CREATE INDEX crash_machines_last ON crash_machines (last_seen, crash_function, crash_module);
+    CREATE TABLE crash_builds (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        build TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (crash_function, crash_module, build)
+    );
+    CREATE TABLE crash_group_machines (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        machines INTEGER NOT NULL,
+        PRIMARY KEY (crash_function, crash_module)
+    );
+    DROP INDEX records_crash;
+    CREATE INDEX records_crash ON records (crash_function, crash_module, id, ts_reception,
+        machine_id, build, system_name) WHERE crash_function IS NOT NULL;
+    CREATE INDEX records_crash_time ON records (ts_reception, crash_function, crash_module,
+        machine_id) WHERE crash_function IS NOT NULL;
+    CREATE INDEX records_crash_build ON records (build, crash_function, crash_module, machine_id,
+        ts_reception, classification) WHERE crash_function IS NOT NULL;
+    INSERT INTO crash_days SELECT crash_function, crash_module, ts_reception / 86400, build,
+        COUNT(*), MIN(ts_reception), MAX(ts_reception) FROM records
+        WHERE crash_function IS NOT NULL
+        GROUP BY crash_function, crash_module, ts_reception / 86400, build;
+    INSERT INTO crash_machines SELECT crash_function, crash_module, machine_id, COUNT(*),
+        MIN(ts_reception), MAX(ts_reception) FROM records WHERE crash_function IS NOT NULL
+        GROUP BY crash_function, crash_module, machine_id;
+    INSERT INTO crash_builds SELECT crash_function, crash_module, build, SUM(n), MIN(first_seen),
+        MAX(last_seen) FROM crash_days GROUP BY crash_function, crash_module, build;
+    INSERT INTO crash_group_machines SELECT crash_function, crash_module, COUNT(*)
+        FROM crash_machines GROUP BY crash_function, crash_module;";
+
+/// Version 4 on PostgreSQL (the same tables and indexes, BIGINT for the numbers).
+const POSTGRES_CRASH_SUMMARIES: &str = "CREATE TABLE crash_days (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        build TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        PRIMARY KEY (crash_function, crash_module, day, build)
+    );
+    CREATE INDEX crash_days_day ON crash_days (day);
+    CREATE TABLE crash_machines (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        machine_id TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        PRIMARY KEY (crash_function, crash_module, machine_id)
+    );
+    CREATE INDEX crash_machines_last ON crash_machines (last_seen, crash_function, crash_module);
+    CREATE TABLE crash_builds (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        build TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        PRIMARY KEY (crash_function, crash_module, build)
+    );
+    CREATE TABLE crash_group_machines (
+        crash_function TEXT NOT NULL,
+        crash_module TEXT NOT NULL,
+        machines BIGINT NOT NULL,
+        PRIMARY KEY (crash_function, crash_module)
+    );
+    DROP INDEX records_crash;
+    CREATE INDEX records_crash ON records (crash_function, crash_module, id, ts_reception,
+        machine_id, build, system_name) WHERE crash_function IS NOT NULL;
+    CREATE INDEX records_crash_time ON records (ts_reception, crash_function, crash_module,
+        machine_id) WHERE crash_function IS NOT NULL;
+    CREATE INDEX records_crash_build ON records (build, crash_function, crash_module, machine_id,
+        ts_reception, classification) WHERE crash_function IS NOT NULL;
+    INSERT INTO crash_days SELECT crash_function, crash_module, ts_reception / 86400, build,
+        COUNT(*), MIN(ts_reception), MAX(ts_reception) FROM records
+        WHERE crash_function IS NOT NULL
+        GROUP BY crash_function, crash_module, ts_reception / 86400, build;
+    INSERT INTO crash_machines SELECT crash_function, crash_module, machine_id, COUNT(*),
+        MIN(ts_reception), MAX(ts_reception) FROM records WHERE crash_function IS NOT NULL
+        GROUP BY crash_function, crash_module, machine_id;
+    INSERT INTO crash_builds SELECT crash_function, crash_module, build, SUM(n), MIN(first_seen),
+        MAX(last_seen) FROM crash_days GROUP BY crash_function, crash_module, build;
+    INSERT INTO crash_group_machines SELECT crash_function, crash_module, COUNT(*)
+        FROM crash_machines GROUP BY crash_function, crash_module;";
 
 /// The table that records applied versions (same DDL on both engines).
 pub const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

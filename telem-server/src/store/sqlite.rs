@@ -53,4 +53,9 @@ impl SqliteStore {
     super::engine_methods!("BEGIN IMMEDIATE", Dialect::Sqlite, sqlx::Sqlite);
     super::groups::group_methods!(Dialect::Sqlite);
     super::hardware::hardware_methods!();
+    super::crash_summary::summary_methods!(
+        sqlx::SqliteConnection,
+        "BEGIN IMMEDIATE",
+        Dialect::Sqlite
+    );
 }
