@@ -3,6 +3,7 @@
 
 #[path = "../../tests/common/pg.rs"]
 pub mod pg;
+pub mod seed;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
