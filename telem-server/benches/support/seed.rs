@@ -132,3 +132,82 @@ pub fn seed(url: &str, target: &Target, rows: u64, now: i64) -> Duration {
     });
     started.elapsed()
 }
+
+/// Folds the summary tables' pending changes (what the COPY's triggers left behind); how long
+/// it took.
+pub fn fold_summaries(target: &Target) -> Duration {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = telem_server::store::Store::open(&target.config())
+            .await
+            .unwrap();
+        let started = Instant::now();
+        store.fold_summaries().await.unwrap();
+        let took = started.elapsed();
+        store.close().await;
+        took
+    })
+}
+
+/// What the overview and population cost counted from the records themselves (the plain
+/// queries the summaries replace), fastest of `runs`: (overview, population).
+pub fn plain_page_queries(url: &str, now: i64, runs: usize) -> (Duration, Duration) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let since = (now.div_euclid(86_400) - 29) * 86_400;
+        let day = "to_char(to_timestamp(ts_reception) AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
+        let mut overview = Duration::MAX;
+        let mut population = Duration::MAX;
+        for _ in 0..runs {
+            let t = Instant::now();
+            sqlx::query(&format!(
+                "SELECT {day} AS d, classification, COUNT(*) FROM records \
+                 WHERE ts_reception >= $1 GROUP BY 1, 2"
+            ))
+            .bind(since)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for key in [
+                "CAST(severity AS TEXT)",
+                "classification",
+                "build",
+                "host_type",
+            ] {
+                sqlx::query(&format!(
+                    "SELECT {key} AS k, COUNT(*) AS n FROM records WHERE ts_reception >= $1 \
+                     GROUP BY k ORDER BY n DESC, k"
+                ))
+                .bind(since)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            }
+            overview = overview.min(t.elapsed());
+            let t = Instant::now();
+            let mut q = sqlx::query(
+                "SELECT build, COUNT(DISTINCT machine_id) AS all_n, \
+                 COUNT(DISTINCT CASE WHEN ts_reception >= $2 THEN machine_id END) AS d1, \
+                 COUNT(DISTINCT CASE WHEN ts_reception >= $3 THEN machine_id END) AS d3, \
+                 COUNT(DISTINCT CASE WHEN ts_reception >= $4 THEN machine_id END) AS d7, \
+                 COUNT(DISTINCT CASE WHEN ts_reception >= $5 THEN machine_id END) AS d14 \
+                 FROM records WHERE classification = $1 GROUP BY build",
+            )
+            .bind("org.clearlinux/heartbeat/ping");
+            for days in [1i64, 3, 7, 14] {
+                q = q.bind(now - days * 86_400);
+            }
+            q.fetch_all(&pool).await.unwrap();
+            population = population.min(t.elapsed());
+        }
+        pool.close().await;
+        (overview, population)
+    })
+}

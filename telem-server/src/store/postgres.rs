@@ -51,4 +51,5 @@ impl PgStore {
     super::engine_methods!("BEGIN", Dialect::Postgres);
     super::groups::group_methods!(Dialect::Postgres);
     super::hardware::hardware_methods!();
+    super::day_summary::summary_methods!(Dialect::Postgres);
 }

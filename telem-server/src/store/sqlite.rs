@@ -53,4 +53,5 @@ impl SqliteStore {
     super::engine_methods!("BEGIN IMMEDIATE", Dialect::Sqlite);
     super::groups::group_methods!(Dialect::Sqlite);
     super::hardware::hardware_methods!();
+    super::day_summary::summary_methods!(Dialect::Sqlite);
 }
