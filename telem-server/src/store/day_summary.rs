@@ -19,13 +19,63 @@
 //! (machine id, payload text or regex, crash signature, `after_id`, a time not on a day
 //! boundary) counts the records themselves.
 
-use super::filter::Filter;
+use super::filter::{Dialect, Filter, Where};
+use super::StoreError;
+
+/// The clause selecting the summary rows of the records `f` selects ([`servable`] filters
+/// only): `f`'s own conditions on the columns `record_days` shares with `records`, and its
+/// whole-day `since`/`until` as a range of the key's leading `day`.
+pub(crate) fn summary_where(f: &Filter, d: Dialect) -> Result<Where, StoreError> {
+    let rest = Filter {
+        since: None,
+        until: None,
+        ..f.clone()
+    };
+    let mut w = rest.where_clause(d, false)?;
+    let mut days = Vec::new();
+    if let Some(t) = f.since {
+        days.push(format!("day >= {}", t.div_euclid(DAY)));
+    }
+    if let Some(t) = f.until {
+        days.push(format!("day < {}", t.div_euclid(DAY)));
+    }
+    if !days.is_empty() {
+        let joined = days.join(" AND ");
+        w.sql = if w.sql.is_empty() {
+            format!("WHERE {joined}")
+        } else {
+            format!("{} AND {joined}", w.sql)
+        };
+    }
+    Ok(w)
+}
+
+/// `YYYY-MM-DD` of a summary day.
+pub fn day_label(day: i64) -> String {
+    super::hardware::day_string(day.saturating_mul(DAY))
+}
 
 /// The heartbeat classification as a literal, for the DDL (equal to [`HEARTBEAT`]).
 macro_rules! heartbeat {
     () => {
         "org.clearlinux/heartbeat/ping"
     };
+}
+
+/// How often the server folds PostgreSQL's pending changes, so the change tables stay small
+/// even when nobody opens a page.
+pub const FOLD_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Folds pending changes every [`FOLD_PERIOD`] (the server's background task).
+pub async fn fold_periodically(store: super::Store) {
+    let mut tick = tokio::time::interval(FOLD_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.fold_summaries().await {
+            tracing::warn!(error = %e, "folding the summary changes failed");
+        }
+    }
 }
 
 /// Seconds in a day: the summary's day is `ts_reception / DAY`.
@@ -45,11 +95,6 @@ pub fn servable(f: &Filter) -> bool {
         && on_day(f.since)
         && on_day(f.until)
 }
-
-/// The summary as a table with the columns of `records` a [`Filter`] tests (a day's records
-/// all "received" at its first second, exact for whole-day `since`/`until`), and `c`, the count.
-pub(crate) const DAYS_SOURCE: &str = "(SELECT day * 86400 AS ts_reception, classification, \
-    severity, build, host_type, system_name, external, n AS c FROM record_days) s";
 
 macro_rules! sqlite_add_new {
     () => { concat!(
@@ -212,7 +257,9 @@ pub const POSTGRES_V5: &str = concat!(
         FOR EACH ROW EXECUTE FUNCTION records_summary_change();
     CREATE TRIGGER records_summary_update AFTER UPDATE OF ts_reception, classification,
         severity, build, host_type, system_name, external, machine_id ON records
-        FOR EACH ROW EXECUTE FUNCTION records_summary_change();",
+        FOR EACH ROW EXECUTE FUNCTION records_summary_change();
+    CREATE INDEX record_days_empty ON record_days (day) WHERE n <= 0;
+    CREATE INDEX heartbeat_machines_gone ON heartbeat_machines (build) WHERE n <= 0;",
     backfill!(),
     hardware_index!()
 );
@@ -257,23 +304,30 @@ macro_rules! summary_methods {
             f: &$crate::store::Filter,
         ) -> Result<Vec<$crate::store::Count>, $crate::store::StoreError> {
             use sqlx::Row as _;
+            use $crate::store::CountBy;
             self.fold_summaries().await?;
-            let w = f.where_clause($dialect, false)?;
-            let key = by.key_sql($dialect);
-            let order = by.order_sql();
+            let w = $crate::store::day_summary::summary_where(f, $dialect)?;
+            let key = match by {
+                CountBy::Day => "day",
+                by => by.key_sql($dialect),
+            };
             let sql = format!(
-                "SELECT {key} AS k, CAST(SUM(c) AS BIGINT) AS n FROM {} {} GROUP BY k \
-                 HAVING SUM(c) > 0 ORDER BY {order} LIMIT {}",
-                $crate::store::day_summary::DAYS_SOURCE,
+                "SELECT {key} AS k, CAST(SUM(n) AS BIGINT) AS n FROM record_days {} GROUP BY k \
+                 HAVING SUM(n) > 0 ORDER BY {} LIMIT {}",
                 w.sql,
+                by.order_sql(),
                 $crate::store::filter::MAX_GROUPS
             );
             let q = $crate::store::bind_params!(sqlx::query(&sql), &w.params);
             let rows = q.fetch_all(&self.pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
+                let key = match by {
+                    CountBy::Day => $crate::store::day_summary::day_label(row.try_get("k")?),
+                    _ => row.try_get("k")?,
+                };
                 out.push($crate::store::Count {
-                    key: row.try_get("k")?,
+                    key,
                     count: row.try_get("n")?,
                 });
             }
@@ -287,13 +341,11 @@ macro_rules! summary_methods {
         ) -> Result<Vec<$crate::store::DayCount>, $crate::store::StoreError> {
             use sqlx::Row as _;
             self.fold_summaries().await?;
-            let w = f.where_clause($dialect, false)?;
-            let day = $crate::store::CountBy::Day.key_sql($dialect);
+            let w = $crate::store::day_summary::summary_where(f, $dialect)?;
             let key = by.key_sql($dialect);
             let sql = format!(
-                "SELECT {day} AS d, {key} AS k, CAST(SUM(c) AS BIGINT) AS n FROM {} {} \
-                 GROUP BY d, k HAVING SUM(c) > 0 ORDER BY d, n DESC, k LIMIT {}",
-                $crate::store::day_summary::DAYS_SOURCE,
+                "SELECT day AS d, {key} AS k, CAST(SUM(n) AS BIGINT) AS n FROM record_days {} \
+                 GROUP BY d, k HAVING SUM(n) > 0 ORDER BY d, n DESC, k LIMIT {}",
                 w.sql,
                 $crate::store::filter::MAX_GROUPS
             );
@@ -302,7 +354,7 @@ macro_rules! summary_methods {
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 out.push($crate::store::DayCount {
-                    day: row.try_get("d")?,
+                    day: $crate::store::day_summary::day_label(row.try_get("d")?),
                     key: row.try_get("k")?,
                     count: row.try_get("n")?,
                 });
