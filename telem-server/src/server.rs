@@ -82,6 +82,7 @@ pub async fn run(
             cfg.retention.clone(),
         ))
     });
+    let fold = tokio::spawn(crate::store::day_summary::fold_periodically(store.clone()));
     let app = router(state, cfg.max_body_bytes);
     match tls {
         Some(tls) => {
@@ -109,6 +110,8 @@ pub async fn run(
     }
     skip_reload.abort();
     let _ = skip_reload.await;
+    fold.abort();
+    let _ = fold.await;
     // The router (and with it every Ingest handle) is gone: the writer finishes its queue.
     let _ = writer.await;
     if let Some(p) = purge {

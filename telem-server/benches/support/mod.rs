@@ -3,6 +3,7 @@
 
 #[path = "../../tests/common/pg.rs"]
 pub mod pg;
+pub mod seed;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -47,7 +48,7 @@ impl Target {
             Target::Sqlite(p) => format!("engine = \"sqlite\"\npath = \"{}\"", p.display()),
             Target::Postgres(url) => format!("engine = \"postgres\"\nurl = \"{url}\""),
         };
-        format!("listen = \"127.0.0.1:{port}\"\n[storage]\n{storage}\n{extra}\n")
+        format!("listen = \"127.0.0.1:{port}\"\n{extra}\n[storage]\n{storage}\n")
     }
 }
 
@@ -58,7 +59,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on `target`; `extra` is appended to its configuration file.
+    /// Starts a server on `target`; `extra` goes into its configuration file before the
+    /// `[storage]` table (top-level keys, or tables of its own).
     pub fn start(target: &Target, dir: &Path, extra: &str) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -20,10 +20,16 @@ const MONDAY: i64 = 4 * 86_400;
 
 /// The error records: the three classification trees, without the thermal record, compared
 /// by prefix with `substr` so the test is the same exact comparison on both engines.
-pub(crate) const ERRORS: &str = "(substr(classification, 1, 19) = 'org.clearlinux/mce/' \
+macro_rules! errors_sql {
+    () => {
+        "(substr(classification, 1, 19) = 'org.clearlinux/mce/' \
     OR substr(classification, 1, 22) = 'org.clearlinux/memory/' \
     OR substr(classification, 1, 20) = 'org.clearlinux/pcie/') \
-    AND classification <> 'org.clearlinux/mce/thermal'";
+    AND classification <> 'org.clearlinux/mce/thermal'"
+    };
+}
+pub(crate) use errors_sql;
+pub(crate) const ERRORS: &str = errors_sql!();
 
 /// Records of one class and build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -5,6 +5,7 @@
 //! [`schema`].
 
 pub mod crash_summary;
+pub mod day_summary;
 pub mod filter;
 pub mod groups;
 pub mod hardware;
@@ -298,6 +299,13 @@ impl Store {
         dispatch!(self, s => s.population(now).await)
     }
 
+    /// Folds the summary tables' pending changes (PostgreSQL keeps them beside the summaries;
+    /// every summary read folds first, so this only bounds how much a read has to fold: run it
+    /// after loading rows with COPY).
+    pub async fn fold_summaries(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.fold_summaries().await)
+    }
+
     /// The schema version in the database.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         dispatch!(self, s => s.schema_version().await)
@@ -552,6 +560,9 @@ macro_rules! engine_methods {
             f: &$crate::store::Filter,
         ) -> Result<Vec<$crate::store::Count>, $crate::store::StoreError> {
             use sqlx::Row as _;
+            if $crate::store::day_summary::servable(f) {
+                return self.summary_counts(by, f).await;
+            }
             let w = f.where_clause($dialect, false)?;
             let key = by.key_sql($dialect);
             let order = by.order_sql();
@@ -578,6 +589,9 @@ macro_rules! engine_methods {
             f: &$crate::store::Filter,
         ) -> Result<Vec<$crate::store::DayCount>, $crate::store::StoreError> {
             use sqlx::Row as _;
+            if $crate::store::day_summary::servable(f) {
+                return self.summary_day_counts(by, f).await;
+            }
             let w = f.where_clause($dialect, false)?;
             let day = $crate::store::CountBy::Day.key_sql($dialect);
             let key = by.key_sql($dialect);
@@ -813,34 +827,7 @@ macro_rules! engine_methods {
             &self,
             now: i64,
         ) -> Result<Vec<$crate::store::Population>, $crate::store::StoreError> {
-            use sqlx::Row as _;
-            let sql = format!(
-                "SELECT build, COUNT(DISTINCT machine_id) AS all_n, \
-                 COUNT(DISTINCT CASE WHEN ts_reception >= $2 THEN machine_id END) AS d1, \
-                 COUNT(DISTINCT CASE WHEN ts_reception >= $3 THEN machine_id END) AS d3, \
-                 COUNT(DISTINCT CASE WHEN ts_reception >= $4 THEN machine_id END) AS d7, \
-                 COUNT(DISTINCT CASE WHEN ts_reception >= $5 THEN machine_id END) AS d14 \
-                 FROM records WHERE classification = $1 GROUP BY build \
-                 ORDER BY all_n DESC, build LIMIT {}",
-                $crate::store::filter::MAX_GROUPS
-            );
-            let mut q = sqlx::query(&sql).bind($crate::store::HEARTBEAT);
-            for days in [1i64, 3, 7, 14] {
-                q = q.bind(now.saturating_sub(days * 86_400));
-            }
-            let rows = q.fetch_all(&self.pool).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                out.push($crate::store::Population {
-                    build: row.try_get("build")?,
-                    all: row.try_get("all_n")?,
-                    last_1_days: row.try_get("d1")?,
-                    last_3_days: row.try_get("d3")?,
-                    last_7_days: row.try_get("d7")?,
-                    last_14_days: row.try_get("d14")?,
-                });
-            }
-            Ok(out)
+            self.summary_population(now).await
         }
 
         pub async fn schema_version(&self) -> Result<i64, $crate::store::StoreError> {

@@ -52,4 +52,5 @@ impl PgStore {
     super::groups::group_methods!(Dialect::Postgres);
     super::hardware::hardware_methods!();
     super::crash_summary::summary_methods!(sqlx::PgConnection, "BEGIN", Dialect::Postgres);
+    super::day_summary::summary_methods!(Dialect::Postgres);
 }

@@ -39,6 +39,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (2, CRASH_COLUMNS),
     (3, SQLITE_ANNOTATIONS),
     (4, SQLITE_CRASH_SUMMARIES),
+    (5, super::day_summary::SQLITE_V5),
 ];
 
 /// Version 2: the crash signature of each record (NULL without one), indexed for the groups.
@@ -84,6 +85,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (2, CRASH_COLUMNS),
     (3, POSTGRES_ANNOTATIONS),
     (4, POSTGRES_CRASH_SUMMARIES),
+    (5, super::day_summary::POSTGRES_V5),
 ];
 
 /// Version 3: what people said about crash groups, and the skip-list edits every instance

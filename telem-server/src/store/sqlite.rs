@@ -58,4 +58,5 @@ impl SqliteStore {
         "BEGIN IMMEDIATE",
         Dialect::Sqlite
     );
+    super::day_summary::summary_methods!(Dialect::Sqlite);
 }

@@ -128,18 +128,26 @@ pub(super) async fn page(
     f.before_id = None;
     f.limit = None;
     let store = &web.app.store;
-    let per_day = match store.day_counts(CountBy::Classification, &f).await {
+    // Five independent aggregates: asked at once, each on its own pooled connection.
+    let (per_day, severity, classifications, builds, platforms) = tokio::join!(
+        store.day_counts(CountBy::Classification, &f),
+        store.counts(CountBy::Severity, &f),
+        store.counts(CountBy::Classification, &f),
+        store.counts(CountBy::Build, &f),
+        store.counts(CountBy::Platform, &f),
+    );
+    let per_day = match per_day {
         Ok(c) => c,
         Err(e) => return store_error_page(e),
     };
     let mut tops = Vec::new();
-    for by in [
-        CountBy::Severity,
-        CountBy::Classification,
-        CountBy::Build,
-        CountBy::Platform,
+    for (by, counts) in [
+        (CountBy::Severity, severity),
+        (CountBy::Classification, classifications),
+        (CountBy::Build, builds),
+        (CountBy::Platform, platforms),
     ] {
-        match store.counts(by, &f).await {
+        match counts {
             Ok(c) => tops.push(top(&q, by, c)),
             Err(e) => return store_error_page(e),
         }
