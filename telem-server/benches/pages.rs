@@ -12,15 +12,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::seed::seed;
-use support::{pg, Server, Target};
+use support::seed::percentile;
+use support::Server;
 
 const TOKEN: &str = "page-bench-query-token-0123456789";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
 
 /// The value of the hidden input `name` in `html`.
 fn hidden(html: &str, name: &str) -> String {
@@ -46,42 +41,11 @@ fn login(a: &ureq::Agent, base: &str) -> String {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut rows = 1_000_000u64;
-    let mut requests = 30usize;
-    while let Some(a) = args.next() {
-        if a == "--requests" {
-            requests = args
-                .next()
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(30)
-                .max(1);
-        } else if let Ok(n) = a.parse() {
-            rows = n;
-        }
-    }
-    let Some(pg) = pg::cluster() else {
-        println!("pages bench skipped: no PostgreSQL here");
+    let (rows, requests) = support::seed::args(30);
+    let Some(support::seed::Seeded { url, target, now }) = support::seed::seeded(rows, "pages")
+    else {
         return;
     };
-    let url = pg.database();
-    let target = Target::Postgres(url.clone());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let took = seed(&url, &target, rows, now);
-    println!(
-        "seeded {rows} rows with COPY in {:.1} s (then VACUUM ANALYZE)",
-        took.as_secs_f64()
-    );
-    let took = support::seed::fold_summaries(&target);
-    println!("folded the summaries in {:.1} s", took.as_secs_f64());
-    let took = support::seed::rebuild_crash_summaries(&url, &target);
-    println!(
-        "built the crash summaries from the rows in {:.1} s (then VACUUM ANALYZE)",
-        took.as_secs_f64()
-    );
     let (overview, population) = support::seed::plain_page_queries(&url, now, 3);
     println!(
         "counted from the records instead (fastest of 3): overview {:.0} ms, population {:.0} ms",

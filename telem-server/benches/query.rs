@@ -11,53 +11,17 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use support::seed::seed;
-use support::{agent, pg, Server, Target};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
+use support::seed::percentile;
+use support::{agent, Server};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut rows = 1_000_000u64;
-    let mut requests = 100usize;
-    while let Some(a) = args.next() {
-        if a == "--requests" {
-            requests = args
-                .next()
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(100)
-                .max(1);
-        } else if let Ok(n) = a.parse() {
-            rows = n;
-        }
-    }
-    let Some(pg) = pg::cluster() else {
-        println!("query bench skipped: no PostgreSQL here");
+    let (rows, requests) = support::seed::args(100);
+    let Some(support::seed::Seeded { target, now, .. }) = support::seed::seeded(rows, "query")
+    else {
         return;
     };
-    let url = pg.database();
-    let target = Target::Postgres(url.clone());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let took = seed(&url, &target, rows, now);
-    println!(
-        "seeded {rows} rows with COPY in {:.1} s (then VACUUM ANALYZE)",
-        took.as_secs_f64()
-    );
-    let took = support::seed::fold_summaries(&target);
-    println!("folded the summaries in {:.1} s", took.as_secs_f64());
-    let took = support::seed::rebuild_crash_summaries(&url, &target);
-    println!(
-        "built the crash summaries from the rows in {:.1} s (then VACUUM ANALYZE)",
-        took.as_secs_f64()
-    );
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&target, dir.path(), "");
     let base = format!("http://127.0.0.1:{}", server.port);

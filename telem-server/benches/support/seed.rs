@@ -234,3 +234,62 @@ pub fn plain_page_queries(url: &str, now: i64, runs: usize) -> (Duration, Durati
         (overview, population)
     })
 }
+
+/// `[rows] [--requests N]`, the arguments of the large-database benches.
+pub fn args(default_requests: usize) -> (u64, usize) {
+    let mut args = std::env::args().skip(1);
+    let mut rows = 1_000_000u64;
+    let mut requests = default_requests;
+    while let Some(a) = args.next() {
+        if a == "--requests" {
+            requests = args
+                .next()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(default_requests)
+                .max(1);
+        } else if let Ok(n) = a.parse() {
+            rows = n;
+        }
+    }
+    (rows, requests)
+}
+
+/// A private cluster's database with `rows` records COPYed in, the summaries folded and the
+/// crash summaries built, each step timed on stdout; `None` without PostgreSQL.
+pub struct Seeded {
+    pub url: String,
+    pub target: Target,
+    pub now: i64,
+}
+
+pub fn seeded(rows: u64, bench: &str) -> Option<Seeded> {
+    let Some(pg) = super::pg::cluster() else {
+        println!("{bench} bench skipped: no PostgreSQL here");
+        return None;
+    };
+    let url = pg.database();
+    let target = Target::Postgres(url.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let took = seed(&url, &target, rows, now);
+    println!(
+        "seeded {rows} rows with COPY in {:.1} s (then VACUUM ANALYZE)",
+        took.as_secs_f64()
+    );
+    let took = fold_summaries(&target);
+    println!("folded the summaries in {:.1} s", took.as_secs_f64());
+    let took = rebuild_crash_summaries(&url, &target);
+    println!(
+        "built the crash summaries from the rows in {:.1} s (then VACUUM ANALYZE)",
+        took.as_secs_f64()
+    );
+    Some(Seeded { url, target, now })
+}
+
+/// The `p` quantile of sorted durations (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
