@@ -1,49 +1,5 @@
-//! Links the unwinder (libgcc_eh) into this program instead of loading libgcc_s.so.1 at run
-//! time: one shared library fewer to find, map and relocate at every start, which measured
-//! about a fifth of this program's start-up (docs/benchmarks.md). Everything else stays
-//! dynamically linked. telemprobd and telempostd build with this same script (their
-//! `Cargo.toml` names it): for them it is 0.1 MiB less idle RSS.
-//!
-//! rustc asks for `-lgcc_s` by name on linux-gnu; a linker script of that name, found first,
-//! answers with the static archive. When the C compiler cannot name the archive (no GCC
-//! installed), nothing changes and the program uses libgcc_s.so.1 as before.
-
-use std::path::PathBuf;
-use std::process::Command;
+//! Links the unwinder statically: see the `static-unwinder` crate for why.
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=CC");
-    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if os != "linux" || env != "gnu" {
-        return;
-    }
-    let Some(archive) = gcc_eh() else {
-        let name = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
-        println!("cargo:warning=libgcc_eh.a not found: {name} loads libgcc_s.so.1");
-        return;
-    };
-    let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
-        return;
-    };
-    let dir = out.join("static-unwinder");
-    let script = format!("INPUT({})\n", archive.display());
-    if std::fs::create_dir_all(&dir).is_err()
-        || std::fs::write(dir.join("libgcc_s.so"), script).is_err()
-    {
-        return;
-    }
-    println!("cargo:rustc-link-search=native={}", dir.display());
-}
-
-/// The absolute path of libgcc_eh.a as the C compiler (rustc's linker driver) reports it.
-fn gcc_eh() -> Option<PathBuf> {
-    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    let out = Command::new(cc)
-        .arg("-print-file-name=libgcc_eh.a")
-        .output()
-        .ok()?;
-    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (out.status.success() && path.is_absolute() && path.is_file()).then_some(path)
+    static_unwinder::link();
 }

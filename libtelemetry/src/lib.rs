@@ -11,6 +11,7 @@
 //! - [`optin`], [`machine_id`]: opt-in files and the machine id.
 //! - [`client`]: sending a record and reading telemprobd's acknowledgement.
 //! - [`collector_protocol`]: the checks a collector applies to a record received over HTTP.
+//! - [`service_args`]: the daemons' command lines under a service manager, read without clap.
 //!
 //! The C library (`libtelemetry.so.4`, `telemetry.h`) is the `ffi` module, the only place with
 //! `unsafe` code.
@@ -33,6 +34,7 @@ pub mod journal;
 pub mod machine_id;
 pub mod optin;
 pub mod record;
+pub mod service_args;
 pub mod spool;
 pub mod status;
 pub mod sysinfo;

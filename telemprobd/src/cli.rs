@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use telemetry::service_args::config_file_only;
 
 use crate::server::Options;
 
@@ -68,10 +69,7 @@ impl Cli {
     /// The command line `args` (program name first, as `std::env::args_os`): the shapes a
     /// service uses — none, or only `-f FILE` — read directly, everything else by clap.
     ///
-    /// Building clap's parser touches about 0.2 MiB of code that then stays mapped for the
-    /// daemon's whole life (docs/benchmarks.md, "Idle cost"). This is a fast path, not a second
-    /// grammar: clap parses every command line it does not take, and gives the same result for
-    /// those it takes (tested below).
+    /// Why a fast path: [`telemetry::service_args`]; the test below checks that clap agrees.
     pub fn from_args(args: &[OsString]) -> Result<Cli, clap::Error> {
         match quick_parse(args) {
             Some(cli) => Ok(cli),
@@ -92,22 +90,10 @@ impl Cli {
     }
 }
 
-/// No arguments, or `-f FILE` (any of its spellings, as separate words, FILE not empty and not
-/// starting with `-`); `None` for anything else.
+/// The command lines a service manager gives ([`config_file_only`]) with every other option
+/// at its default; `None` for anything else.
 fn quick_parse(args: &[OsString]) -> Option<Cli> {
-    let config_file = match args.get(1..)? {
-        [] => None,
-        [flag, file] => {
-            let flag = flag.to_str()?;
-            let is_f = matches!(flag, "-f" | "--config-file" | "--config_file");
-            let plain = !file.is_empty() && !file.as_encoded_bytes().starts_with(b"-");
-            if !is_f || !plain {
-                return None;
-            }
-            Some(PathBuf::from(file))
-        }
-        _ => return None,
-    };
+    let config_file = config_file_only(args)?;
     Some(Cli {
         config_file,
         client_timeout_ms: CLIENT_TIMEOUT_MS,
@@ -132,6 +118,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use clap::CommandFactory;
+    use telemetry::service_args::fast_path_agrees;
 
     #[test]
     fn options_parse_with_both_spellings() {
@@ -147,27 +134,6 @@ mod tests {
         assert_eq!(c.per_uid_clients, 64);
         assert!(Cli::try_parse_from(["telemprobd", "--socket-mode", "999"]).is_err());
         assert!(Cli::try_parse_from(["telemprobd", "--bogus"]).is_err());
-    }
-
-    /// Every command line of up to three words from `vocabulary`, after `program`.
-    fn command_lines(program: &str, vocabulary: &[&str]) -> Vec<Vec<OsString>> {
-        let mut all = vec![vec![]];
-        let mut last: Vec<Vec<&str>> = vec![vec![]];
-        for _ in 0..3 {
-            last = last
-                .iter()
-                .flat_map(|l| vocabulary.iter().map(move |w| [&l[..], &[*w]].concat()))
-                .collect();
-            all.extend(last.iter().cloned());
-        }
-        all.into_iter()
-            .map(|l| {
-                std::iter::once(program)
-                    .chain(l)
-                    .map(OsString::from)
-                    .collect()
-            })
-            .collect()
     }
 
     #[test]
@@ -189,13 +155,10 @@ mod tests {
             "-V",
             "--bogus",
         ];
-        let mut fast = 0;
-        for args in command_lines("telemprobd", &vocabulary) {
-            if let Some(quick) = quick_parse(&args) {
-                fast += 1;
-                assert_eq!(Cli::try_parse_from(&args).ok(), Some(quick), "{args:?}");
-            }
-        }
+        let fast = fast_path_agrees("telemprobd", &vocabulary, quick_parse, |a| {
+            Cli::try_parse_from(a).ok()
+        })
+        .unwrap();
         // No argument, and -f under its three names with each of the three plain values.
         assert_eq!(fast, 10);
         for args in [&["telemprobd"][..], &["telemprobd", "-f", "/etc/t.conf"]] {
