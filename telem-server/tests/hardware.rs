@@ -1,15 +1,22 @@
 //! The hardware view on both engines: rasprobe's error classes per class, build, week and
-//! machine, thermal records per week; then over HTTP.
+//! machine, thermal records per week; the summaries it reads equal counting every stored row
+//! after ingest, purge, two instances ingesting at once and the migration's backfill; then
+//! over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use common::Db;
 
 use common::{v4_headers, with, TestServer};
-use telem_server::store::hardware::{day_string, week_start};
-use telem_server::store::NewRecord;
+use telem_server::config::Retention;
+use telem_server::store::hardware::{
+    day_string, week_start, ClassBuild, ClassWeek, Hardware, HwMachine, ThermalWeek, THERMAL,
+};
+use telem_server::store::{Count, Filter, NewRecord, Store};
 
 const NOW: i64 = 1_800_000_000;
 const WEEK: i64 = 7 * 86_400;
@@ -160,3 +167,282 @@ fn hardware_over_http() {
     assert_eq!(s.get("/api/v1/hardware?weeks=0").status, 400);
     assert_eq!(s.get("/api/v1/hardware?days=3").status, 400);
 }
+
+/// The classifications of the oracle tests: rasprobe's trees (thermal included), look-alikes
+/// that are not, and everyday records.
+const ORACLE_CLASSES: &[&str] = &[
+    "org.clearlinux/mce/corrected",
+    "org.clearlinux/mce/corrected",
+    "org.clearlinux/mce/SRAR",
+    "org.clearlinux/memory/corrected",
+    "org.clearlinux/pcie/aer",
+    THERMAL,
+    THERMAL,
+    "org.clearlinux/MCE/corrected",
+    "org.clearlinux/memoryx/corrected",
+    "org.clearlinux/heartbeat/ping",
+];
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// `n` records with identities from `first`, received over the 12 weeks before [`NOW`], from
+/// 1040 machines and 4 builds.
+fn oracle_records(first: u64, n: u64, seed: u64) -> Vec<NewRecord> {
+    let mut rng = Rng(seed);
+    (first..first + n)
+        .map(|i| {
+            let class = ORACLE_CLASSES[rng.below(ORACLE_CLASSES.len() as u64) as usize];
+            // Half from 40 machines that fail often, half from 1000 that rarely do: the view
+            // ranks its machines both by their totals and, past the bound, all of them.
+            let m = if rng.below(2) == 0 {
+                rng.below(40)
+            } else {
+                40 + rng.below(1000)
+            };
+            let machine = format!("{m:032x}");
+            let build = (40000 + 10 * rng.below(4)).to_string();
+            let ts = NOW - rng.below(12 * WEEK as u64) as i64;
+            record(i as u32, class, ts, &machine, &build)
+        })
+        .collect()
+}
+
+/// The view counted from `rows` the plain way, as the store promises to answer it.
+fn oracle(rows: &[NewRecord], weeks: i64, now: i64) -> Hardware {
+    let since = week_start(now) - (weeks - 1) * WEEK;
+    let tree = |c: &str| {
+        c.starts_with("org.clearlinux/mce/")
+            || c.starts_with("org.clearlinux/memory/")
+            || c.starts_with("org.clearlinux/pcie/")
+    };
+    let mut classes: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut builds: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut weekly: BTreeMap<(String, &str), i64> = BTreeMap::new();
+    let mut machines: BTreeMap<&str, (i64, BTreeSet<&str>, i64)> = BTreeMap::new();
+    let mut thermal: BTreeMap<String, (i64, BTreeSet<&str>)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.ts_reception >= since) {
+        let c = r.classification.as_str();
+        let week = day_string(week_start(r.ts_reception));
+        if c == THERMAL {
+            let t = thermal.entry(week).or_default();
+            t.0 += 1;
+            t.1.insert(&r.machine_id);
+        } else if tree(c) {
+            *classes.entry(c).or_default() += 1;
+            *builds.entry((c, &r.build)).or_default() += 1;
+            *weekly.entry((week, c)).or_default() += 1;
+            let m = machines.entry(&r.machine_id).or_default();
+            m.0 += 1;
+            m.1.insert(c);
+            m.2 = m.2.max(r.ts_reception);
+        }
+    }
+    let mut classes: Vec<Count> = classes
+        .into_iter()
+        .map(|(k, n)| Count {
+            key: k.into(),
+            count: n,
+        })
+        .collect();
+    classes.sort_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
+    let mut builds: Vec<ClassBuild> = builds
+        .into_iter()
+        .map(|((c, b), n)| ClassBuild {
+            classification: c.into(),
+            build: b.into(),
+            count: n,
+        })
+        .collect();
+    builds.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.build.cmp(&b.build))
+            .then(a.classification.cmp(&b.classification))
+    });
+    let mut machines: Vec<HwMachine> = machines
+        .into_iter()
+        .map(|(m, (n, c, hi))| HwMachine {
+            machine_id: m.into(),
+            count: n,
+            classes: c.len() as i64,
+            last_seen: hi,
+        })
+        .collect();
+    machines.sort_by(|a, b| b.count.cmp(&a.count).then(a.machine_id.cmp(&b.machine_id)));
+    machines.truncate(50);
+    Hardware {
+        weeks,
+        since,
+        classes,
+        builds,
+        weekly: weekly
+            .into_iter()
+            .map(|((w, c), n)| ClassWeek {
+                week: w,
+                classification: c.into(),
+                count: n,
+            })
+            .collect(),
+        machines,
+        thermal_weekly: thermal
+            .into_iter()
+            .map(|(w, (n, m))| ThermalWeek {
+                week: w,
+                count: n,
+                machines: m.len() as i64,
+            })
+            .collect(),
+    }
+}
+
+/// Every stored row, read back one by one (no aggregate).
+async fn all_rows(s: &Store) -> Vec<NewRecord> {
+    s.list(&Filter::default(), 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.record)
+        .collect()
+}
+
+/// The view equals the oracle over every stored row, for windows inside and beyond the data.
+async fn assert_view_exact(s: &Store, what: &str) {
+    let rows = all_rows(s).await;
+    for weeks in [1, 2, 5, 52] {
+        let got = s.hardware(weeks, NOW).await.unwrap();
+        assert_eq!(got, oracle(&rows, weeks, NOW), "{what}: {weeks} weeks");
+    }
+    let full = s.hardware(52, NOW).await.unwrap();
+    assert!(
+        full.machines.len() == 50 && !full.thermal_weekly.is_empty(),
+        "{what}: {full:?}"
+    );
+}
+
+async fn hardware_summary_follows_ingest_and_purge(db: Db) {
+    let s = db.open().await;
+    let batch = oracle_records(0, 1200, 0x1234_5678);
+    for chunk in batch.chunks(100) {
+        s.insert_batch(chunk).await.unwrap();
+    }
+    // Duplicates change nothing.
+    s.insert_batch(&batch[..60]).await.unwrap();
+    assert_view_exact(&s, "after ingest").await;
+
+    let mut retention = Retention {
+        days: 60,
+        ..Retention::default()
+    };
+    retention
+        .classification
+        .insert("org.clearlinux/mce/*".into(), 25);
+    let purged = s.purge(&retention, NOW).await.unwrap();
+    assert!(
+        purged.iter().map(|p| p.deleted).sum::<u64>() > 200,
+        "{purged:?}"
+    );
+    assert_view_exact(&s, "after a purge").await;
+
+    // Ingest after the purge, including records of weeks the purge emptied.
+    s.insert_batch(&oracle_records(10_000, 300, 0x9abc))
+        .await
+        .unwrap();
+    assert_view_exact(&s, "after ingest following a purge").await;
+    s.close().await;
+}
+store_on_both_engines!(hardware_summary_follows_ingest_and_purge);
+
+async fn hardware_summary_with_two_instances_ingesting(db: Db) {
+    let a = db.open().await;
+    let b = db.open().await;
+    // Overlapping batches (a client retrying on the other instance).
+    let all = oracle_records(0, 1000, 0xfeed_beef);
+    let run = |s: Store, recs: Vec<NewRecord>| {
+        tokio::spawn(async move {
+            for chunk in recs.chunks(25) {
+                // SQLite's single writer may be busy with the other instance: retry.
+                let mut tries = 0;
+                while let Err(e) = s.insert_batch(chunk).await {
+                    tries += 1;
+                    assert!(tries < 50, "{e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+    let ta = run(a.clone(), all[..600].to_vec());
+    let tb = run(b.clone(), all[400..].to_vec());
+    ta.await.unwrap();
+    tb.await.unwrap();
+    assert_eq!(all_rows(&a).await.len(), 1000);
+    assert_view_exact(&a, "instance a after concurrent ingest").await;
+    assert_view_exact(&b, "instance b after concurrent ingest").await;
+    a.close().await;
+    b.close().await;
+}
+store_on_both_engines!(hardware_summary_with_two_instances_ingesting);
+
+/// Takes schema version 7 (the hardware summaries) out of `db` again, as if it had never run.
+async fn undo_version_7(db: &Db) {
+    match db {
+        Db::Sqlite(_) => {
+            let path = db.config().storage.path;
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::raw_sql(
+                "DROP TRIGGER records_hardware_insert; DROP TRIGGER records_hardware_delete;
+                 DROP TRIGGER records_hardware_update_old;
+                 DROP TRIGGER records_hardware_update_new;
+                 DROP TABLE hardware_weeks; DROP TABLE hardware_machines;
+                 DROP TABLE hardware_machine_totals;
+                 DELETE FROM schema_migrations WHERE version = 7;",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        Db::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::raw_sql(
+                "DROP TRIGGER records_hardware_insert ON records;
+                 DROP TRIGGER records_hardware_delete ON records;
+                 DROP TRIGGER records_hardware_update ON records;
+                 DROP FUNCTION records_hardware_change();
+                 DROP TABLE hardware_weeks, hardware_machines, hardware_machine_totals,
+                     hardware_changes;
+                 DELETE FROM schema_migrations WHERE version = 7;",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// A database of an older version gains the summaries at the next start, filled from the
+/// records already stored.
+async fn hardware_summary_backfilled_by_the_migration(db: Db) {
+    let s = db.open().await;
+    s.insert_batch(&oracle_records(0, 800, 0x5eed))
+        .await
+        .unwrap();
+    s.close().await;
+    undo_version_7(&db).await;
+    let s = db.open().await;
+    assert_eq!(s.schema_version().await.unwrap(), 7);
+    assert_view_exact(&s, "after the migration").await;
+    s.close().await;
+}
+store_on_both_engines!(hardware_summary_backfilled_by_the_migration);

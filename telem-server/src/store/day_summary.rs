@@ -288,10 +288,12 @@ pub(crate) const PG_FOLD: &[&str] = &[
 /// The engine methods reading the summaries, the same statements for both pools.
 macro_rules! summary_methods {
     ($dialect:expr) => {
-        /// Folds pending changes into the summaries (PostgreSQL; SQLite has none).
+        /// Folds pending changes into the summaries, the hardware view's too (PostgreSQL; SQLite
+        /// has none).
         pub(crate) async fn fold_summaries(&self) -> Result<(), $crate::store::StoreError> {
             if $dialect == $crate::store::filter::Dialect::Postgres {
-                for sql in $crate::store::day_summary::PG_FOLD {
+                let hardware = $crate::store::hardware_summary::PG_FOLD;
+                for sql in $crate::store::day_summary::PG_FOLD.iter().chain(hardware) {
                     sqlx::query(sql).execute(&self.pool).await?;
                 }
             }

@@ -13,13 +13,29 @@ pub const THERMAL: &str = "org.clearlinux/mce/thermal";
 /// Most machines the view lists.
 pub const MAX_HW_MACHINES: i64 = 50;
 
+/// Most machines the view ranks by their totals before it ranks every machine.
+pub const MAX_CANDIDATES: i64 = 3_200;
+
+/// The first [`MAX_HW_MACHINES`] of `machines`, most records first, ties in byte order of the
+/// machine id whatever the database's collation.
+pub fn rank_machines(mut machines: Vec<HwMachine>) -> Vec<HwMachine> {
+    machines.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.machine_id.cmp(&b.machine_id))
+    });
+    machines.truncate(usize::try_from(MAX_HW_MACHINES).unwrap_or(usize::MAX));
+    machines
+}
+
 /// Seconds in a week; weeks start on Monday 00:00 UTC (1970-01-05 was a Monday, 4 days after
 /// the epoch).
 const WEEK: i64 = 7 * 86_400;
 const MONDAY: i64 = 4 * 86_400;
 
 /// The error records: the three classification trees, without the thermal record, compared
-/// by prefix with `substr` so the test is the same exact comparison on both engines.
+/// by prefix with `substr` so the test is the same exact comparison on both engines (the
+/// partial index of schema version 5, dropped by version 7).
 macro_rules! errors_sql {
     () => {
         "(substr(classification, 1, 19) = 'org.clearlinux/mce/' \
@@ -29,7 +45,6 @@ macro_rules! errors_sql {
     };
 }
 pub(crate) use errors_sql;
-pub(crate) const ERRORS: &str = errors_sql!();
 
 /// Records of one class and build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,7 +121,8 @@ impl Store {
     }
 }
 
-/// The engine method behind [`Store::hardware`].
+/// The engine method behind [`Store::hardware`]: reads the summaries of
+/// [`super::hardware_summary`] (after folding pending changes), never the records.
 macro_rules! hardware_methods {
     () => {
         pub(crate) async fn hardware(
@@ -116,20 +132,20 @@ macro_rules! hardware_methods {
         ) -> Result<$crate::store::hardware::Hardware, $crate::store::StoreError> {
             use sqlx::Row as _;
             use $crate::store::hardware::{
-                day_string, ClassBuild, ClassWeek, Hardware, HwMachine, ThermalWeek, ERRORS,
-                MAX_HW_MACHINES, THERMAL,
+                day_string, ClassBuild, ClassWeek, Hardware, ThermalWeek, THERMAL,
             };
-            // Week index from `since` ($1), in whole weeks.
-            const WEEK_OF: &str = "(ts_reception - $1) / 604800";
+            use $crate::store::hardware_summary::{week_begins, week_of};
             let limit = $crate::store::filter::MAX_GROUPS;
-            let week = |k: i64| day_string(since + k * 604_800);
+            let first = week_of(since);
+            self.fold_summaries().await?;
 
             let rows = sqlx::query(&format!(
-                "SELECT classification AS k, COUNT(*) AS n FROM records \
-                 WHERE ts_reception >= $1 AND {ERRORS} GROUP BY classification \
+                "SELECT classification AS k, CAST(SUM(n) AS BIGINT) AS n FROM hardware_weeks \
+                 WHERE week >= $1 AND classification <> $2 GROUP BY classification \
                  ORDER BY n DESC, k LIMIT {limit}"
             ))
-            .bind(since)
+            .bind(first)
+            .bind(THERMAL)
             .fetch_all(&self.pool)
             .await?;
             let mut classes = Vec::with_capacity(rows.len());
@@ -141,11 +157,12 @@ macro_rules! hardware_methods {
             }
 
             let rows = sqlx::query(&format!(
-                "SELECT classification AS c, build AS b, COUNT(*) AS n FROM records \
-                 WHERE ts_reception >= $1 AND {ERRORS} GROUP BY classification, build \
-                 ORDER BY n DESC, b, c LIMIT {limit}"
+                "SELECT classification AS c, build AS b, CAST(SUM(n) AS BIGINT) AS n \
+                 FROM hardware_weeks WHERE week >= $1 AND classification <> $2 \
+                 GROUP BY classification, build ORDER BY n DESC, b, c LIMIT {limit}"
             ))
-            .bind(since)
+            .bind(first)
+            .bind(THERMAL)
             .fetch_all(&self.pool)
             .await?;
             let mut builds = Vec::with_capacity(rows.len());
@@ -158,52 +175,39 @@ macro_rules! hardware_methods {
             }
 
             let rows = sqlx::query(&format!(
-                "SELECT {WEEK_OF} AS w, classification AS c, COUNT(*) AS n FROM records \
-                 WHERE ts_reception >= $1 AND {ERRORS} GROUP BY 1, 2 ORDER BY 1, 2 LIMIT {limit}"
+                "SELECT week AS w, classification AS c, CAST(SUM(n) AS BIGINT) AS n \
+                 FROM hardware_weeks WHERE week >= $1 AND classification <> $2 \
+                 GROUP BY 1, 2 ORDER BY 1, 2 LIMIT {limit}"
             ))
-            .bind(since)
+            .bind(first)
+            .bind(THERMAL)
             .fetch_all(&self.pool)
             .await?;
             let mut weekly = Vec::with_capacity(rows.len());
             for r in &rows {
                 weekly.push(ClassWeek {
-                    week: week(r.try_get("w")?),
+                    week: day_string(week_begins(r.try_get("w")?)),
                     classification: r.try_get("c")?,
                     count: r.try_get("n")?,
                 });
             }
 
-            let rows = sqlx::query(&format!(
-                "SELECT machine_id AS m, COUNT(*) AS n, COUNT(DISTINCT classification) AS c, \
-                 MAX(ts_reception) AS hi FROM records WHERE ts_reception >= $1 AND {ERRORS} \
-                 GROUP BY machine_id ORDER BY n DESC, m LIMIT {MAX_HW_MACHINES}"
-            ))
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-            let mut machines = Vec::with_capacity(rows.len());
-            for r in &rows {
-                machines.push(HwMachine {
-                    machine_id: r.try_get("m")?,
-                    count: r.try_get("n")?,
-                    classes: r.try_get("c")?,
-                    last_seen: r.try_get("hi")?,
-                });
-            }
+            let machines = self.hardware_machines(first).await?;
 
-            let rows = sqlx::query(&format!(
-                "SELECT {WEEK_OF} AS w, COUNT(*) AS n, COUNT(DISTINCT machine_id) AS m \
-                 FROM records WHERE ts_reception >= $1 AND classification = $2 \
-                 GROUP BY 1 ORDER BY 1"
-            ))
-            .bind(since)
+            // One row per week and machine: the rows are the distinct machines.
+            let rows = sqlx::query(
+                "SELECT week AS w, CAST(SUM(n) AS BIGINT) AS n, COUNT(*) AS m \
+                 FROM hardware_machines WHERE week >= $1 AND classification = $2 \
+                 GROUP BY 1 ORDER BY 1",
+            )
+            .bind(first)
             .bind(THERMAL)
             .fetch_all(&self.pool)
             .await?;
             let mut thermal_weekly = Vec::with_capacity(rows.len());
             for r in &rows {
                 thermal_weekly.push(ThermalWeek {
-                    week: week(r.try_get("w")?),
+                    week: day_string(week_begins(r.try_get("w")?)),
                     count: r.try_get("n")?,
                     machines: r.try_get("m")?,
                 });
@@ -218,6 +222,90 @@ macro_rules! hardware_methods {
                 machines,
                 thermal_weekly,
             })
+        }
+
+        /// The [`MAX_HW_MACHINES`] machines with most error records since week `first`.
+        ///
+        /// A machine's count in the window is at most its total over all weeks, so ranking the
+        /// `k` machines with the largest totals is exact once the last of the listed machines
+        /// has more records in the window than the `k`-th total: no other machine can reach
+        /// it. `k` grows until then; past [`MAX_CANDIDATES`] every machine is ranked.
+        async fn hardware_machines(
+            &self,
+            first: i64,
+        ) -> Result<Vec<$crate::store::hardware::HwMachine>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            use $crate::store::hardware::{
+                rank_machines, HwMachine, MAX_CANDIDATES, MAX_HW_MACHINES, THERMAL,
+            };
+            // Per machine over its classes: records, classes, newest reception.
+            const PER_MACHINE: &str = "SELECT machine_id AS m, CAST(SUM(n) AS BIGINT) AS n, \
+                COUNT(*) AS c, MAX(hi) AS hi FROM (SELECT machine_id, classification, \
+                SUM(n) AS n, MAX(last_seen) AS hi FROM hardware_machines \
+                WHERE week >= $1 AND classification <> $2";
+            const PER_CLASS: &str =
+                "GROUP BY machine_id, classification HAVING SUM(n) > 0) AS per_class \
+                 GROUP BY machine_id";
+            let read = |rows: Vec<_>| -> Result<Vec<HwMachine>, sqlx::Error> {
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let r: &_ = r;
+                    out.push(HwMachine {
+                        machine_id: sqlx::Row::try_get(r, "m")?,
+                        count: sqlx::Row::try_get(r, "n")?,
+                        classes: sqlx::Row::try_get(r, "c")?,
+                        last_seen: sqlx::Row::try_get(r, "hi")?,
+                    });
+                }
+                Ok(out)
+            };
+            let mut k = 4 * MAX_HW_MACHINES;
+            while k <= MAX_CANDIDATES {
+                let rows = sqlx::query(
+                    "SELECT machine_id, n FROM hardware_machine_totals WHERE n > 0 \
+                     ORDER BY n DESC, machine_id LIMIT $1",
+                )
+                .bind(k)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut bound = 0i64;
+                let mut candidates = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    candidates.push(r.try_get::<String, _>("machine_id")?);
+                    bound = r.try_get("n")?;
+                }
+                if candidates.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let marks: Vec<String> = (0..candidates.len())
+                    .map(|i| format!("${}", i + 3))
+                    .collect();
+                let sql = format!(
+                    "{PER_MACHINE} AND machine_id IN ({}) {PER_CLASS}",
+                    marks.join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(first).bind(THERMAL);
+                for c in &candidates {
+                    q = q.bind(c);
+                }
+                let ranked = rank_machines(read(q.fetch_all(&self.pool).await?)?);
+                let everyone = (candidates.len() as i64) < k;
+                if everyone
+                    || ranked.len() as i64 == MAX_HW_MACHINES
+                        && ranked.last().is_some_and(|m| m.count > bound)
+                {
+                    return Ok(ranked);
+                }
+                k *= 4;
+            }
+            let sql =
+                format!("{PER_MACHINE} {PER_CLASS} ORDER BY n DESC, m LIMIT {MAX_HW_MACHINES}");
+            let rows = sqlx::query(&sql)
+                .bind(first)
+                .bind(THERMAL)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rank_machines(read(rows)?))
         }
     };
 }

@@ -9,6 +9,7 @@ pub mod day_summary;
 pub mod filter;
 pub mod groups;
 pub mod hardware;
+pub mod hardware_summary;
 mod postgres;
 pub mod schema;
 mod sqlite;
