@@ -1,8 +1,8 @@
 //! Ingest throughput:
-//! `cargo bench -p telem-server --bench ingest [records] [senders] [--rounds N] [--batch-max N]`.
+//! `cargo bench -p telem-server --bench ingest -- [records] [senders] [--rounds N] [--batch-max N]`.
 //!
-//! Per engine (SQLite, then PostgreSQL on a private cluster started like the tests'; skipped with
-//! a note when PostgreSQL is not installed), in one run:
+//! Per engine (SQLite, then PostgreSQL on a private cluster with `fsync` on, started like the
+//! tests'; skipped with a note when PostgreSQL is not installed), in one run:
 //!
 //! - **server**: `telem-server` as a child process, `senders` threads (default 8) each posting
 //!   distinct records over one kept-alive connection, as telempostd does; records/s, and the
@@ -10,14 +10,17 @@
 //! - **bulk**: the same rows inserted into a fresh database of the same engine with multi-row
 //!   INSERTs of 1000 rows per statement (each statement its own transaction, SQLite with the
 //!   server's WAL and `synchronous = FULL`), the fastest way in without the protocol;
+//! - **collector**: the same senders against the in-memory test collector in a process of its
+//!   own (this binary re-run with `--collector-child`): the HTTP and protocol ceiling;
 //! - **batches**: the server's own `insert_batch` called in-process with `senders` rows at a
-//!   time on a fresh database: what the writer's transactions cost without HTTP;
+//!   time on a fresh database: one durable commit without HTTP; on SQLite also the WAL bytes of
+//!   one such commit and the time of one `fdatasync` of that many bytes in the same directory;
 //!
 //! and the ratio of server to bulk, with where the time goes (records per commit and the mean
-//! time in the handler, from the server's `/metrics`). `--batch-max N` sets the server's
-//! `ingest.batch_max` (1: a commit per record, to see what group commit gives). `--rounds N`
-//! repeats all three N times, alternating, and prints each round and the median ratio, so a busy
-//! machine shows its noise.
+//! time in the handler, from the server's `/metrics`) and the bound `senders / (commit + round
+//! trip at the ceiling)`. `--batch-max N` sets the server's `ingest.batch_max` (1: a commit per
+//! record, to see what group commit gives). `--rounds N` repeats them all N times and prints
+//! each round and the medians, so a busy machine shows its noise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
