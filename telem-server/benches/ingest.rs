@@ -19,7 +19,8 @@
 //! and the ratio of server to bulk, with where the time goes (records per commit and the mean
 //! time in the handler, from the server's `/metrics`) and the bound `senders / (commit + round
 //! trip at the ceiling)`. `--batch-max N` sets the server's `ingest.batch_max` (1: a commit per
-//! record, to see what group commit gives). `--rounds N` repeats them all N times and prints
+//! record, to see what group commit gives); on PostgreSQL each round also runs the server with
+//! one writer instead of two. `--rounds N` repeats them all N times and prints
 //! each round and the medians, so a busy machine shows its noise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -351,7 +352,7 @@ fn main() {
             return collector_child();
         } else if a == "--batch-max" {
             let n: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(256);
-            extra = format!("[ingest]\nbatch_max = {n}");
+            extra = format!("batch_max = {n}\n");
         } else if a == "--rounds" {
             rounds = args.next().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
         } else if let Ok(n) = a.parse::<u64>() {
@@ -384,7 +385,19 @@ fn main() {
                 println!("{engine}: skipped (no PostgreSQL here)");
                 break;
             };
-            let run = through_server(&server_db, dir.path(), &extra, records, senders);
+            let run = through_server(
+                &server_db,
+                dir.path(),
+                &format!("[ingest]\n{extra}"),
+                records,
+                senders,
+            );
+            // PostgreSQL runs two writers by default: the same with one, for the difference.
+            let one_writer = (engine == "postgres").then(|| {
+                let db = target(engine).unwrap();
+                let cfg = format!("[ingest]\n{extra}writers = 1\n");
+                through_server(&db, dir.path(), &cfg, records, senders)
+            });
             let ceiling = through_collector(records, senders);
             let base = bulk(&bulk_db, &rows);
             let (direct, wal) = batches(&batch_db, &rows, &more, senders as usize);
@@ -413,6 +426,16 @@ fn main() {
                 ceiling / base,
                 direct / base,
             );
+            if let Some(one) = &one_writer {
+                println!(
+                    "  one writer instead of two: server {:.0} records/s, ratio {:.2}, \
+                     {:.1} records per commit, {:.2} ms per request in the handler",
+                    one.rate,
+                    one.rate / base,
+                    one.per_commit,
+                    one.handler_ms
+                );
+            }
             if wal > 0 {
                 let (p50, mean) = fdatasync_ms(dir.path(), wal);
                 println!(

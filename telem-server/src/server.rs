@@ -25,7 +25,7 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
 }
 
-/// Writer tasks for `engine`. SQLite has one write lock, so a second writer would only wait for
+/// Writer tasks for `engine` unless configured. SQLite has one write lock, so a second writer would only wait for
 /// it; PostgreSQL commits transactions side by side (and flushes their WAL together), so a batch
 /// that is committing, or waiting on a row another transaction holds, does not hold up the next.
 fn writers(engine: Engine) -> usize {
@@ -64,7 +64,9 @@ pub async fn run(
         metrics.clone(),
         cfg.ingest.batch_max,
         cfg.ingest.queue,
-        writers(cfg.storage.engine),
+        cfg.ingest
+            .writers
+            .unwrap_or_else(|| writers(cfg.storage.engine)),
     );
     let state = Arc::new(AppState {
         tid: cfg.tid.clone(),
