@@ -143,6 +143,8 @@ pub struct Ingest {
     pub batch_max: usize,
     /// Records waiting for the writer before new requests wait for room (backpressure).
     pub queue: usize,
+    /// Writer tasks committing side by side; none given: 1 on SQLite, 2 on PostgreSQL.
+    pub writers: Option<usize>,
 }
 
 impl Default for Config {
@@ -178,6 +180,7 @@ impl Default for Ingest {
         Ingest {
             batch_max: 256,
             queue: 4096,
+            writers: None,
         }
     }
 }
@@ -226,8 +229,10 @@ impl Config {
         if self.storage.max_connections == 0 {
             return bad("storage.max_connections must be at least 1".into());
         }
-        if self.ingest.batch_max == 0 || self.ingest.queue == 0 {
-            return bad("ingest.batch_max and ingest.queue must be at least 1".into());
+        if self.ingest.batch_max == 0 || self.ingest.queue == 0 || self.ingest.writers == Some(0) {
+            return bad(
+                "ingest.batch_max, ingest.queue and ingest.writers must be at least 1".into(),
+            );
         }
         if self
             .crash
@@ -297,6 +302,16 @@ mod tests {
         assert!(parse("[storage]\nengine = \"postgres\"\nurl = \"postgres://x/y\"").is_ok());
         assert!(parse("lisen = \"127.0.0.1:1\"").is_err());
         assert!(parse("fleet_token = \"short\"").is_err());
+    }
+
+    #[test]
+    fn ingest_writers_are_optional_and_at_least_one() {
+        assert_eq!(parse("").unwrap().ingest.writers, None);
+        assert_eq!(
+            parse("[ingest]\nwriters = 3").unwrap().ingest.writers,
+            Some(3)
+        );
+        assert!(parse("[ingest]\nwriters = 0").is_err());
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Group commit: requests hand their record to one writer task, which commits everything that
-//! is waiting in one transaction and answers each request after the commit.
+//! Group commit: requests hand their record to a writer task, which commits everything that
+//! is waiting in one transaction and answers each request after the commit. With more than one
+//! writer (PostgreSQL), the next batch forms and commits while another is committing.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
@@ -31,16 +32,33 @@ pub enum IngestError {
 }
 
 impl Ingest {
-    /// Starts the writer on `store`. It ends once every `Ingest` clone is dropped and the
-    /// queue is drained.
+    /// Starts `writers` writer tasks (at least one) on `store`, all taking from one queue. They
+    /// end once every `Ingest` clone is dropped and the queue is drained; the handle ends with
+    /// the last of them.
     pub fn start(
         store: Store,
         metrics: Arc<Metrics>,
         batch_max: usize,
         queue: usize,
+        writers: usize,
     ) -> (Ingest, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
-        let task = tokio::spawn(writer(store, metrics, rx, batch_max));
+        let rx = Arc::new(Mutex::new(rx));
+        let tasks: Vec<_> = (0..writers.max(1))
+            .map(|_| {
+                tokio::spawn(writer(
+                    store.clone(),
+                    metrics.clone(),
+                    rx.clone(),
+                    batch_max,
+                ))
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            for t in tasks {
+                let _ = t.await;
+            }
+        });
         (Ingest { tx }, task)
     }
 
@@ -61,13 +79,14 @@ impl Ingest {
 async fn writer(
     store: Store,
     metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<Job>,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
     batch_max: usize,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
     // Waits for one record, then takes whatever else arrived meanwhile: no timer, so a lone
-    // record is committed at once and a burst shares one transaction.
-    while rx.recv_many(&mut jobs, batch_max).await > 0 {
+    // record is committed at once and a burst shares one transaction. The queue is free again
+    // as soon as the batch is taken, for another writer while this one commits.
+    while rx.lock().await.recv_many(&mut jobs, batch_max).await > 0 {
         let (records, replies): (Vec<NewRecord>, Vec<_>) =
             jobs.drain(..).map(|j| (j.record, j.reply)).unzip();
         let started = std::time::Instant::now();

@@ -8,7 +8,7 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Engine};
 use crate::http::{router, AppState};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -23,6 +23,16 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+}
+
+/// Writer tasks for `engine` unless configured. SQLite has one write lock, so a second writer would only wait for
+/// it; PostgreSQL commits transactions side by side (and flushes their WAL together), so a batch
+/// that is committing, or waiting on a row another transaction holds, does not hold up the next.
+fn writers(engine: Engine) -> usize {
+    match engine {
+        Engine::Sqlite => 1,
+        Engine::Postgres => 2,
+    }
 }
 
 /// Serves `cfg` on `listener` until `shutdown` completes.
@@ -54,6 +64,9 @@ pub async fn run(
         metrics.clone(),
         cfg.ingest.batch_max,
         cfg.ingest.queue,
+        cfg.ingest
+            .writers
+            .unwrap_or_else(|| writers(cfg.storage.engine)),
     );
     let state = Arc::new(AppState {
         tid: cfg.tid.clone(),

@@ -54,7 +54,7 @@ async fn requests_waiting_for_a_commit_share_the_next_one() {
     let cfg = common::sqlite_config(dir.path());
     let store = Store::open(&cfg).await.unwrap();
     let metrics = Arc::new(Metrics::default());
-    let (ingest, writer) = Ingest::start(store.clone(), metrics.clone(), 256, 1024);
+    let (ingest, writer) = Ingest::start(store.clone(), metrics.clone(), 256, 1024, 1);
 
     // Another connection holds the write lock: the writer's first commit waits on it.
     let mut blocker =
@@ -109,7 +109,7 @@ async fn a_record_the_database_refuses_does_not_fail_its_batch() {
     let cfg = common::pg_config(&pg.database());
     let store = Store::open(&cfg).await.unwrap();
     let metrics = Arc::new(Metrics::default());
-    let (ingest, writer) = Ingest::start(store.clone(), metrics.clone(), 256, 1024);
+    let (ingest, writer) = Ingest::start(store.clone(), metrics.clone(), 256, 1024, 1);
     // Another transaction locks the table: the first record's commit waits, the next nine
     // (one of them bad) queue up and go into one batch.
     let mut blocker = sqlx::PgConnection::connect(cfg.storage.url.as_deref().unwrap())

@@ -482,7 +482,11 @@ macro_rules! engine_methods {
             use sqlx::Row as _;
             use std::collections::HashMap;
             let mut new: HashMap<String, i64> = HashMap::with_capacity(records.len());
-            for chunk in records.chunks($crate::store::ROWS_PER_STATEMENT) {
+            // In identity order: two transactions inserting the same identities (two writers,
+            // two instances) take their unique-index locks in one order, never in a cycle.
+            let mut sorted: Vec<&$crate::store::NewRecord> = records.iter().collect();
+            sorted.sort_by(|a, b| a.identity.cmp(&b.identity));
+            for chunk in sorted.chunks($crate::store::ROWS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::new(format!(
                     "INSERT INTO records ({}) ",
                     $crate::store::COLUMNS

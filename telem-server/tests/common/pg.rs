@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,17 @@ pub struct Pg {
 }
 
 static PG: OnceLock<Option<Pg>> = OnceLock::new();
+
+/// Whether the cluster flushes its WAL on commit (the benchmarks); the tests run without.
+static DURABLE: AtomicBool = AtomicBool::new(false);
+
+/// Like [`cluster`], but with `fsync` and full-page writes on, as a production cluster: for
+/// benchmarks whose figures depend on durable commits. Call it before anything starts the
+/// cluster.
+pub fn durable_cluster() -> Option<&'static Pg> {
+    DURABLE.store(true, Ordering::Relaxed);
+    cluster()
+}
 
 /// The cluster, started on first use; None (with a note on stderr) when this machine has no
 /// PostgreSQL or cannot run it. Under CI a missing PostgreSQL is a failure, not a skip.
@@ -180,6 +191,11 @@ fn start() -> Result<Pg, String> {
     // The parent-death signal follows the thread that started the server: a thread that
     // lives as long as the test process starts it and then waits forever.
     let (tx, rx) = mpsc::channel::<Result<(), String>>();
+    let (fsync, full_page_writes) = if DURABLE.load(Ordering::Relaxed) {
+        ("fsync=on", "full_page_writes=on")
+    } else {
+        ("fsync=off", "full_page_writes=off")
+    };
     let (p, b, d, dd) = (prefix.clone(), bin.clone(), dir.clone(), data.clone());
     std::thread::Builder::new()
         .name("postgres-keeper".into())
@@ -197,8 +213,8 @@ fn start() -> Result<Pg, String> {
                 .arg(&dd)
                 .args(["-p", &port.to_string(), "-k"])
                 .arg(&d)
-                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-                .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", fsync])
+                .args(["-c", full_page_writes, "-c", "max_connections=200"])
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log2.map_or(Stdio::null(), Stdio::from))
