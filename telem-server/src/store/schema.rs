@@ -40,6 +40,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (3, SQLITE_ANNOTATIONS),
     (4, SQLITE_CRASH_SUMMARIES),
     (5, super::day_summary::SQLITE_V5),
+    (6, super::group_days::SQLITE_V6),
 ];
 
 /// Version 2: the crash signature of each record (NULL without one), indexed for the groups.
@@ -86,6 +87,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (3, POSTGRES_ANNOTATIONS),
     (4, POSTGRES_CRASH_SUMMARIES),
     (5, super::day_summary::POSTGRES_V5),
+    (6, super::group_days::POSTGRES_V6),
 ];
 
 /// Version 3: what people said about crash groups, and the skip-list edits every instance
