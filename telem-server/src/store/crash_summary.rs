@@ -648,24 +648,46 @@ macro_rules! summary_methods {
         }
 
         /// Records per (group, day) for the days `[from, to)`, day `from` numbered 0: the top
-        /// crashers' trend over whole days.
+        /// crashers' trend over whole days. One row per group with its days as text
+        /// (`k:n,k:n,…`): fetching a row per group and day cost more than the query itself.
         pub(crate) async fn summary_day_counts_of_groups(
             &self,
             from: i64,
             to: i64,
         ) -> Result<Vec<((String, String), i64, i64)>, $crate::store::StoreError> {
             use sqlx::Row as _;
-            let rows = sqlx::query(
-                "SELECT crash_function AS f, crash_module AS m, day - $1 AS k, n \
-                 FROM crash_group_days WHERE day >= $1 AND day < $2 AND n > 0",
-            )
+            let agg = match $dialect {
+                $crate::store::filter::Dialect::Postgres => {
+                    "string_agg(CAST(day - $1 AS TEXT) || ':' || CAST(n AS TEXT), ',')"
+                }
+                $crate::store::filter::Dialect::Sqlite => {
+                    "group_concat(CAST(day - $1 AS TEXT) || ':' || CAST(n AS TEXT), ',')"
+                }
+            };
+            let rows = sqlx::query(&format!(
+                "SELECT crash_function AS f, crash_module AS m, {agg} AS days \
+                 FROM crash_group_days WHERE day >= $1 AND day < $2 AND n > 0 \
+                 GROUP BY crash_function, crash_module"
+            ))
             .bind(from)
             .bind(to)
             .fetch_all(&self.pool)
             .await?;
-            let mut out = Vec::with_capacity(rows.len());
+            let mut out = Vec::new();
             for r in &rows {
-                out.push(((r.try_get("f")?, r.try_get("m")?), r.try_get("k")?, r.try_get("n")?));
+                let key: (String, String) = (r.try_get("f")?, r.try_get("m")?);
+                let days: String = r.try_get("days")?;
+                for cell in days.split(',') {
+                    let parsed = cell
+                        .split_once(':')
+                        .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)));
+                    let Some((k, n)) = parsed else {
+                        return Err($crate::store::StoreError::BadFilter(format!(
+                            "unreadable day counts {days:?}"
+                        )));
+                    };
+                    out.push((key.clone(), k, n));
+                }
             }
             Ok(out)
         }

@@ -54,6 +54,8 @@ pub const SQLITE_V6: &str = concat!(
         PRIMARY KEY (crash_function, crash_module, day)
     );
     CREATE INDEX crash_group_days_day ON crash_group_days (day);
+    CREATE INDEX crash_machines_top ON crash_machines (crash_function, crash_module, n DESC,
+        machine_id);
     ",
     all_days!(),
     ";\n",
@@ -75,6 +77,8 @@ pub const POSTGRES_V6: &str = concat!(
         PRIMARY KEY (crash_function, crash_module, day)
     );
     CREATE INDEX crash_group_days_day ON crash_group_days (day);
+    CREATE INDEX crash_machines_top ON crash_machines (crash_function, crash_module, n DESC,
+        machine_id);
     ",
     all_days!(),
     ";\n",

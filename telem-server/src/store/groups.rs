@@ -579,22 +579,27 @@ macro_rules! group_methods {
         > {
             use sqlx::Row as _;
             const GROUP: &str = "crash_function = $1 AND crash_module = $2";
-            // Totals and the top machines from the group's machine summary (one row per
-            // machine); the systems from the rows, through the covering group index.
+            // Totals from the group's builds and distinct machines (a few rows), the top
+            // machines from its machine summary through the index by count, the systems from
+            // the rows, through the covering group index.
             let r = sqlx::query(&format!(
-                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n, COUNT(*) AS machines, \
-                 MIN(first_seen) AS lo, MAX(last_seen) AS hi FROM crash_machines WHERE {GROUP}"
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n, \
+                 MIN(first_seen) AS lo, MAX(last_seen) AS hi FROM crash_builds WHERE {GROUP}"
             ))
             .bind(function)
             .bind(module)
             .fetch_one(&self.pool)
             .await?;
-            let (n, machines, lo, hi) = (
-                r.try_get("n")?,
-                r.try_get("machines")?,
-                r.try_get("lo")?,
-                r.try_get("hi")?,
-            );
+            let (n, lo, hi) = (r.try_get("n")?, r.try_get("lo")?, r.try_get("hi")?);
+            let machines: i64 = sqlx::query(&format!(
+                "SELECT CAST(COALESCE(SUM(machines), 0) AS BIGINT) AS n \
+                 FROM crash_group_machines WHERE {GROUP}"
+            ))
+            .bind(function)
+            .bind(module)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
             let rows = sqlx::query(&format!(
                 "SELECT system_name AS k, COUNT(*) AS n FROM records WHERE {GROUP} \
                  GROUP BY system_name ORDER BY n DESC, k LIMIT {}",
