@@ -1,7 +1,9 @@
 //! The crash groups' fast answers (summary tables kept by every write path) against an oracle
 //! computed the plain way, in Rust over every stored record: after ingest, after a purge, after
-//! a regroup that moves records between groups, and after two instances ingest at once; on
-//! both engines.
+//! a regroup that moves records between groups, after a rebuild, after two instances ingest at
+//! once and while one purges as the other ingests; on both engines. The crash groups since an
+//! arbitrary second, the top crashers of 1, 7 and 30 days (counts, previous window, trend,
+//! machines) and the group details are all checked.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
@@ -12,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::Db;
 use telem_server::config::Retention;
 use telem_server::crash::SkipList;
-use telem_server::store::{CrashGroup, Filter, NewRecord, Signature, Store};
+use telem_server::store::{CountBy, CrashGroup, Filter, NewRecord, Signature, Store};
 
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
@@ -92,8 +94,11 @@ fn records(from: u64, to: u64, seed: u64) -> Vec<NewRecord> {
     (from..to).map(|n| record(n, &mut rng)).collect()
 }
 
-/// Every stored crash record, as (signature, machine, build, reception).
-async fn crashes(s: &Store) -> Vec<((String, String), String, String, i64)> {
+/// A stored crash record: signature, machine, build, reception, system.
+type Crash = ((String, String), String, String, i64, String);
+
+/// Every stored crash record.
+async fn crashes(s: &Store) -> Vec<Crash> {
     let all = s.list(&Filter::default(), 1_000_000).await.unwrap();
     all.into_iter()
         .filter_map(|r| {
@@ -104,16 +109,17 @@ async fn crashes(s: &Store) -> Vec<((String, String), String, String, i64)> {
                 r.machine_id,
                 r.build,
                 r.ts_reception,
+                r.system_name,
             ))
         })
         .collect()
 }
 
 /// The crash groups of the records received at or after `since`, the plain way.
-fn oracle(all: &[((String, String), String, String, i64)], since: i64) -> Vec<CrashGroup> {
+fn oracle(all: &[Crash], since: i64) -> Vec<CrashGroup> {
     type Acc = (i64, BTreeSet<String>, BTreeSet<String>, i64, i64);
     let mut by: BTreeMap<(String, String), Acc> = BTreeMap::new();
-    for (key, machine, build, ts) in all.iter().filter(|c| c.3 >= since) {
+    for (key, machine, build, ts, _) in all.iter().filter(|c| c.3 >= since) {
         let e = by.entry(key.clone()).or_insert((
             0,
             BTreeSet::new(),
@@ -151,7 +157,14 @@ fn oracle(all: &[((String, String), String, String, i64)], since: i64) -> Vec<Cr
 /// The crash groups, the top crashers and the group details all agree with the oracle.
 async fn agrees(s: &Store, when: &str) {
     let all = crashes(s).await;
-    for since in [None, Some(NOW - 3 * DAY - 1234), Some(NOW - 7 * DAY)] {
+    for since in [
+        None,
+        Some(NOW - 3 * DAY - 1234),
+        Some(NOW - 7 * DAY),
+        Some((NOW / DAY - 9) * DAY),
+        Some(NOW - 11 * DAY + 1),
+        Some(NOW - 40 * DAY),
+    ] {
         let f = Filter {
             since,
             ..Filter::default()
@@ -167,38 +180,121 @@ async fn agrees(s: &Store, when: &str) {
         assert_eq!(s.crash_groups(&raw, 1000).await.unwrap(), want, "{when}");
     }
     let every = oracle(&all, i64::MIN);
-    for days in [1, 7] {
-        let top = s
-            .top_crashers(&Filter::default(), days, NOW, true, 100)
-            .await
-            .unwrap();
-        let window = oracle(&all, top.until - days * DAY);
-        for g in &top.groups {
-            let w = window
-                .iter()
-                .find(|w| w.function == g.function && w.module == g.module)
-                .expect("a top crasher is a group of the window");
-            assert_eq!(g.count, w.count, "{when}: window {days}");
-            assert_eq!(g.machines, w.machines, "{when}: window {days}");
-            let e = every.iter().find(|e| e.function == g.function).unwrap();
-            assert_eq!((g.first_seen, g.last_seen), (e.first_seen, e.last_seen));
+    for days in [1, 7, 30] {
+        top_crashers_agree(s, &all, &every, days, when).await;
+    }
+    for (days, now) in [(30, NOW), (5, NOW + 1234), (2, NOW - 16 * 3600)] {
+        for e in &every {
+            detail_agrees(s, &all, e, days, now, when).await;
         }
-        assert_eq!(top.groups.len(), window.len(), "{when}: window {days}");
     }
-    for e in &every {
-        let d = s
-            .group_detail(&e.function, &e.module, 30, NOW)
-            .await
-            .unwrap();
-        assert_eq!(d.count, e.count, "{when}: {}", e.function);
-        assert_eq!(d.machines_total, e.machines, "{when}: {}", e.function);
-        assert_eq!(d.first_seen, Some(e.first_seen));
-        assert_eq!(d.last_seen, Some(e.last_seen));
-        let builds: i64 = d.per_build.iter().map(|c| c.count).sum();
-        assert_eq!(builds, e.count);
-        let machines: i64 = d.machines.iter().map(|m| m.count).sum();
-        assert_eq!(machines, e.count);
+}
+
+/// The top crashers of a window ending with `NOW`'s bucket equal the plain count.
+async fn top_crashers_agree(s: &Store, all: &[Crash], every: &[CrashGroup], days: i64, when: &str) {
+    let top = s
+        .top_crashers(&Filter::default(), days, NOW, true, 100)
+        .await
+        .unwrap();
+    let bucket = if days == 1 { 3600 } else { DAY };
+    // The window ends with the bucket `NOW` is in.
+    assert_eq!(
+        top.until,
+        (NOW / bucket + 1) * bucket,
+        "{when}: window {days}"
+    );
+    assert_eq!(top.since, top.until - 2 * days * DAY);
+    let buckets = (2 * days * DAY / bucket) as usize;
+    let mid = top.until - days * DAY;
+    type Want = (Vec<i64>, BTreeSet<String>);
+    let mut want: BTreeMap<(String, String), Want> = BTreeMap::new();
+    for (key, machine, _, ts, _) in all.iter().filter(|c| c.3 >= top.since && c.3 < top.until) {
+        let e = want
+            .entry(key.clone())
+            .or_insert((vec![0; buckets], BTreeSet::new()));
+        e.0[((ts - top.since) / bucket) as usize] += 1;
+        if *ts >= mid {
+            e.1.insert(machine.clone());
+        }
     }
+    let (mut total, mut previous_total) = (0, 0);
+    let mut groups = 0;
+    for (key, (trend, machines)) in &want {
+        let count: i64 = trend[buckets / 2..].iter().sum();
+        let previous: i64 = trend[..buckets / 2].iter().sum();
+        total += count;
+        previous_total += previous;
+        if count == 0 {
+            assert!(top.groups.iter().all(|g| g.function != key.0), "{when}");
+            continue;
+        }
+        groups += 1;
+        let g = top
+            .groups
+            .iter()
+            .find(|g| (&g.function, &g.module) == (&key.0, &key.1))
+            .unwrap_or_else(|| panic!("{when}: window {days}: {key:?} missing"));
+        let what = format!("{when}: window {days}: {}", key.0);
+        assert_eq!(&g.trend, trend, "{what}");
+        assert_eq!((g.count, g.previous), (count, previous), "{what}");
+        assert_eq!(g.machines, machines.len() as i64, "{what}");
+        let e = every.iter().find(|e| e.function == g.function).unwrap();
+        assert_eq!((g.first_seen, g.last_seen), (e.first_seen, e.last_seen));
+    }
+    assert_eq!(top.groups.len(), groups, "{when}: window {days}");
+    assert_eq!(
+        (top.total, top.previous_total),
+        (total, previous_total),
+        "{when}: window {days}"
+    );
+}
+
+/// A group's detail over the `days` days before `now` equals the plain count.
+async fn detail_agrees(s: &Store, all: &[Crash], e: &CrashGroup, days: i64, now: i64, when: &str) {
+    let d = s
+        .group_detail(&e.function, &e.module, days, now)
+        .await
+        .unwrap();
+    assert_eq!(d.count, e.count, "{when}: {}", e.function);
+    assert_eq!(d.machines_total, e.machines, "{when}: {}", e.function);
+    assert_eq!(d.first_seen, Some(e.first_seen));
+    assert_eq!(d.last_seen, Some(e.last_seen));
+    let machines: i64 = d.machines.iter().map(|m| m.count).sum();
+    assert_eq!(machines, e.count);
+    // Per day and per build: what the rows answer for the same filter.
+    let f = Filter {
+        crash_function: Some(e.function.clone()),
+        crash_module: Some(e.module.clone()),
+        ..Filter::default()
+    };
+    let recent = Filter {
+        since: Some(now - days * DAY),
+        ..f.clone()
+    };
+    let per_day = s.counts(CountBy::Day, &recent).await.unwrap();
+    assert_eq!(
+        d.per_day, per_day,
+        "{when}: {} over {days} days",
+        e.function
+    );
+    let in_days = all
+        .iter()
+        .filter(|c| c.0 .0 == e.function && c.3 >= now - days * DAY)
+        .count() as i64;
+    assert_eq!(d.per_day.iter().map(|c| c.count).sum::<i64>(), in_days);
+    assert_eq!(
+        d.per_build,
+        s.counts(CountBy::Build, &f).await.unwrap(),
+        "{when}"
+    );
+    let mut systems: BTreeMap<&str, i64> = BTreeMap::new();
+    for c in all.iter().filter(|c| c.0 .0 == e.function) {
+        *systems.entry(&c.4).or_insert(0) += 1;
+    }
+    for c in &d.per_system {
+        assert_eq!(Some(&c.count), systems.get(c.key.as_str()), "{when}");
+    }
+    assert_eq!(d.per_system.len(), systems.len());
 }
 
 async fn summaries_follow_ingest_purge_and_regroup(db: Db) {

@@ -106,7 +106,10 @@ async fn top_crashers_compare_two_windows(db: Db) {
     assert_eq!(top.total, 6);
     assert_eq!(top.previous_total, 6);
     assert_eq!(top.bucket_seconds, DAY);
-    assert_eq!(top.since, NOW + 1 - 14 * DAY);
+    // The windows end with the UTC day of NOW (08:00 UTC), so every bucket is a whole day.
+    assert_eq!(NOW % DAY, 8 * 3600);
+    assert_eq!(top.until, NOW + 16 * 3600);
+    assert_eq!(top.since, top.until - 14 * DAY);
     let rising = &top.groups[0];
     assert_eq!((rising.count, rising.previous), (3, 1));
     assert_eq!(rising.change, "rising");
@@ -114,12 +117,12 @@ async fn top_crashers_compare_two_windows(db: Db) {
     assert!((rising.share - 0.5).abs() < 1e-9);
     assert_eq!(rising.first_seen, NOW - 100 * DAY);
     assert_eq!(rising.last_seen, NOW - DAY + 60);
-    // One bucket per 24 hours over both windows, the last ending with NOW: a record exactly
-    // one day old starts the one before the last.
+    // One bucket per UTC day over both windows, the last the day of NOW: the two records a
+    // day old (and a minute more) share the day before it.
     assert_eq!(rising.trend.len(), 14);
     assert_eq!(rising.trend.iter().sum::<i64>(), 4);
-    assert_eq!(rising.trend[13], 1);
-    assert_eq!(rising.trend[12], 1);
+    assert_eq!(rising.trend[13], 0);
+    assert_eq!(rising.trend[12], 2);
     assert_eq!(rising.trend[10], 1);
     assert_eq!(rising.trend[5], 1);
     assert_eq!(top.groups[1].change, "falling");
@@ -133,16 +136,29 @@ async fn top_crashers_compare_two_windows(db: Db) {
     let top = s.top_crashers(&f, 7, NOW, false, 100).await.unwrap();
     assert_eq!(top.groups.len(), 1);
     assert_eq!(top.groups[0].count, 1);
+    // A one-day window counts by the hour and ends with the hour of the time asked for: a
+    // second before NOW (on the hour), the window is [NOW - DAY, NOW), so the records exactly
+    // a day old open it and none is before.
+    let day = s
+        .top_crashers(&Filter::default(), 1, NOW - 1, false, 100)
+        .await
+        .unwrap();
+    assert_eq!(day.bucket_seconds, 3600);
+    assert_eq!(day.until, NOW);
+    let names: Vec<&str> = day.groups.iter().map(|g| g.function.as_str()).collect();
+    assert_eq!(names, ["rising", "waning", "fresh"], "{day:?}");
+    assert_eq!((day.groups[0].count, day.groups[0].previous), (2, 0));
+    assert_eq!((day.total, day.previous_total), (5, 0));
+    assert_eq!(day.groups[0].trend.len(), 48);
+    assert_eq!(day.groups[0].trend[24], 2);
+    // On the hour itself, the window is the hour after: those records are the previous one's.
     let day = s
         .top_crashers(&Filter::default(), 1, NOW, false, 100)
         .await
         .unwrap();
-    assert_eq!(day.bucket_seconds, 3600);
-    // The window is the last 24 hours: a record exactly a day old is in the previous one.
-    assert_eq!(day.groups.len(), 1);
-    assert_eq!((day.groups[0].count, day.groups[0].previous), (1, 1));
-    assert_eq!(day.previous_total, 4);
-    assert_eq!(day.groups[0].trend.len(), 48);
+    assert_eq!(day.until, NOW + 3600);
+    assert!(day.groups.is_empty());
+    assert_eq!((day.total, day.previous_total), (0, 5));
     let one = s
         .top_crashers(&Filter::default(), 7, NOW, false, 1)
         .await

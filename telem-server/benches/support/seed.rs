@@ -166,7 +166,7 @@ pub fn rebuild_crash_summaries(url: &str, target: &Target) -> Duration {
         store.rebuild_crash_summaries().await.unwrap();
         store.close().await;
         let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::raw_sql("VACUUM ANALYZE crash_days, crash_machines")
+        sqlx::raw_sql("VACUUM ANALYZE crash_days, crash_machines, crash_group_days")
             .execute(&pool)
             .await
             .unwrap();

@@ -62,6 +62,8 @@ pub(crate) struct Added {
     pub days: BTreeMap<(String, String, i64, String), Cell>,
     pub builds: BTreeMap<(String, String, String), Cell>,
     pub machines: BTreeMap<(String, String, String), Cell>,
+    /// Records per group and day (`crash_group_days`; its machines follow from the pairs).
+    pub group_days: BTreeMap<(String, String, i64), Cell>,
 }
 
 impl Added {
@@ -82,6 +84,11 @@ impl Added {
             .or_insert(cell);
         let k = (c.function.clone(), c.module.clone(), r.build.clone());
         self.builds
+            .entry(k)
+            .and_modify(|e| e.add(cell))
+            .or_insert(cell);
+        let k = (c.function.clone(), c.module.clone(), day(r.ts_reception));
+        self.group_days
             .entry(k)
             .and_modify(|e| e.add(cell))
             .or_insert(cell);
@@ -165,6 +172,29 @@ impl Groups {
         e.1.insert(build);
     }
 
+    /// Adds records without their builds.
+    pub fn count(&mut self, key: Key, c: Cell) {
+        self.0
+            .entry(key)
+            .or_insert((
+                Cell {
+                    n: 0,
+                    lo: i64::MAX,
+                    hi: i64::MIN,
+                },
+                BTreeSet::new(),
+            ))
+            .0
+            .add(c);
+    }
+
+    /// Adds a build to a group counted already (a build of another group is ignored).
+    pub fn build(&mut self, key: Key, build: String) {
+        if let Some(e) = self.0.get_mut(&key) {
+            e.1.insert(build);
+        }
+    }
+
     /// The groups largest first, ties in byte order, at most `limit`.
     pub fn rank(self, machines: &HashMap<Key, i64>, limit: i64) -> Vec<CrashGroup> {
         let mut out: Vec<CrashGroup> = self
@@ -194,6 +224,12 @@ impl Groups {
 /// A multi-row upsert of `rows` summary rows into `table`, keyed by `keys`, each row binding
 /// the keys then `n`, `first_seen`, `last_seen`.
 pub(crate) fn upsert_sql(table: &str, keys: &[&str], rows: usize) -> String {
+    upsert_sql_with(table, keys, rows, "")
+}
+
+/// [`upsert_sql`] with `set` (ending in a comma) first in the update's assignments, which see
+/// the stored row's old values.
+pub(crate) fn upsert_sql_with(table: &str, keys: &[&str], rows: usize, set: &str) -> String {
     let width = keys.len() + 3;
     let values: Vec<String> = (0..rows)
         .map(|r| {
@@ -204,7 +240,7 @@ pub(crate) fn upsert_sql(table: &str, keys: &[&str], rows: usize) -> String {
     let keys = keys.join(", ");
     format!(
         "INSERT INTO {table} ({keys}, n, first_seen, last_seen) VALUES {} \
-         ON CONFLICT ({keys}) DO UPDATE SET n = {table}.n + excluded.n, \
+         ON CONFLICT ({keys}) DO UPDATE SET {set} n = {table}.n + excluded.n, \
          first_seen = CASE WHEN excluded.first_seen < {table}.first_seen \
          THEN excluded.first_seen ELSE {table}.first_seen END, \
          last_seen = CASE WHEN excluded.last_seen > {table}.last_seen \
@@ -309,29 +345,35 @@ macro_rules! summary_methods {
                 }
                 q.execute(&mut *conn).await?;
             }
-            // A pair whose count after the upsert is what this transaction added is new: its
-            // group has one more distinct machine.
+            // A pair without a previous newest reception is new: its group has one more
+            // distinct machine. One whose newest reception changed day moves its machine
+            // between the days of `crash_group_days`.
             let mut new_machines: std::collections::BTreeMap<cs::Key, i64> = Default::default();
+            let mut deltas: $crate::store::group_days::Deltas = a
+                .group_days
+                .iter()
+                .map(|(k, c)| (k.clone(), (*c, 0)))
+                .collect();
             let machines: Vec<_> = a.machines.iter().collect();
             for chunk in machines.chunks(cs::ROWS) {
-                let sql = cs::upsert_sql(
+                let sql = cs::upsert_sql_with(
                     "crash_machines",
                     &["crash_function", "crash_module", "machine_id"],
                     chunk.len(),
-                ) + " RETURNING crash_function, crash_module, machine_id, n";
+                    "prev_last_seen = crash_machines.last_seen,",
+                ) + " RETURNING crash_function, crash_module, prev_last_seen, last_seen";
                 let mut q = sqlx::query(&sql);
                 for ((f, m, id), c) in chunk {
                     q = q.bind(f).bind(m).bind(id).bind(c.n).bind(c.lo).bind(c.hi);
                 }
                 for r in &q.fetch_all(&mut *conn).await? {
-                    let key: (String, String, String) = (
-                        r.try_get("crash_function")?,
-                        r.try_get("crash_module")?,
-                        r.try_get("machine_id")?,
-                    );
-                    let n: i64 = r.try_get("n")?;
-                    if a.machines.get(&key).is_some_and(|c| c.n == n) {
-                        *new_machines.entry((key.0, key.1)).or_insert(0) += 1;
+                    let f: String = r.try_get("crash_function")?;
+                    let m: String = r.try_get("crash_module")?;
+                    let prev: Option<i64> = r.try_get("prev_last_seen")?;
+                    let last: i64 = r.try_get("last_seen")?;
+                    $crate::store::group_days::move_machine(&mut deltas, &f, &m, prev, last);
+                    if prev.is_none() {
+                        *new_machines.entry((f, m)).or_insert(0) += 1;
                     }
                 }
             }
@@ -347,6 +389,15 @@ macro_rules! summary_methods {
                 .execute(&mut *conn)
                 .await?;
             }
+            let deltas: Vec<_> = deltas.iter().collect();
+            for chunk in deltas.chunks(cs::ROWS) {
+                let sql = $crate::store::group_days::upsert_sql(chunk.len());
+                let mut q = sqlx::query(&sql);
+                for ((f, m, d), (c, k)) in chunk {
+                    q = q.bind(f).bind(m).bind(*d).bind(c.n).bind(c.lo).bind(c.hi).bind(*k);
+                }
+                q.execute(&mut *conn).await?;
+            }
             Ok(())
         }
 
@@ -354,8 +405,8 @@ macro_rules! summary_methods {
         /// (SQLite's write transaction already does).
         pub(crate) async fn summary_lock(conn: &mut $conn) -> Result<(), $crate::store::StoreError> {
             if matches!($dialect, $crate::store::filter::Dialect::Postgres) {
-                sqlx::query("LOCK TABLE crash_days, crash_builds, crash_machines, crash_group_machines \
-                     IN EXCLUSIVE MODE")
+                sqlx::query("LOCK TABLE crash_days, crash_builds, crash_machines, crash_group_machines, \
+                     crash_group_days IN EXCLUSIVE MODE")
                     .execute(&mut *conn)
                     .await?;
             }
@@ -408,6 +459,31 @@ macro_rules! summary_methods {
                     sqlx::query(sql).bind(f).bind(m).execute(&mut *conn).await?;
                 }
             }
+            // The groups per day: the touched days' records from their cells, the touched
+            // groups' machines from their pairs, then the rows left with neither.
+            use $crate::store::group_days as gd;
+            for d in &t.days {
+                sqlx::query("UPDATE crash_group_days SET n = 0 WHERE day = $1")
+                    .bind(*d)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(gd::DAY_FROM_CELLS)
+                    .bind(*d)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for (f, m) in &t.groups() {
+                for sql in [
+                    "UPDATE crash_group_days SET machines = 0 WHERE crash_function = $1 \
+                     AND crash_module = $2",
+                    gd::MACHINES_OF_GROUP,
+                ] {
+                    sqlx::query(sql).bind(f).bind(m).execute(&mut *conn).await?;
+                }
+            }
+            sqlx::query("DELETE FROM crash_group_days WHERE n = 0 AND machines = 0")
+                .execute(&mut *conn)
+                .await?;
             Ok(())
         }
 
@@ -420,10 +496,13 @@ macro_rules! summary_methods {
                 "DELETE FROM crash_builds",
                 "DELETE FROM crash_machines",
                 "DELETE FROM crash_group_machines",
+                "DELETE FROM crash_group_days",
                 cs::ALL_DAYS,
                 cs::ALL_MACHINES,
                 cs::ALL_TOTALS[0],
                 cs::ALL_TOTALS[1],
+                $crate::store::group_days::ALL_DAYS,
+                $crate::store::group_days::ALL_MACHINES,
             ] {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
@@ -472,66 +551,213 @@ macro_rules! summary_methods {
                 return Ok(groups.rank(&machines, limit));
             }
             let (from_day, partial) = cs::split(since);
+            // Whole days: records, first and last reception per group from the groups per
+            // day; the builds with a record since are those whose newest is.
             let rows = sqlx::query(
-                "SELECT crash_function AS f, crash_module AS m, build AS b, \
-                 CAST(SUM(n) AS BIGINT) AS n, MIN(first_seen) AS lo, MAX(last_seen) AS hi \
-                 FROM crash_days WHERE day >= $1 GROUP BY crash_function, crash_module, build",
+                "SELECT crash_function AS f, crash_module AS m, CAST(SUM(n) AS BIGINT) AS n, \
+                 MIN(first_seen) AS lo, MAX(last_seen) AS hi FROM crash_group_days \
+                 WHERE day >= $1 AND n > 0 GROUP BY crash_function, crash_module",
             )
             .bind(from_day)
             .fetch_all(&self.pool)
             .await?;
-            // The cells' rows and the partial day's rows have the same columns.
-            macro_rules! add {
-                ($rows:expr) => {
-                    for r in &$rows {
-                        groups.add(
-                            (r.try_get("f")?, r.try_get("m")?),
-                            r.try_get("b")?,
-                            cs::Cell {
-                                n: r.try_get("n")?,
-                                lo: r.try_get("lo")?,
-                                hi: r.try_get("hi")?,
-                            },
-                        );
-                    }
-                };
+            for r in &rows {
+                groups.count(
+                    (r.try_get("f")?, r.try_get("m")?),
+                    cs::Cell {
+                        n: r.try_get("n")?,
+                        lo: r.try_get("lo")?,
+                        hi: r.try_get("hi")?,
+                    },
+                );
             }
-            add!(rows);
             if let Some((lo, hi)) = partial {
                 let rows = sqlx::query(
-                    "SELECT crash_function AS f, crash_module AS m, build AS b, COUNT(*) AS n, \
+                    "SELECT crash_function AS f, crash_module AS m, COUNT(*) AS n, \
                      MIN(ts_reception) AS lo, MAX(ts_reception) AS hi FROM records \
                      WHERE crash_function IS NOT NULL AND ts_reception >= $1 \
-                     AND ts_reception < $2 GROUP BY crash_function, crash_module, build",
+                     AND ts_reception < $2 GROUP BY crash_function, crash_module",
                 )
                 .bind(lo)
                 .bind(hi)
                 .fetch_all(&self.pool)
                 .await?;
-                add!(rows);
+                for r in &rows {
+                    groups.count(
+                        (r.try_get("f")?, r.try_get("m")?),
+                        cs::Cell {
+                            n: r.try_get("n")?,
+                            lo: r.try_get("lo")?,
+                            hi: r.try_get("hi")?,
+                        },
+                    );
+                }
+            }
+            let rows = sqlx::query(
+                "SELECT crash_function AS f, crash_module AS m, build AS b FROM crash_builds \
+                 WHERE last_seen >= $1",
+            )
+            .bind(since.unwrap_or(i64::MIN))
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                groups.build((r.try_get("f")?, r.try_get("m")?), r.try_get("b")?);
             }
             let machines = self.summary_machines(since.unwrap_or(i64::MIN)).await?;
             Ok(groups.rank(&machines, limit))
         }
 
-        /// Distinct machines per group with a record received at or after `since`.
+        /// Distinct machines per group with a record received at or after `since`: the
+        /// machines whose newest record is on a whole day from it, and those of the partial
+        /// day before from the pairs.
         pub(crate) async fn summary_machines(
             &self,
             since: i64,
         ) -> Result<$crate::store::groups::ByGroup<i64>, $crate::store::StoreError> {
             use sqlx::Row as _;
+            let (from_day, partial) = $crate::store::crash_summary::split(Some(since));
             let rows = sqlx::query(
-                "SELECT crash_function AS f, crash_module AS m, COUNT(*) AS n FROM crash_machines \
-                 WHERE last_seen >= $1 GROUP BY crash_function, crash_module",
+                "SELECT crash_function AS f, crash_module AS m, \
+                 CAST(SUM(machines) AS BIGINT) AS n FROM crash_group_days WHERE day >= $1 \
+                 GROUP BY crash_function, crash_module",
             )
-            .bind(since)
+            .bind(from_day)
             .fetch_all(&self.pool)
             .await?;
             let mut out = $crate::store::groups::ByGroup::new();
             for r in &rows {
                 out.insert((r.try_get("f")?, r.try_get("m")?), r.try_get("n")?);
             }
+            if let Some((lo, hi)) = partial {
+                let rows = sqlx::query(
+                    "SELECT crash_function AS f, crash_module AS m, COUNT(*) AS n \
+                     FROM crash_machines WHERE last_seen >= $1 AND last_seen < $2 \
+                     GROUP BY crash_function, crash_module",
+                )
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&self.pool)
+                .await?;
+                for r in &rows {
+                    let n: i64 = r.try_get("n")?;
+                    *out.entry((r.try_get("f")?, r.try_get("m")?)).or_insert(0) += n;
+                }
+            }
+            out.retain(|_, n| *n > 0);
             Ok(out)
+        }
+
+        /// Records per (group, day) for the days `[from, to)`, day `from` numbered 0: the top
+        /// crashers' trend over whole days. One row per group with its days as text
+        /// (`k:n,k:n,…`): fetching a row per group and day cost more than the query itself.
+        pub(crate) async fn summary_day_counts_of_groups(
+            &self,
+            from: i64,
+            to: i64,
+        ) -> Result<Vec<((String, String), i64, i64)>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let agg = match $dialect {
+                $crate::store::filter::Dialect::Postgres => {
+                    "string_agg(CAST(day - $1 AS TEXT) || ':' || CAST(n AS TEXT), ',')"
+                }
+                $crate::store::filter::Dialect::Sqlite => {
+                    "group_concat(CAST(day - $1 AS TEXT) || ':' || CAST(n AS TEXT), ',')"
+                }
+            };
+            let rows = sqlx::query(&format!(
+                "SELECT crash_function AS f, crash_module AS m, {agg} AS days \
+                 FROM crash_group_days WHERE day >= $1 AND day < $2 AND n > 0 \
+                 GROUP BY crash_function, crash_module"
+            ))
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                let key: (String, String) = (r.try_get("f")?, r.try_get("m")?);
+                let days: String = r.try_get("days")?;
+                for cell in days.split(',') {
+                    let parsed = cell
+                        .split_once(':')
+                        .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)));
+                    let Some((k, n)) = parsed else {
+                        return Err($crate::store::StoreError::BadFilter(format!(
+                            "unreadable day counts {days:?}"
+                        )));
+                    };
+                    out.push((key.clone(), k, n));
+                }
+            }
+            Ok(out)
+        }
+
+        /// One group's records per UTC day received at or after `since` (the partial first
+        /// day from the rows), and per build over every record.
+        pub(crate) async fn summary_group_days(
+            &self,
+            function: &str,
+            module: &str,
+            since: i64,
+        ) -> Result<(Vec<$crate::store::Count>, Vec<$crate::store::Count>), $crate::store::StoreError>
+        {
+            use sqlx::Row as _;
+            use $crate::store::day_summary::day_label;
+            let (from_day, partial) = $crate::store::crash_summary::split(Some(since));
+            let mut per_day = Vec::new();
+            if let Some((lo, hi)) = partial {
+                let n: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM records WHERE crash_function = $1 \
+                     AND crash_module = $2 AND ts_reception >= $3 AND ts_reception < $4",
+                )
+                .bind(function)
+                .bind(module)
+                .bind(lo)
+                .bind(hi)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
+                if n > 0 {
+                    per_day.push($crate::store::Count {
+                        key: day_label(from_day - 1),
+                        count: n,
+                    });
+                }
+            }
+            let rows = sqlx::query(&format!(
+                "SELECT day, n FROM crash_group_days WHERE crash_function = $1 \
+                 AND crash_module = $2 AND day >= $3 AND n > 0 ORDER BY day LIMIT {}",
+                $crate::store::filter::MAX_GROUPS
+            ))
+            .bind(function)
+            .bind(module)
+            .bind(from_day)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                per_day.push($crate::store::Count {
+                    key: day_label(r.try_get("day")?),
+                    count: r.try_get("n")?,
+                });
+            }
+            per_day.truncate($crate::store::filter::MAX_GROUPS);
+            let rows = sqlx::query(&format!(
+                "SELECT build AS k, n FROM crash_builds WHERE crash_function = $1 \
+                 AND crash_module = $2 ORDER BY n DESC, k LIMIT {}",
+                $crate::store::filter::MAX_GROUPS
+            ))
+            .bind(function)
+            .bind(module)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut per_build = Vec::with_capacity(rows.len());
+            for r in &rows {
+                per_build.push($crate::store::Count {
+                    key: r.try_get("k")?,
+                    count: r.try_get("n")?,
+                });
+            }
+            Ok((per_day, per_build))
         }
 
         /// Distinct machines per group in `[since, until)`; `None` when a record was received

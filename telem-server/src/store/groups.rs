@@ -44,7 +44,8 @@ pub struct TopCrashers {
     pub bucket_seconds: i64,
     /// Start of the previous window (the first trend bucket), unix seconds.
     pub since: i64,
-    /// End of the window (exclusive): a second after the time asked for.
+    /// End of the window (exclusive): the end of the hour (one-day window) or of the UTC day
+    /// (longer ones) of the time asked for, so every bucket is whole.
     pub until: i64,
     /// Crash records in the window and in the previous one.
     pub total: i64,
@@ -187,14 +188,21 @@ impl Store {
         }
         let bucket = if window_days == 1 { 3600 } else { 86_400 };
         let window = window_days * 86_400;
-        // Windows end just after `now`, so a record received this second is in the last bucket.
-        let until = now + 1;
+        // Windows end at the end of `now`'s bucket, so every bucket is whole: whole days are
+        // what the crash groups per day hold.
+        let until = (now.div_euclid(bucket) + 1) * bucket;
         let since = until - 2 * window;
         let buckets = usize::try_from(2 * window / bucket).unwrap_or(0);
         let half = buckets / 2;
-        let raw = dispatch_groups!(self, s => s.window_counts(f, since, until, bucket).await)?;
-        // Without a filter the crash summaries know machines and first and last receptions.
+        // Without a filter the crash summaries know counts per day, machines and first and
+        // last receptions.
         let summed = super::crash_summary::unfiltered(f);
+        let raw = if summed && bucket == 86_400 {
+            dispatch_groups!(self, s => s.summary_day_counts_of_groups(
+                since / 86_400, until / 86_400).await)?
+        } else {
+            dispatch_groups!(self, s => s.window_counts(f, since, until, bucket).await)?
+        };
         let machines = if summed {
             dispatch_groups!(self, s => s.summary_window_machines(until - window, until).await)?
         } else {
@@ -289,17 +297,9 @@ impl Store {
         days: i64,
         now: i64,
     ) -> Result<GroupDetail, StoreError> {
-        let f = Filter {
-            crash_function: Some(function.to_string()),
-            crash_module: Some(module.to_string()),
-            ..Filter::default()
-        };
-        let recent = Filter {
-            since: Some(now - days * 86_400),
-            ..f.clone()
-        };
-        let per_day = self.counts(super::CountBy::Day, &recent).await?;
-        let per_build = self.counts(super::CountBy::Build, &f).await?;
+        // Per day from the crash groups per day, per build from the builds' totals.
+        let (per_day, per_build) = dispatch_groups!(self, s => s.summary_group_days(
+            function, module, now - days * 86_400).await)?;
         let (count, machines_total, first_seen, last_seen, per_system, machines) =
             dispatch_groups!(self, s => s.group_facts(function, module).await)?;
         let hidden = self
@@ -579,22 +579,27 @@ macro_rules! group_methods {
         > {
             use sqlx::Row as _;
             const GROUP: &str = "crash_function = $1 AND crash_module = $2";
-            // Totals and the top machines from the group's machine summary (one row per
-            // machine); the systems from the rows, through the covering group index.
+            // Totals from the group's builds and distinct machines (a few rows), the top
+            // machines from its machine summary through the index by count, the systems from
+            // the rows, through the covering group index.
             let r = sqlx::query(&format!(
-                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n, COUNT(*) AS machines, \
-                 MIN(first_seen) AS lo, MAX(last_seen) AS hi FROM crash_machines WHERE {GROUP}"
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n, \
+                 MIN(first_seen) AS lo, MAX(last_seen) AS hi FROM crash_builds WHERE {GROUP}"
             ))
             .bind(function)
             .bind(module)
             .fetch_one(&self.pool)
             .await?;
-            let (n, machines, lo, hi) = (
-                r.try_get("n")?,
-                r.try_get("machines")?,
-                r.try_get("lo")?,
-                r.try_get("hi")?,
-            );
+            let (n, lo, hi) = (r.try_get("n")?, r.try_get("lo")?, r.try_get("hi")?);
+            let machines: i64 = sqlx::query(&format!(
+                "SELECT CAST(COALESCE(SUM(machines), 0) AS BIGINT) AS n \
+                 FROM crash_group_machines WHERE {GROUP}"
+            ))
+            .bind(function)
+            .bind(module)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
             let rows = sqlx::query(&format!(
                 "SELECT system_name AS k, COUNT(*) AS n FROM records WHERE {GROUP} \
                  GROUP BY system_name ORDER BY n DESC, k LIMIT {}",

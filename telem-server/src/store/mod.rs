@@ -7,6 +7,7 @@
 pub mod crash_summary;
 pub mod day_summary;
 pub mod filter;
+pub(crate) mod group_days;
 pub mod groups;
 pub mod hardware;
 pub mod hardware_summary;

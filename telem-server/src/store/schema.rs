@@ -40,6 +40,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (3, SQLITE_ANNOTATIONS),
     (4, SQLITE_CRASH_SUMMARIES),
     (5, super::day_summary::SQLITE_V5),
+    (6, super::group_days::SQLITE_V6),
     (7, super::hardware_summary::SQLITE_V7),
 ];
 
@@ -87,6 +88,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (3, POSTGRES_ANNOTATIONS),
     (4, POSTGRES_CRASH_SUMMARIES),
     (5, super::day_summary::POSTGRES_V5),
+    (6, super::group_days::POSTGRES_V6),
     (7, super::hardware_summary::POSTGRES_V7),
 ];
 

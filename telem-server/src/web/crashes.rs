@@ -59,6 +59,8 @@ struct CrashesPage {
     hidden_groups: i64,
     total: i64,
     previous_total: i64,
+    /// End of the window: the end of the current hour (one day) or UTC day.
+    until: String,
     bucket: &'static str,
     rows: Vec<Row>,
     show_hidden_link: String,
@@ -143,6 +145,7 @@ pub(super) async fn page(
         hidden_groups: top.hidden_groups,
         total: top.total,
         previous_total: top.previous_total,
+        until: time(top.until),
         bucket: if top.bucket_seconds == 3600 {
             "hour"
         } else {
