@@ -20,7 +20,7 @@
 //! time in the handler, from the server's `/metrics`) and the bound `senders / (commit + round
 //! trip at the ceiling)`. `--batch-max N` sets the server's `ingest.batch_max` (1: a commit per
 //! record, to see what group commit gives); on PostgreSQL each round also runs the server with
-//! one writer instead of two. `--rounds N` repeats them all N times and prints
+//! two writers instead of one. `--rounds N` repeats them all N times and prints
 //! each round and the medians, so a busy machine shows its noise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -392,10 +392,11 @@ fn main() {
                 records,
                 senders,
             );
-            // PostgreSQL runs two writers by default: the same with one, for the difference.
-            let one_writer = (engine == "postgres").then(|| {
+            // PostgreSQL can run two writers (`ingest.writers`): the same with two, for the
+            // difference.
+            let two_writers = (engine == "postgres").then(|| {
                 let db = target(engine).unwrap();
-                let cfg = format!("[ingest]\n{extra}writers = 1\n");
+                let cfg = format!("[ingest]\n{extra}writers = 2\n");
                 through_server(&db, dir.path(), &cfg, records, senders)
             });
             let ceiling = through_collector(records, senders);
@@ -426,14 +427,14 @@ fn main() {
                 ceiling / base,
                 direct / base,
             );
-            if let Some(one) = &one_writer {
+            if let Some(two) = &two_writers {
                 println!(
-                    "  one writer instead of two: server {:.0} records/s, ratio {:.2}, \
+                    "  two writers instead of one: server {:.0} records/s, ratio {:.2}, \
                      {:.1} records per commit, {:.2} ms per request in the handler",
-                    one.rate,
-                    one.rate / base,
-                    one.per_commit,
-                    one.handler_ms
+                    two.rate,
+                    two.rate / base,
+                    two.per_commit,
+                    two.handler_ms
                 );
             }
             if wal > 0 {

@@ -143,8 +143,8 @@ pub struct Ingest {
     pub batch_max: usize,
     /// Records waiting for the writer before new requests wait for room (backpressure).
     pub queue: usize,
-    /// Writer tasks committing side by side; none given: 1 on SQLite, 2 on PostgreSQL.
-    pub writers: Option<usize>,
+    /// Writer tasks committing side by side (more than one only helps PostgreSQL).
+    pub writers: usize,
 }
 
 impl Default for Config {
@@ -180,7 +180,7 @@ impl Default for Ingest {
         Ingest {
             batch_max: 256,
             queue: 4096,
-            writers: None,
+            writers: 1,
         }
     }
 }
@@ -229,7 +229,7 @@ impl Config {
         if self.storage.max_connections == 0 {
             return bad("storage.max_connections must be at least 1".into());
         }
-        if self.ingest.batch_max == 0 || self.ingest.queue == 0 || self.ingest.writers == Some(0) {
+        if self.ingest.batch_max == 0 || self.ingest.queue == 0 || self.ingest.writers == 0 {
             return bad(
                 "ingest.batch_max, ingest.queue and ingest.writers must be at least 1".into(),
             );
@@ -305,12 +305,9 @@ mod tests {
     }
 
     #[test]
-    fn ingest_writers_are_optional_and_at_least_one() {
-        assert_eq!(parse("").unwrap().ingest.writers, None);
-        assert_eq!(
-            parse("[ingest]\nwriters = 3").unwrap().ingest.writers,
-            Some(3)
-        );
+    fn ingest_writers_default_to_one_and_are_at_least_one() {
+        assert_eq!(parse("").unwrap().ingest.writers, 1);
+        assert_eq!(parse("[ingest]\nwriters = 3").unwrap().ingest.writers, 3);
         assert!(parse("[ingest]\nwriters = 0").is_err());
     }
 

@@ -8,7 +8,7 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, Engine};
+use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -23,16 +23,6 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-}
-
-/// Writer tasks for `engine` unless configured. SQLite has one write lock, so a second writer would only wait for
-/// it; PostgreSQL commits transactions side by side (and flushes their WAL together), so a batch
-/// that is committing, or waiting on a row another transaction holds, does not hold up the next.
-fn writers(engine: Engine) -> usize {
-    match engine {
-        Engine::Sqlite => 1,
-        Engine::Postgres => 2,
-    }
 }
 
 /// Serves `cfg` on `listener` until `shutdown` completes.
@@ -64,9 +54,9 @@ pub async fn run(
         metrics.clone(),
         cfg.ingest.batch_max,
         cfg.ingest.queue,
-        cfg.ingest
-            .writers
-            .unwrap_or_else(|| writers(cfg.storage.engine)),
+        // One writer unless configured: with 8 senders on 2 cores a second PostgreSQL writer
+        // lowered the rate by about a tenth (fewer records per commit; docs/benchmarks.md).
+        cfg.ingest.writers,
     );
     let state = Arc::new(AppState {
         tid: cfg.tid.clone(),

@@ -1,5 +1,5 @@
-//! On PostgreSQL the server commits with more than one writer: a transaction that waits on the
-//! database does not hold up the records that arrive behind it.
+//! On PostgreSQL with `ingest.writers = 2` a transaction that waits on the database does not
+//! hold up the records that arrive behind it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -15,7 +15,9 @@ fn a_commit_waiting_on_a_row_lock_does_not_hold_up_the_next_record() {
         return;
     };
     let url = pg.database();
-    let server = TestServer::start(common::pg_config(&url));
+    let mut cfg = common::pg_config(&url);
+    cfg.ingest.writers = 2;
+    let server = TestServer::start(cfg);
     let stuck = common::v4_headers("00000000000000000000000000000001");
     let first = server.post("/v2/collector", &stuck, b"stuck");
     assert_eq!(first.status, 201, "{}", first.body);
