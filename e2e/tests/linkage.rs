@@ -4,8 +4,7 @@
 //! binary that still needs libgcc_s.so.1 means the build helper stopped working.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use object::elf::{FileHeader64, DT_NEEDED};
 use object::read::elf::FileHeader;
@@ -25,20 +24,9 @@ fn needed(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// libgcc_eh.a as the C compiler reports it, when it has one.
-fn gcc_eh() -> Option<PathBuf> {
-    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    let out = Command::new(cc)
-        .arg("-print-file-name=libgcc_eh.a")
-        .output()
-        .ok()?;
-    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (out.status.success() && path.is_absolute() && path.is_file()).then_some(path)
-}
-
 #[test]
 fn the_lean_binaries_link_the_unwinder_in() {
-    let Some(archive) = gcc_eh() else {
+    let Some(archive) = static_unwinder::gcc_eh() else {
         eprintln!("skipped: the C compiler names no libgcc_eh.a, so libgcc_s stays dynamic");
         return;
     };

@@ -39,8 +39,9 @@ pub fn link() {
     println!("cargo:rustc-link-search=native={}", dir.display());
 }
 
-/// The absolute path of libgcc_eh.a as the C compiler (rustc's linker driver) reports it.
-fn gcc_eh() -> Option<PathBuf> {
+/// The absolute path of libgcc_eh.a as the C compiler (`CC`, else `cc`: rustc's linker driver)
+/// reports it; `None` when it names none.
+pub fn gcc_eh() -> Option<PathBuf> {
     let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
     let out = Command::new(cc)
         .arg("-print-file-name=libgcc_eh.a")
