@@ -300,11 +300,7 @@ async fn detail_agrees(s: &Store, all: &[Crash], e: &CrashGroup, days: i64, now:
 async fn summaries_follow_ingest_purge_and_regroup(db: Db) {
     let s = db.open().await;
     let batch = records(0, 400, 0x1234_5678);
-    for chunk in batch.chunks(37) {
-        s.insert_batch(chunk).await.unwrap();
-    }
-    // Duplicates change nothing.
-    s.insert_batch(&batch[..50]).await.unwrap();
+    common::ingest_with_duplicates(&s, &batch, 37, 50).await;
     agrees(&s, "after ingest").await;
 
     // Purge: everything older than 12 days.

@@ -331,11 +331,7 @@ async fn assert_view_exact(s: &Store, what: &str) {
 async fn hardware_summary_follows_ingest_and_purge(db: Db) {
     let s = db.open().await;
     let batch = oracle_records(0, 1200, 0x1234_5678);
-    for chunk in batch.chunks(100) {
-        s.insert_batch(chunk).await.unwrap();
-    }
-    // Duplicates change nothing.
-    s.insert_batch(&batch[..60]).await.unwrap();
+    common::ingest_with_duplicates(&s, &batch, 100, 60).await;
     assert_view_exact(&s, "after ingest").await;
 
     let mut retention = Retention {
@@ -366,23 +362,7 @@ async fn hardware_summary_with_two_instances_ingesting(db: Db) {
     let b = db.open().await;
     // Overlapping batches (a client retrying on the other instance).
     let all = oracle_records(0, 1000, 0xfeed_beef);
-    let run = |s: Store, recs: Vec<NewRecord>| {
-        tokio::spawn(async move {
-            for chunk in recs.chunks(25) {
-                // SQLite's single writer may be busy with the other instance: retry.
-                let mut tries = 0;
-                while let Err(e) = s.insert_batch(chunk).await {
-                    tries += 1;
-                    assert!(tries < 50, "{e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        })
-    };
-    let ta = run(a.clone(), all[..600].to_vec());
-    let tb = run(b.clone(), all[400..].to_vec());
-    ta.await.unwrap();
-    tb.await.unwrap();
+    common::ingest_on_two_instances(&a, &b, &all, 600, 400).await;
     assert_eq!(all_rows(&a).await.len(), 1000);
     assert_view_exact(&a, "instance a after concurrent ingest").await;
     assert_view_exact(&b, "instance b after concurrent ingest").await;

@@ -221,11 +221,7 @@ async fn assert_summaries_exact(s: &Store, what: &str) {
 async fn summaries_follow_ingest_and_purge(db: Db) {
     let s = db.open().await;
     let batch = records(0, 600, 0x1234_5678);
-    for chunk in batch.chunks(50) {
-        s.insert_batch(chunk).await.unwrap();
-    }
-    // Duplicates change nothing.
-    s.insert_batch(&batch[..40]).await.unwrap();
+    common::ingest_with_duplicates(&s, &batch, 50, 40).await;
     assert_summaries_exact(&s, "after ingest").await;
 
     let mut retention = Retention {
@@ -254,25 +250,7 @@ async fn two_instances_ingesting_at_once(db: Db) {
     let b = db.open().await;
     // Both instances get overlapping batches (a client retrying on the other instance).
     let all = records(0, 800, 0xfeed_beef);
-    let first = all[..500].to_vec();
-    let second = all[300..].to_vec();
-    let run = |s: Store, recs: Vec<NewRecord>| {
-        tokio::spawn(async move {
-            for chunk in recs.chunks(25) {
-                // SQLite's single writer may be busy with the other instance: retry.
-                let mut tries = 0;
-                while let Err(e) = s.insert_batch(chunk).await {
-                    tries += 1;
-                    assert!(tries < 50, "{e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        })
-    };
-    let ta = run(a.clone(), first);
-    let tb = run(b.clone(), second);
-    ta.await.unwrap();
-    tb.await.unwrap();
+    common::ingest_on_two_instances(&a, &b, &all, 500, 300).await;
     assert_eq!(all_rows(&a).await.len(), 800);
     assert_summaries_exact(&a, "instance a after concurrent ingest").await;
     assert_summaries_exact(&b, "instance b after concurrent ingest").await;

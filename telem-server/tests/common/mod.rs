@@ -262,3 +262,52 @@ macro_rules! server_on_both_engines {
         }
     };
 }
+
+/// Stores `records` through `s` in batches of `chunk`, retrying a batch while another instance
+/// holds SQLite's single writer.
+pub async fn ingest_retrying(
+    s: &telem_server::store::Store,
+    records: &[telem_server::store::NewRecord],
+    chunk: usize,
+) {
+    for batch in records.chunks(chunk) {
+        let mut tries = 0;
+        while let Err(e) = s.insert_batch(batch).await {
+            tries += 1;
+            assert!(tries < 50, "{e}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Two instances store overlapping parts of `all` at once, as a client retrying on the other
+/// instance would: `a` the records before `a_end`, `b` those from `b_start` on.
+pub async fn ingest_on_two_instances(
+    a: &telem_server::store::Store,
+    b: &telem_server::store::Store,
+    all: &[telem_server::store::NewRecord],
+    a_end: usize,
+    b_start: usize,
+) {
+    let run = |s: telem_server::store::Store, recs: Vec<telem_server::store::NewRecord>| {
+        tokio::spawn(async move { ingest_retrying(&s, &recs, 25).await })
+    };
+    let ta = run(a.clone(), all[..a_end].to_vec());
+    let tb = run(b.clone(), all[b_start..].to_vec());
+    ta.await.unwrap();
+    tb.await.unwrap();
+}
+
+/// Stores `batch` in batches of `chunk`, then its first `again` records once more (duplicates,
+/// which must change nothing).
+pub async fn ingest_with_duplicates(
+    s: &telem_server::store::Store,
+    batch: &[telem_server::store::NewRecord],
+    chunk: usize,
+    again: usize,
+) {
+    for c in batch.chunks(chunk) {
+        s.insert_batch(c).await.unwrap();
+    }
+    s.insert_batch(&batch[..again]).await.unwrap();
+}
