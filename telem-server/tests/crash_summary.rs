@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::Db;
+use common::{Db, Rng};
 use telem_server::config::Retention;
 use telem_server::crash::SkipList;
 use telem_server::store::{CountBy, CrashGroup, Filter, NewRecord, Signature, Store};
@@ -21,17 +21,6 @@ const DAY: i64 = 86_400;
 const FUNCTIONS: &[&str] = &["alpha", "beta", "gamma", "delta"];
 
 /// A small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 fn payload(function: &str) -> String {
     format!(
         "Process: /usr/bin/app\nPID: 100\nSignal: 6\n\nBacktrace (TID 100):\n\

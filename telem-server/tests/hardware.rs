@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::Db;
+use common::{Db, Rng};
 
 use common::{v4_headers, with, TestServer};
 use telem_server::config::Retention;
@@ -182,17 +182,6 @@ const ORACLE_CLASSES: &[&str] = &[
     "org.clearlinux/memoryx/corrected",
     "org.clearlinux/heartbeat/ping",
 ];
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// `n` records with identities from `first`, received over the 12 weeks before [`NOW`], from
 /// 1040 machines and 4 builds.

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::Db;
+use common::{Db, Rng};
 use telem_server::config::Retention;
 use telem_server::store::{CountBy, Filter, NewRecord, Population, Store, HEARTBEAT};
 
@@ -24,17 +24,6 @@ const CLASSES: &[&str] = &[
     "org.clearlinux/hello/world",
     "org.clearlinux/mce/corrected",
 ];
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// `n` records with identities from `first`, received over the 20 days before [`NOW`].
 fn records(first: u64, n: u64, seed: u64) -> Vec<NewRecord> {

@@ -311,3 +311,17 @@ pub async fn ingest_with_duplicates(
     }
     s.insert_batch(&batch[..again]).await.unwrap();
 }
+
+/// A small deterministic generator (xorshift) for the oracle suites' records: they need
+/// repeatable choices, not quality.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
