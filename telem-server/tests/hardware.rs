@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::{Db, Rng};
 
 use common::{v4_headers, with, TestServer};
-use telem_server::config::Retention;
 use telem_server::store::hardware::{
     day_string, week_start, ClassBuild, ClassWeek, Hardware, HwMachine, ThermalWeek, THERMAL,
 };
@@ -323,18 +322,8 @@ async fn hardware_summary_follows_ingest_and_purge(db: Db) {
     common::ingest_with_duplicates(&s, &batch, 100, 60).await;
     assert_view_exact(&s, "after ingest").await;
 
-    let mut retention = Retention {
-        days: 60,
-        ..Retention::default()
-    };
-    retention
-        .classification
-        .insert("org.clearlinux/mce/*".into(), 25);
-    let purged = s.purge(&retention, NOW).await.unwrap();
-    assert!(
-        purged.iter().map(|p| p.deleted).sum::<u64>() > 200,
-        "{purged:?}"
-    );
+    let deleted = common::purge_with(&s, 60, "org.clearlinux/mce/*", 25, NOW).await;
+    assert!(deleted > 200, "{deleted}");
     assert_view_exact(&s, "after a purge").await;
 
     // Ingest after the purge, including records of weeks the purge emptied.

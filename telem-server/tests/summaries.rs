@@ -9,7 +9,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{Db, Rng};
-use telem_server::config::Retention;
 use telem_server::store::{CountBy, Filter, NewRecord, Population, Store, HEARTBEAT};
 
 const DAY: i64 = 86_400;
@@ -213,18 +212,8 @@ async fn summaries_follow_ingest_and_purge(db: Db) {
     common::ingest_with_duplicates(&s, &batch, 50, 40).await;
     assert_summaries_exact(&s, "after ingest").await;
 
-    let mut retention = Retention {
-        days: 12,
-        ..Retention::default()
-    };
-    retention
-        .classification
-        .insert("org.clearlinux/heartbeat/*".into(), 5);
-    let purged = s.purge(&retention, NOW).await.unwrap();
-    assert!(
-        purged.iter().map(|p| p.deleted).sum::<u64>() > 100,
-        "{purged:?}"
-    );
+    let deleted = common::purge_with(&s, 12, "org.clearlinux/heartbeat/*", 5, NOW).await;
+    assert!(deleted > 100, "{deleted}");
     assert_summaries_exact(&s, "after a purge").await;
 
     // Ingest after the purge, including records of days the purge emptied.

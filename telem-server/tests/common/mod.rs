@@ -325,3 +325,21 @@ impl Rng {
         self.0 % n
     }
 }
+
+/// Purges at `now` with `days` of retention, `class_days` for the classifications matching
+/// `class`; the number of records deleted.
+pub async fn purge_with(
+    s: &telem_server::store::Store,
+    days: u32,
+    class: &str,
+    class_days: u32,
+    now: i64,
+) -> u64 {
+    let mut retention = telem_server::config::Retention {
+        days,
+        ..telem_server::config::Retention::default()
+    };
+    retention.classification.insert(class.into(), class_days);
+    let purged = s.purge(&retention, now).await.unwrap();
+    purged.iter().map(|p| p.deleted).sum()
+}
